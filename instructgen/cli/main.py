@@ -1,0 +1,27 @@
+"""The `instructgen` command group."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .templates import templates_group
+from .translate import translate_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="instructgen")
+def cli():
+    """Build instruction-tuning data for LLMs.
+
+    Converters turn corpora into <instruction, input, output> records phrased from
+    template pools; every run ends with a summary of what was read, written and rejected.
+    """
+
+
+cli.add_command(translate_cmd)
+cli.add_command(templates_group)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""Task converters: Example -> Record | Rejected, each with a batched form for Dataset.map."""

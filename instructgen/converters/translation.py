@@ -1,0 +1,265 @@
+"""Parallel sentence pairs -> translation instruction records.
+
+Per pair, in this order: strip whitespace; reject an empty side; reject a length-ratio outlier;
+reject a side not in its declared language; then for each direction, choose a pool language and
+a template as pure functions of (seed, task, key), render, and reject a record with a
+placeholder left in it. Exact duplicate pairs are removed afterwards by `finalize`, the one
+step that needs to see the whole stream, so the per-pair work can run in any number of
+processes and still give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..determinism import choose_index, content_key
+from ..errors import ConfigError, InputError
+from ..io.readers import FieldSpec, extract_pair
+from ..quality.filters import leftover_placeholders, length_ratio, length_units
+from ..quality.langid import LanguageCheck, make_backend
+from ..schema import Example, Record, Rejected
+from ..templates.languages import language_name, normalize_code
+from ..templates.pool import PoolSet
+
+TASK = "translation"
+DIRECTIONS = ("src2tgt", "tgt2src", "both")
+INSTRUCTION_LANG_MODES = ("src", "tgt", "mix")
+
+
+@dataclass(frozen=True)
+class TranslationOptions:
+    """Everything that decides the output; two runs with equal options give equal bytes."""
+
+    src_lang: str
+    tgt_lang: str
+    seed: int = 0
+    direction: str = "src2tgt"
+    instruction_lang: str = "en"  # a pool language code, or src | tgt | mix
+    templates: tuple[str, ...] = ()  # extra pool files
+    builtin_templates: bool = True
+    langid: str = "fasttext"  # fasttext | langdetect | none
+    langid_threshold: float = 0.5
+    langid_min_chars: int = 12
+    max_ratio: float | None = 3.0
+    ratio_min_units: int = 8  # pairs shorter than this (longer side, in units) skip the ratio check
+    dedup: bool = True
+    meta: bool = False
+    src_col: str | None = None
+    tgt_col: str | None = None
+
+
+@dataclass
+class Outcome:
+    """A converter's answer for one direction of one pair, with what dedup needs to know."""
+
+    item: Record | Rejected
+    dedup_key: str = ""
+    source_file: str | None = None
+    line: int | None = None
+    example: dict[str, Any] = field(default_factory=dict)
+
+
+class TranslationConverter:
+    """Callable on one Example (`convert`) or on a column batch (`__call__`, for Dataset.map)."""
+
+    def __init__(self, options: TranslationOptions) -> None:
+        if options.direction not in DIRECTIONS:
+            raise ConfigError(f"--direction must be one of {', '.join(DIRECTIONS)}, not '{options.direction}'")
+        self.options = options
+        self.src = normalize_code(options.src_lang)
+        self.tgt = normalize_code(options.tgt_lang)
+        if self.src == self.tgt:
+            raise ConfigError(f"source and target language are both '{self.src}'")
+        self.pools = PoolSet.load(TASK, options.templates, include_builtin=options.builtin_templates)
+        self._directions = ("src2tgt", "tgt2src") if options.direction == "both" else (options.direction,)
+        mode = options.instruction_lang
+        self._fixed_lang = None if mode in INSTRUCTION_LANG_MODES else self.pools.resolve_language(mode)
+        self._mix_langs = self.pools.languages
+        if mode in ("src", "tgt"):
+            # the record's source language is self.src for src2tgt and self.tgt for tgt2src
+            for d in self._directions:
+                s_code, t_code = (self.src, self.tgt) if d == "src2tgt" else (self.tgt, self.src)
+                self.pools.resolve_language(s_code if mode == "src" else t_code)  # fail now, not hours later
+        self.check = LanguageCheck(
+            make_backend(options.langid), threshold=options.langid_threshold, min_chars=options.langid_min_chars
+        )
+        self.spec = FieldSpec.for_languages(options.src_lang, options.tgt_lang, options.src_col, options.tgt_col)
+
+    # Pickle only the options: workers rebuild pools and the language model themselves.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"options": asdict(self.options)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        opts = dict(state["options"])
+        opts["templates"] = tuple(opts["templates"])
+        self.__init__(TranslationOptions(**opts))
+
+    def _pool_language(self, key: str, src_code: str, tgt_code: str) -> str:
+        if self._fixed_lang is not None:
+            return self._fixed_lang
+        mode = self.options.instruction_lang
+        if mode == "src":
+            return self.pools.resolve_language(src_code)
+        if mode == "tgt":
+            return self.pools.resolve_language(tgt_code)
+        langs = self._mix_langs
+        return langs[choose_index(len(langs), self.options.seed, TASK, key, "instruction_lang")]
+
+    def convert(self, example: Example) -> list[Outcome]:
+        opts = self.options
+        src = example.fields["source"].strip()
+        tgt = example.fields["target"].strip()
+        where = {"source_file": example.source_file, "line": example.line}
+        pair = {"source": src, "target": tgt}
+
+        def reject(reason: str, detail: str, extra: dict[str, Any] | None = None) -> Outcome:
+            ex = {**pair, **(extra or {})}
+            return Outcome(Rejected(reason=reason, detail=detail, example=ex, **where), example=ex, **where)
+
+        if not src:
+            return [reject("empty_source", "the source side is empty")]
+        if not tgt:
+            return [reject("empty_target", "the target side is empty")]
+        if opts.max_ratio is not None:
+            longest = max(length_units(src), length_units(tgt))
+            if longest >= opts.ratio_min_units:
+                ratio = length_ratio(src, tgt)
+                if ratio > opts.max_ratio:
+                    return [reject("length_ratio", f"length ratio {ratio:.1f} > {opts.max_ratio:g}")]
+        problem = self.check.check(src, self.src)
+        if problem:
+            return [reject("wrong_language_source", problem)]
+        problem = self.check.check(tgt, self.tgt)
+        if problem:
+            return [reject("wrong_language_target", problem)]
+
+        key = example.key or content_key(src, tgt)
+        out = []
+        for direction in self._directions:
+            if direction == "src2tgt":
+                s_text, t_text, s_code, t_code = src, tgt, self.src, self.tgt
+            else:
+                s_text, t_text, s_code, t_code = tgt, src, self.tgt, self.src
+            lang = self._pool_language(key, s_code, t_code)
+            template = self.pools.choose(lang, opts.seed, key)
+            values = {
+                "source": s_text,
+                "target": t_text,
+                "src_lang": language_name(s_code, lang),
+                "tgt_lang": language_name(t_code, lang),
+                "src_code": s_code,
+                "tgt_code": t_code,
+            }
+            rendered = template.render(values)
+            left = leftover_placeholders(
+                [rendered["instruction"], rendered["input"], rendered["output"]], [s_text, t_text]
+            )
+            if left:
+                out.append(
+                    reject(
+                        "unrendered_placeholder",
+                        f"template {template.id} left {', '.join(left)}",
+                        {"direction": direction, "template_id": template.id},
+                    )
+                )
+                continue
+            meta: dict[str, Any] = {}
+            if opts.meta:
+                meta = {
+                    "key": key,
+                    "template_id": template.id,
+                    "template_hash": template.text_hash,
+                    "instruction_lang": lang,
+                    "src_code": s_code,
+                    "tgt_code": t_code,
+                    "direction": direction,
+                    "source_file": example.source_file,
+                    "line": example.line,
+                }
+            record = Record(
+                instruction=rendered["instruction"],
+                input=rendered["input"],
+                output=rendered["output"],
+                system=rendered["system"],
+                meta=meta,
+            )
+            out.append(
+                Outcome(
+                    record,
+                    dedup_key=f"{direction}\x1f{src}\x1f{tgt}",
+                    example={**pair, "direction": direction, "template_id": template.id, "instruction_lang": lang},
+                    **where,
+                )
+            )
+        return out
+
+    # --- batched form for datasets.Dataset.map(batched=True, with_indices=True) --------------
+
+    def __call__(self, batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
+        names = list(batch)
+        n = len(batch[names[0]]) if names else 0
+        outcomes: list[Outcome] = []
+        for i in range(n):
+            row = {name: batch[name][i] for name in names}
+            line = (indices[i] + 1) if indices is not None else None
+            try:
+                src, tgt = extract_pair(row, self.spec, path=None, line=line)
+            except InputError as exc:
+                outcomes.append(
+                    Outcome(Rejected(reason=exc.reason, detail=exc.message, line=line), line=line,
+                            example={"raw": json.dumps(row, ensure_ascii=False, default=str)})
+                )
+                continue
+            outcomes.extend(self.convert(Example(key="", fields={"source": src, "target": tgt}, line=line)))
+        return outcomes_to_columns(outcomes)
+
+
+COLUMNS = ("kind", "payload", "dedup_key")
+
+
+def outcomes_to_columns(outcomes: list[Outcome]) -> dict[str, list]:
+    """Flatten outcomes into three string columns, Arrow-friendly whatever the record holds."""
+    cols: dict[str, list] = {c: [] for c in COLUMNS}
+    for o in outcomes:
+        is_record = isinstance(o.item, Record)
+        cols["kind"].append("record" if is_record else "rejected")
+        body = {
+            "item": o.item.model_dump(mode="json"),
+            "source_file": o.source_file,
+            "line": o.line,
+            "example": o.example,
+        }
+        cols["payload"].append(json.dumps(body, ensure_ascii=False))
+        cols["dedup_key"].append(o.dedup_key)
+    return cols
+
+
+def outcomes_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Outcome]:
+    for row in rows:
+        body = json.loads(row["payload"])
+        item = Record.model_validate(body["item"]) if row["kind"] == "record" else Rejected.model_validate(body["item"])
+        yield Outcome(item, dedup_key=row["dedup_key"], source_file=body["source_file"], line=body["line"],
+                      example=body["example"])
+
+
+def finalize(outcomes: Iterable[Outcome], *, dedup: bool = True) -> Iterator[Record | Rejected]:
+    """The sequential tail of every run: drop exact duplicates, keeping the first occurrence."""
+    seen: dict[str, int | None] = {}
+    for o in outcomes:
+        item = o.item
+        if dedup and isinstance(item, Record):
+            if o.dedup_key in seen:
+                first = seen[o.dedup_key]
+                yield Rejected(
+                    reason="duplicate_pair",
+                    detail="exact duplicate of an earlier pair" + (f" (line {first})" if first else ""),
+                    source_file=o.source_file,
+                    line=o.line,
+                    example=o.example,
+                )
+                continue
+            seen[o.dedup_key] = o.line
+        yield item

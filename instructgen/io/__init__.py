@@ -1,0 +1,1 @@
+"""Reading sources into Examples and writing Records in the layouts trainers expect."""

@@ -1,0 +1,47 @@
+"""Per-example checks that need no global state (so they run unchanged in any worker)."""
+
+from __future__ import annotations
+
+import re
+
+# Characters written without spaces between words: each one counts as a word-sized unit.
+_DENSE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u0e00-\u0e7f]")
+_NON_DENSE_WORD = re.compile(
+    r"[^\s\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u0e00-\u0e7f]+"
+)
+
+
+def length_units(text: str) -> int:
+    """Comparable length across scripts: CJK/Thai characters count one each, other words one each.
+
+    Character counts make zh->en pairs look 3-8x unbalanced (WMT21 has 83 zh characters
+    against 687 en characters for a faithful pair); units keep a faithful pair near 1-2x.
+    """
+    return len(_DENSE.findall(text)) + len(_NON_DENSE_WORD.findall(text))
+
+
+def length_ratio(a: str, b: str) -> float:
+    ua, ub = length_units(a), length_units(b)
+    return max(ua, ub) / max(1, min(ua, ub))
+
+
+# Placeholder shapes: Jinja delimiters, and the bracketed contract names LLM prompts use.
+_PLACEHOLDER = re.compile(
+    r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}"
+    r"|[\[{【<]\s*(?:src_lang|tgt_lang|src_code|tgt_code|source|target|input|output|name|developer|label|labels|options|text)\s*[\]}】>]"
+)
+
+
+def find_placeholders(text: str) -> list[str]:
+    return _PLACEHOLDER.findall(text)
+
+
+def leftover_placeholders(rendered: list[str], data: list[str]) -> list[str]:
+    """Placeholders in rendered text that the data itself did not bring in."""
+    from collections import Counter
+
+    seen = Counter(p for text in rendered for p in find_placeholders(text))
+    if not seen:
+        return []
+    seen.subtract(Counter(p for text in data for p in find_placeholders(text)))
+    return sorted(p for p, n in seen.items() if n > 0)

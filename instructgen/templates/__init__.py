@@ -1,0 +1,1 @@
+"""Template pools: instructions phrased from data files, rendered in a sandbox."""

@@ -1,0 +1,76 @@
+"""Each task's placeholder contract: which variables a template may use and which it must keep.
+
+Validation against the contract is what lets a pool come from an LLM or a user and still be
+trusted: a template that drops the source sentence, or asks for `{{ tgt_langg }}`, fails on
+load instead of producing a corpus of wrong records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """At least one of `variables` must appear in at least one of `fields`."""
+
+    variables: tuple[str, ...]
+    fields: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    variables: dict[str, str]  # variable -> what it holds (shown by `templates show` and to LLMs)
+    requirements: tuple[Requirement, ...] = ()
+    sample: dict[str, str] = field(default_factory=dict)  # values for the trial render on load
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    _TASKS[spec.name] = spec
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    from ..errors import ConfigError
+
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown task '{name}' (known: {', '.join(sorted(_TASKS))})") from None
+
+
+def known_tasks() -> list[str]:
+    return sorted(_TASKS)
+
+
+TRANSLATION = register_task(
+    TaskSpec(
+        name="translation",
+        variables={
+            "source": "the sentence to translate",
+            "target": "its translation (the answer)",
+            "src_lang": "source language name, written in the pool's language",
+            "tgt_lang": "target language name, written in the pool's language",
+            "src_code": "source language code (BCP-47)",
+            "tgt_code": "target language code (BCP-47)",
+        },
+        requirements=(
+            Requirement(("source",), ("instruction", "input"), "the prompt must contain the source text"),
+            Requirement(("target",), ("output",), "the answer must contain the translation"),
+            Requirement(("tgt_lang",), ("instruction",), "the instruction must name the target language"),
+        ),
+        sample={
+            "source": "SAMPLE-SOURCE",
+            "target": "SAMPLE-TARGET",
+            "src_lang": "SRC-LANG",
+            "tgt_lang": "TGT-LANG",
+            "src_code": "xx",
+            "tgt_code": "yy",
+        },
+    )
+)
