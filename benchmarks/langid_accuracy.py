@@ -59,7 +59,9 @@ def main() -> None:
         dt = (time.perf_counter() - t0) / len(sample) * 1e6
         caught = sum(1 for text, lang in sample if check.check(text, SWAP[lang]))
         n = len(sample)
-        print(f"{name:<11} {false_rej:>7} / {n:<6} ({false_rej / n:6.2%}) {caught:>7} / {n:<6} ({caught / n:6.2%}) {dt:9.1f}")
+        print(
+            f"{name:<11} {false_rej:>7} / {n:<6} ({false_rej / n:6.2%}) {caught:>7} / {n:<6} ({caught / n:6.2%}) {dt:9.1f}"
+        )
 
 
 if __name__ == "__main__":

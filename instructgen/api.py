@@ -95,14 +95,28 @@ def translate(
     except ImportError:  # pragma: no cover - datasets is a core dependency
         datasets = None
     if datasets is not None and isinstance(data, datasets.Dataset):
-        stream = _count(finalize(_map_dataset(data, converter, num_proc, report), dedup=converter.options.dedup), report)
+        stream = _count(
+            finalize(_map_dataset(data, converter, num_proc, report), dedup=converter.options.dedup), report
+        )
     else:
         if isinstance(data, (str, Path)):
-            items = read_parallel(data, src_lang=src_lang, tgt_lang=tgt_lang, src_col=converter.options.src_col,
-                                  tgt_col=converter.options.tgt_col, on_error=on_error)
+            items = read_parallel(
+                data,
+                src_lang=src_lang,
+                tgt_lang=tgt_lang,
+                src_col=converter.options.src_col,
+                tgt_col=converter.options.tgt_col,
+                on_error=on_error,
+            )
         else:
-            items = iter_pairs(data, src_lang=src_lang, tgt_lang=tgt_lang, src_col=converter.options.src_col,
-                               tgt_col=converter.options.tgt_col, on_error=on_error)
+            items = iter_pairs(
+                data,
+                src_lang=src_lang,
+                tgt_lang=tgt_lang,
+                src_col=converter.options.src_col,
+                tgt_col=converter.options.tgt_col,
+                on_error=on_error,
+            )
         stream = run_items(items, converter.convert, report=report, dedup=converter.options.dedup)
     for item in stream:
         if isinstance(item, Record):
@@ -113,7 +127,9 @@ def translate(
     return result
 
 
-def _map_dataset(ds: Any, converter: TranslationConverter, num_proc: int | None, report: Report) -> Iterator[Outcome]:
+def _map_dataset(
+    ds: Any, converter: TranslationConverter, num_proc: int | None, report: Report
+) -> Iterator[Outcome]:
     report.read += len(ds)
     mapped = ds.map(
         converter,

@@ -31,19 +31,46 @@ def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """-o, --format, --columns, --meta, --rejects, --seed, --quiet: the same for every converter."""
     decorators = [
-        click.option("-o", "--output", default="-", show_default=True,
-                     help="Output file; '-' writes to stdout. Files are written atomically."),
-        click.option("--format", "fmt", type=click.Choice(["alpaca", "alpaca-json", "sharegpt", "messages"]),
-                     default="alpaca", show_default=True,
-                     help="alpaca = Alpaca JSONL; alpaca-json = one JSON array; sharegpt / messages = chat JSONL."),
-        click.option("--columns", default=None, metavar="I,Q,A",
-                     help="Alpaca JSONL with your own column names, e.g. instruct,query,answer."),
-        click.option("--meta", is_flag=True, help="Add a 'meta' object to every record (template id and hash, "
-                     "languages, direction, source file and line)."),
-        click.option("--rejects", default=None, metavar="FILE",
-                     help="Write every rejected example, with its reason code, to this JSONL file."),
-        click.option("--seed", default=0, show_default=True, type=int,
-                     help="Seed for every random choice; with the record's key it fixes the output."),
+        click.option(
+            "-o",
+            "--output",
+            default="-",
+            show_default=True,
+            help="Output file; '-' writes to stdout. Files are written atomically.",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["alpaca", "alpaca-json", "sharegpt", "messages"]),
+            default="alpaca",
+            show_default=True,
+            help="alpaca = Alpaca JSONL; alpaca-json = one JSON array; sharegpt / messages = chat JSONL.",
+        ),
+        click.option(
+            "--columns",
+            default=None,
+            metavar="I,Q,A",
+            help="Alpaca JSONL with your own column names, e.g. instruct,query,answer.",
+        ),
+        click.option(
+            "--meta",
+            is_flag=True,
+            help="Add a 'meta' object to every record (template id and hash, "
+            "languages, direction, source file and line).",
+        ),
+        click.option(
+            "--rejects",
+            default=None,
+            metavar="FILE",
+            help="Write every rejected example, with its reason code, to this JSONL file.",
+        ),
+        click.option(
+            "--seed",
+            default=0,
+            show_default=True,
+            type=int,
+            help="Seed for every random choice; with the record's key it fixes the output.",
+        ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
     ]
     for deco in reversed(decorators):
@@ -56,5 +83,7 @@ def parse_columns(value: str | None) -> list[str] | None:
         return None
     cols = [c.strip() for c in value.split(",") if c.strip()]
     if len(cols) < 3:
-        raise click.BadParameter("give at least three names: instruction,input,output", param_hint="--columns")
+        raise click.BadParameter(
+            "give at least three names: instruction,input,output", param_hint="--columns"
+        )
     return cols

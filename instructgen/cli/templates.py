@@ -24,7 +24,9 @@ def templates_group():
 def list_cmd(task, verbose):
     """List the shipped pools: task, language and number of templates."""
     for pool in load_builtin_pools(task):
-        click.echo(f"{pool.path}\ttask={pool.task}\tlanguage={pool.language}\ttemplates={len(pool.templates)}")
+        click.echo(
+            f"{pool.path}\ttask={pool.task}\tlanguage={pool.language}\ttemplates={len(pool.templates)}"
+        )
         if verbose:
             for t in pool.templates:
                 click.echo(f"  {t.id}\t{t.spec.instruction[:70]!r}")
@@ -32,7 +34,9 @@ def list_cmd(task, verbose):
 
 @templates_group.command("show")
 @click.argument("template_id")
-@click.option("--templates", "template_files", multiple=True, type=click.Path(), help="Also search these pools.")
+@click.option(
+    "--templates", "template_files", multiple=True, type=click.Path(), help="Also search these pools."
+)
 @fail_cleanly
 def show_cmd(template_id, template_files):
     """Show one template: its fields, pool, variables and a sample rendering."""
@@ -43,7 +47,9 @@ def show_cmd(template_id, template_files):
                 continue
             task = get_task(pool.task)
             click.echo(f"id: {t.id}\npool: {pool.path}" + (f":{t.line}" if t.line else ""))
-            click.echo(f"task: {pool.task}\nlanguage: {pool.language}\nhash: {t.text_hash}\nsource: {t.spec.source}")
+            click.echo(
+                f"task: {pool.task}\nlanguage: {pool.language}\nhash: {t.text_hash}\nsource: {t.spec.source}"
+            )
             for field in ("system", "instruction", "input", "output"):
                 value = getattr(t.spec, field)
                 if value:

@@ -27,37 +27,105 @@ Examples:
 @click.argument("input_path", metavar="INPUT", required=False, type=click.Path())
 @click.option("--src-lang", required=True, help="Language of the source side (BCP-47: zh, en, de, pt-BR...).")
 @click.option("--tgt-lang", required=True, help="Language of the target side.")
-@click.option("--src-file", type=click.Path(), help="Line-aligned source file (Moses/OPUS style), with --tgt-file.")
+@click.option(
+    "--src-file", type=click.Path(), help="Line-aligned source file (Moses/OPUS style), with --tgt-file."
+)
 @click.option("--tgt-file", type=click.Path(), help="Line-aligned target file.")
 @click.option("--src-col", help="Source column: a name, a dotted path (translation.de) or a 0-based index.")
 @click.option("--tgt-col", help="Target column, as --src-col.")
-@click.option("--input-format", type=click.Choice(["tsv", "csv", "jsonl", "json", "hf"]),
-              help="Override the format guessed from INPUT's extension (hf = a save_to_disk folder).")
-@click.option("--header", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-              help="Whether a TSV/CSV file starts with a header row (auto: a first row naming both sides).")
+@click.option(
+    "--input-format",
+    type=click.Choice(["tsv", "csv", "jsonl", "json", "hf"]),
+    help="Override the format guessed from INPUT's extension (hf = a save_to_disk folder).",
+)
+@click.option(
+    "--header",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="auto",
+    show_default=True,
+    help="Whether a TSV/CSV file starts with a header row (auto: a first row naming both sides).",
+)
 @click.option("--split", help="Split to read from a DatasetDict folder.")
-@click.option("--direction", type=click.Choice(DIRECTIONS), default="src2tgt", show_default=True,
-              help="Which way to translate; 'both' writes each pair twice. It flips the data, never the template.")
-@click.option("--instruction-lang", default="en", show_default=True,
-              help="Language the instruction is written in: a pool language (en, zh, ...), src, tgt or mix.")
-@click.option("--templates", "template_files", multiple=True, type=click.Path(),
-              help="Extra template pool file (repeatable); see 'instructgen templates'.")
+@click.option(
+    "--direction",
+    type=click.Choice(DIRECTIONS),
+    default="src2tgt",
+    show_default=True,
+    help="Which way to translate; 'both' writes each pair twice. It flips the data, never the template.",
+)
+@click.option(
+    "--instruction-lang",
+    default="en",
+    show_default=True,
+    help="Language the instruction is written in: a pool language (en, zh, ...), src, tgt or mix.",
+)
+@click.option(
+    "--templates",
+    "template_files",
+    multiple=True,
+    type=click.Path(),
+    help="Extra template pool file (repeatable); see 'instructgen templates'.",
+)
 @click.option("--no-builtin-templates", is_flag=True, help="Use only the pools given with --templates.")
-@click.option("--langid", type=click.Choice(["fasttext", "langdetect", "none"]), default="fasttext",
-              show_default=True, help="Language-ID backend that checks each side is in its declared language.")
-@click.option("--langid-threshold", type=float, default=0.5, show_default=True,
-              help="Reject a side detected as another language with at least this confidence.")
-@click.option("--max-ratio", type=float, default=3.0, show_default=True,
-              help="Reject pairs whose length ratio (CJK characters and words as units) exceeds this; 0 = off.")
+@click.option(
+    "--langid",
+    type=click.Choice(["fasttext", "langdetect", "none"]),
+    default="fasttext",
+    show_default=True,
+    help="Language-ID backend that checks each side is in its declared language.",
+)
+@click.option(
+    "--langid-threshold",
+    type=float,
+    default=0.6,
+    show_default=True,
+    help="Reject a side detected as another language with at least this confidence.",
+)
+@click.option(
+    "--max-ratio",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Reject pairs whose length ratio (CJK characters and words as units) exceeds this; 0 = off.",
+)
 @click.option("--no-dedup", is_flag=True, help="Keep exact duplicate pairs.")
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True,
-              help="On malformed input: stop with file and line (raise), or count it as rejected and go on (skip).")
+@click.option(
+    "--on-error",
+    type=click.Choice(["raise", "skip"]),
+    default="raise",
+    show_default=True,
+    help="On malformed input: stop with file and line (raise), or count it as rejected and go on (skip).",
+)
 @output_options
 @fail_cleanly
-def translate_cmd(input_path, src_lang, tgt_lang, src_file, tgt_file, src_col, tgt_col, input_format, header,
-                  split, direction, instruction_lang, template_files, no_builtin_templates, langid,
-                  langid_threshold, max_ratio, no_dedup, on_error, output, fmt, columns, meta, rejects, seed,
-                  quiet):
+def translate_cmd(
+    input_path,
+    src_lang,
+    tgt_lang,
+    src_file,
+    tgt_file,
+    src_col,
+    tgt_col,
+    input_format,
+    header,
+    split,
+    direction,
+    instruction_lang,
+    template_files,
+    no_builtin_templates,
+    langid,
+    langid_threshold,
+    max_ratio,
+    no_dedup,
+    on_error,
+    output,
+    fmt,
+    columns,
+    meta,
+    rejects,
+    seed,
+    quiet,
+):
     """Turn parallel sentence pairs into translation instruction records.
 
     INPUT is a TSV/CSV file (two columns, or named ones), JSONL/JSON (fields such as
@@ -66,21 +134,43 @@ def translate_cmd(input_path, src_lang, tgt_lang, src_file, tgt_file, src_col, t
     by --seed and the pair itself, so reruns give identical files.
     """
     options = TranslationOptions(
-        src_lang=src_lang, tgt_lang=tgt_lang, seed=seed, direction=direction, instruction_lang=instruction_lang,
-        templates=tuple(template_files), builtin_templates=not no_builtin_templates, langid=langid,
-        langid_threshold=langid_threshold, max_ratio=max_ratio or None, dedup=not no_dedup, meta=meta,
-        src_col=src_col, tgt_col=tgt_col,
+        src_lang=src_lang,
+        tgt_lang=tgt_lang,
+        seed=seed,
+        direction=direction,
+        instruction_lang=instruction_lang,
+        templates=tuple(template_files),
+        builtin_templates=not no_builtin_templates,
+        langid=langid,
+        langid_threshold=langid_threshold,
+        max_ratio=max_ratio or None,
+        dedup=not no_dedup,
+        meta=meta,
+        src_col=src_col,
+        tgt_col=tgt_col,
     )
     converter = TranslationConverter(options)
-    items = read_parallel(input_path, src_lang=src_lang, tgt_lang=tgt_lang, src_file=src_file, tgt_file=tgt_file,
-                          src_col=src_col, tgt_col=tgt_col, input_format=input_format, header=header, split=split,
-                          on_error=on_error)
+    items = read_parallel(
+        input_path,
+        src_lang=src_lang,
+        tgt_lang=tgt_lang,
+        src_file=src_file,
+        tgt_file=tgt_file,
+        src_col=src_col,
+        tgt_col=tgt_col,
+        input_format=input_format,
+        header=header,
+        split=split,
+        on_error=on_error,
+    )
     total = count_rows(src_file or input_path) if (src_file or input_path) else None
     show = not quiet and (total is None or total >= PROGRESS_MIN_ROWS)
     report = Report(task="translation")
-    with tqdm(items, total=total, disable=not show, unit="pair", desc="translate", leave=False) as bar, \
-            RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer, \
-            JsonlSink(rejects) as sink:
+    with (
+        tqdm(items, total=total, disable=not show, unit="pair", desc="translate", leave=False) as bar,
+        RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer,
+        JsonlSink(rejects) as sink,
+    ):
         for item in run_items(bar, converter.convert, report=report, dedup=options.dedup):
             if isinstance(item, Record):
                 writer.write(item)

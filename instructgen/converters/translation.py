@@ -41,7 +41,7 @@ class TranslationOptions:
     templates: tuple[str, ...] = ()  # extra pool files
     builtin_templates: bool = True
     langid: str = "fasttext"  # fasttext | langdetect | none
-    langid_threshold: float = 0.5
+    langid_threshold: float = 0.6
     langid_min_chars: int = 12
     max_ratio: float | None = 3.0
     ratio_min_units: int = 8  # pairs shorter than this (longer side, in units) skip the ratio check
@@ -67,7 +67,9 @@ class TranslationConverter:
 
     def __init__(self, options: TranslationOptions) -> None:
         if options.direction not in DIRECTIONS:
-            raise ConfigError(f"--direction must be one of {', '.join(DIRECTIONS)}, not '{options.direction}'")
+            raise ConfigError(
+                f"--direction must be one of {', '.join(DIRECTIONS)}, not '{options.direction}'"
+            )
         self.options = options
         self.src = normalize_code(options.src_lang)
         self.tgt = normalize_code(options.tgt_lang)
@@ -83,10 +85,17 @@ class TranslationConverter:
             for d in self._directions:
                 s_code, t_code = (self.src, self.tgt) if d == "src2tgt" else (self.tgt, self.src)
                 self.pools.resolve_language(s_code if mode == "src" else t_code)  # fail now, not hours later
-        self.check = LanguageCheck(
-            make_backend(options.langid), threshold=options.langid_threshold, min_chars=options.langid_min_chars
+        backend = make_backend(options.langid)
+        self.check = (
+            None
+            if backend is None
+            else LanguageCheck(
+                backend, threshold=options.langid_threshold, min_chars=options.langid_min_chars
+            )
         )
-        self.spec = FieldSpec.for_languages(options.src_lang, options.tgt_lang, options.src_col, options.tgt_col)
+        self.spec = FieldSpec.for_languages(
+            options.src_lang, options.tgt_lang, options.src_col, options.tgt_col
+        )
 
     # Pickle only the options: workers rebuild pools and the language model themselves.
     def __getstate__(self) -> dict[str, Any]:
@@ -129,12 +138,13 @@ class TranslationConverter:
                 ratio = length_ratio(src, tgt)
                 if ratio > opts.max_ratio:
                     return [reject("length_ratio", f"length ratio {ratio:.1f} > {opts.max_ratio:g}")]
-        problem = self.check.check(src, self.src)
-        if problem:
-            return [reject("wrong_language_source", problem)]
-        problem = self.check.check(tgt, self.tgt)
-        if problem:
-            return [reject("wrong_language_target", problem)]
+        if self.check is not None:
+            problem = self.check.check(src, self.src)
+            if problem:
+                return [reject("wrong_language_source", problem)]
+            problem = self.check.check(tgt, self.tgt)
+            if problem:
+                return [reject("wrong_language_target", problem)]
 
         key = example.key or content_key(src, tgt)
         out = []
@@ -190,7 +200,12 @@ class TranslationConverter:
                 Outcome(
                     record,
                     dedup_key=f"{direction}\x1f{src}\x1f{tgt}",
-                    example={**pair, "direction": direction, "template_id": template.id, "instruction_lang": lang},
+                    example={
+                        **pair,
+                        "direction": direction,
+                        "template_id": template.id,
+                        "instruction_lang": lang,
+                    },
                     **where,
                 )
             )
@@ -209,8 +224,11 @@ class TranslationConverter:
                 src, tgt = extract_pair(row, self.spec, path=None, line=line)
             except InputError as exc:
                 outcomes.append(
-                    Outcome(Rejected(reason=exc.reason, detail=exc.message, line=line), line=line,
-                            example={"raw": json.dumps(row, ensure_ascii=False, default=str)})
+                    Outcome(
+                        Rejected(reason=exc.reason, detail=exc.message, line=line),
+                        line=line,
+                        example={"raw": json.dumps(row, ensure_ascii=False, default=str)},
+                    )
                 )
                 continue
             outcomes.extend(self.convert(Example(key="", fields={"source": src, "target": tgt}, line=line)))
@@ -240,9 +258,18 @@ def outcomes_to_columns(outcomes: list[Outcome]) -> dict[str, list]:
 def outcomes_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Outcome]:
     for row in rows:
         body = json.loads(row["payload"])
-        item = Record.model_validate(body["item"]) if row["kind"] == "record" else Rejected.model_validate(body["item"])
-        yield Outcome(item, dedup_key=row["dedup_key"], source_file=body["source_file"], line=body["line"],
-                      example=body["example"])
+        item = (
+            Record.model_validate(body["item"])
+            if row["kind"] == "record"
+            else Rejected.model_validate(body["item"])
+        )
+        yield Outcome(
+            item,
+            dedup_key=row["dedup_key"],
+            source_file=body["source_file"],
+            line=body["line"],
+            example=body["example"],
+        )
 
 
 def finalize(outcomes: Iterable[Outcome], *, dedup: bool = True) -> Iterator[Record | Rejected]:

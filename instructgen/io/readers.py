@@ -28,7 +28,11 @@ def detect_format(path: str | Path) -> str:
     """tsv | csv | jsonl | json | hf (a `save_to_disk` folder), from the name or folder contents."""
     p = Path(path)
     if p.is_dir():
-        if (p / "dataset_info.json").exists() or (p / "state.json").exists() or (p / "dataset_dict.json").exists():
+        if (
+            (p / "dataset_info.json").exists()
+            or (p / "state.json").exists()
+            or (p / "dataset_dict.json").exists()
+        ):
             return "hf"
         raise ConfigError(f"{p}: a folder that is not a dataset saved with save_to_disk")
     suffix = p.suffix.lower()
@@ -59,11 +63,9 @@ def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     Lines are split on LF only: a stray CR inside a Moses line must not shift the alignment.
     """
     shown = str(path)
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise InputError("file not found", path=shown) from None
-    with f:
+    if not Path(path).is_file():
+        raise InputError("file not found", path=shown)
+    with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
@@ -158,15 +160,21 @@ def extract_pair(
                 msg = f"no {side} text: tried {tried}; the row has {have}"
             else:
                 msg = f"no {side} text: the row has {len(row)} column(s), tried {tried}"
-            raise InputError(msg, path=path, line=line, field=str(usable[0]) if usable else side,
-                             reason="missing_field")
+            raise InputError(
+                msg, path=path, line=line, field=str(usable[0]) if usable else side, reason="missing_field"
+            )
     return out[0], out[1]
 
 
 def _rejected(exc: InputError, raw: Any = None) -> Rejected:
     example = {} if raw is None else {"raw": raw if not isinstance(raw, str) else raw[:2000]}
-    return Rejected(reason=exc.reason, detail=exc.message if exc.field is None else f"field '{exc.field}': {exc.message}",
-                    source_file=exc.path, line=exc.line, example=example)
+    return Rejected(
+        reason=exc.reason,
+        detail=exc.message if exc.field is None else f"field '{exc.field}': {exc.message}",
+        source_file=exc.path,
+        line=exc.line,
+        example=example,
+    )
 
 
 def _pair_example(src: str, tgt: str, path: str | None, line: int | None, key: str = "") -> Example:
@@ -191,7 +199,7 @@ def read_line_aligned(src_file: str | Path, tgt_file: str | Path) -> Iterator[It
             reason="misaligned",
         )
     shown = str(src_file)
-    for (line, src), (_, tgt) in zip(iter_text_lines(src_file), iter_text_lines(tgt_file)):
+    for (line, src), (_, tgt) in zip(iter_text_lines(src_file), iter_text_lines(tgt_file), strict=True):
         yield _pair_example(src, tgt, shown, line)
 
 
@@ -236,8 +244,12 @@ def read_tabular(
                 continue
             yield _pair_example(src, tgt, shown, line)
     except csv.Error as exc:
-        raise InputError(f"malformed {('TSV' if delimiter == chr(9) else 'CSV')}: {exc}", path=shown,
-                         line=reader.line_num, reason="malformed_row") from None
+        raise InputError(
+            f"malformed {('TSV' if delimiter == chr(9) else 'CSV')}: {exc}",
+            path=shown,
+            line=reader.line_num,
+            reason="malformed_row",
+        ) from None
 
 
 def _header(row: list[str], spec: FieldSpec, mode: str, path: str) -> list[str]:
@@ -270,11 +282,16 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InputError(
-                    f"invalid JSON: {exc.msg} (column {exc.colno})", path=shown, line=line, reason="malformed_json"
+                    f"invalid JSON: {exc.msg} (column {exc.colno})",
+                    path=shown,
+                    line=line,
+                    reason="malformed_json",
                 ) from None
             if not isinstance(row, dict):
                 raise InputError(
-                    f"expected a JSON object, found {type(row).__name__}", path=shown, line=line,
+                    f"expected a JSON object, found {type(row).__name__}",
+                    path=shown,
+                    line=line,
                     reason="malformed_json",
                 )
             src, tgt = extract_pair(row, spec, path=shown, line=line)
@@ -294,7 +311,10 @@ def read_json(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> 
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(
-            f"invalid JSON: {exc.msg} (column {exc.colno})", path=shown, line=exc.lineno, reason="malformed_json"
+            f"invalid JSON: {exc.msg} (column {exc.colno})",
+            path=shown,
+            line=exc.lineno,
+            reason="malformed_json",
         ) from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
@@ -307,8 +327,12 @@ def _iter_rows(rows: Iterable[Any], spec: FieldSpec, shown: str | None, on_error
     for i, row in enumerate(rows):
         try:
             if not isinstance(row, dict):
-                raise InputError(f"expected an object, found {type(row).__name__}", path=shown, line=i + 1,
-                                 reason="malformed_json")
+                raise InputError(
+                    f"expected an object, found {type(row).__name__}",
+                    path=shown,
+                    line=i + 1,
+                    reason="malformed_json",
+                )
             src, tgt = extract_pair(row, spec, path=shown, line=i + 1, where_field=f"[{i}].")
         except InputError as exc:
             if on_error != "skip":
@@ -318,7 +342,9 @@ def _iter_rows(rows: Iterable[Any], spec: FieldSpec, shown: str | None, on_error
         yield _pair_example(src, tgt, shown, i + 1)
 
 
-def read_hf_disk(path: str | Path, spec: FieldSpec, *, split: str | None = None, on_error: str = "raise") -> Iterator[Item]:
+def read_hf_disk(
+    path: str | Path, spec: FieldSpec, *, split: str | None = None, on_error: str = "raise"
+) -> Iterator[Item]:
     """A dataset saved with `Dataset.save_to_disk` (or a DatasetDict with --split)."""
     import datasets
 
@@ -370,8 +396,15 @@ def read_parallel(
     raise ConfigError(f"unknown input format '{fmt}' (tsv, csv, jsonl, json, hf)")
 
 
-def iter_pairs(pairs: Iterable[Any], *, src_lang: str, tgt_lang: str, src_col: str | None = None,
-               tgt_col: str | None = None, on_error: str = "raise") -> Iterator[Item]:
+def iter_pairs(
+    pairs: Iterable[Any],
+    *,
+    src_lang: str,
+    tgt_lang: str,
+    src_col: str | None = None,
+    tgt_col: str | None = None,
+    on_error: str = "raise",
+) -> Iterator[Item]:
     """Pairs given in Python: (src, tgt) tuples, dicts, or rows of a `datasets.Dataset`."""
     spec = FieldSpec.for_languages(src_lang, tgt_lang, src_col, tgt_col)
     for i, row in enumerate(pairs):
@@ -387,8 +420,11 @@ def iter_pairs(pairs: Iterable[Any], *, src_lang: str, tgt_lang: str, src_col: s
 def _one_row(row: Any, spec: FieldSpec, i: int, on_error: str) -> Iterator[Item]:
     try:
         if not isinstance(row, (dict, list, tuple)):
-            raise InputError(f"expected a pair or a mapping, found {type(row).__name__}", line=i + 1,
-                             reason="malformed_row")
+            raise InputError(
+                f"expected a pair or a mapping, found {type(row).__name__}",
+                line=i + 1,
+                reason="malformed_row",
+            )
         src, tgt = extract_pair(row, spec, path=None, line=i + 1)
     except InputError as exc:
         if on_error != "skip":

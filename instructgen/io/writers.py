@@ -28,14 +28,20 @@ def record_to_row(
 ) -> dict[str, Any]:
     """The JSON object one record becomes in a given layout."""
     if fmt in ("alpaca", "alpaca-json"):
-        row: dict[str, Any] = {"instruction": record.instruction, "input": record.input, "output": record.output}
+        row: dict[str, Any] = {
+            "instruction": record.instruction,
+            "input": record.input,
+            "output": record.output,
+        }
         if record.system:
             row["system"] = record.system
         if record.history:
             row["history"] = [[t.user, t.assistant] for t in record.history]
     elif fmt == "columns":
         if not columns or len(columns) < 3:
-            raise ConfigError("--columns needs three names: instruction,input,output (a 4th names the system column)")
+            raise ConfigError(
+                "--columns needs three names: instruction,input,output (a 4th names the system column)"
+            )
         row = {columns[0]: record.instruction, columns[1]: record.input, columns[2]: record.output}
         if len(columns) > 3 and record.system:
             row[columns[3]] = record.system
@@ -51,7 +57,10 @@ def record_to_row(
         msgs = [{"role": "system", "content": record.system}] if record.system else []
         for t in record.history:
             msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.assistant}]
-        msgs += [{"role": "user", "content": record.prompt_text()}, {"role": "assistant", "content": record.output}]
+        msgs += [
+            {"role": "user", "content": record.prompt_text()},
+            {"role": "assistant", "content": record.output},
+        ]
         row = {"messages": msgs}
     else:
         raise ConfigError(f"unknown output format '{fmt}' (choose {', '.join(FORMATS)})")

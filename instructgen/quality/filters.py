@@ -11,18 +11,23 @@ _NON_DENSE_WORD = re.compile(
 )
 
 
-def length_units(text: str) -> int:
-    """Comparable length across scripts: CJK/Thai characters count one each, other words one each.
+# One CJK character carries about 0.7 of an English word: shared/data has a median of 1.41
+# (WMT21) and 1.50 (Tatoeba) Chinese characters per English word.
+DENSE_CHAR_UNITS = 0.7
+
+
+def length_units(text: str) -> float:
+    """Comparable length across scripts: words, with CJK/Thai characters at 0.7 of a word each.
 
     Character counts make zh->en pairs look 3-8x unbalanced (WMT21 has 83 zh characters
-    against 687 en characters for a faithful pair); units keep a faithful pair near 1-2x.
+    against 687 en characters for a faithful pair); units keep a faithful pair near 1x.
     """
-    return len(_DENSE.findall(text)) + len(_NON_DENSE_WORD.findall(text))
+    return DENSE_CHAR_UNITS * len(_DENSE.findall(text)) + len(_NON_DENSE_WORD.findall(text))
 
 
 def length_ratio(a: str, b: str) -> float:
     ua, ub = length_units(a), length_units(b)
-    return max(ua, ub) / max(1, min(ua, ub))
+    return max(ua, ub) / max(1.0, min(ua, ub))
 
 
 # Placeholder shapes: Jinja delimiters, and the bracketed contract names LLM prompts use.

@@ -16,7 +16,6 @@ letters and none of them belong to the expected language's script.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -25,11 +24,14 @@ from ..errors import ConfigError
 from ..templates.languages import base_language, default_script
 
 # Languages that detectors confuse with the expected one for honest reasons: Chinese text
-# often comes back as Cantonese/Wu, Bokmål as Norwegian, Malay as Indonesian.
+# often comes back as Cantonese/Wu, Czech as Slovak, Bokmål as Danish, Malay as Indonesian.
 _COMPATIBLE: dict[str, frozenset[str]] = {
     "zh": frozenset({"zh", "yue", "wuu", "gan", "hak", "lzh"}),
-    "no": frozenset({"no", "nb", "nn"}),
-    "nb": frozenset({"no", "nb", "nn"}),
+    "no": frozenset({"no", "nb", "nn", "da"}),
+    "nb": frozenset({"no", "nb", "nn", "da"}),
+    "da": frozenset({"da", "no", "nb"}),
+    "cs": frozenset({"cs", "sk"}),
+    "sk": frozenset({"cs", "sk"}),
     "ms": frozenset({"ms", "id"}),
     "id": frozenset({"ms", "id"}),
     "sr": frozenset({"sr", "hr", "bs", "sh"}),
@@ -156,8 +158,17 @@ def _script_pattern(code: str) -> re.Pattern[str] | None:
     return re.compile(f"[{ranges}]") if ranges else None
 
 
-def letter_count(text: str) -> int:
-    return sum(1 for ch in text if unicodedata.category(ch).startswith("L"))
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def letter_count(text: str, cap: int | None = None) -> int:
+    """Letters in the text (Unicode word characters that are not digits), counting stops at `cap`."""
+    n = 0
+    for _ in _LETTER.finditer(text):
+        n += 1
+        if cap is not None and n >= cap:
+            break
+    return n
 
 
 @dataclass(frozen=True)
@@ -165,12 +176,12 @@ class LanguageCheck:
     """Decides whether a text is in the expected language; `None` from `check` means yes."""
 
     backend: LangIdBackend | None
-    threshold: float = 0.5
+    threshold: float = 0.6
     min_chars: int = 12
 
     def check(self, text: str, expected: str) -> str | None:
         """None when the text may be in `expected`; otherwise a human explanation."""
-        letters = letter_count(text)
+        letters = letter_count(text, cap=self.min_chars)
         if letters == 0:
             return None  # numbers, punctuation, URLs: nothing to judge
         pattern = _script_pattern(expected)

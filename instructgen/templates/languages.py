@@ -19,7 +19,9 @@ def normalize_code(code: str) -> str:
     """BCP-47 tag in standard form, macrolanguages folded (`cmn` -> `zh`, `zh_CN` -> `zh-CN`)."""
     raw = code.strip().replace("_", "-")
     if not raw or not langcodes.tag_is_valid(raw):
-        raise ConfigError(f"'{code}' is not a valid language code (use a BCP-47 tag such as zh, en, de, pt-BR)")
+        raise ConfigError(
+            f"'{code}' is not a valid language code (use a BCP-47 tag such as zh, en, de, pt-BR)"
+        )
     tag = langcodes.standardize_tag(raw, macro=True)
     if langcodes.Language.get(tag).display_name("en").startswith("Unknown language"):
         raise ConfigError(f"'{code}' is not a known language")
