@@ -48,13 +48,16 @@ def run_items(
     return _count(finalize(outcomes(), dedup=dedup), report)
 
 
-def _count(stream: Iterable[Record | Rejected], report: Report) -> Iterator[Record | Rejected]:
-    for item in stream:
-        if isinstance(item, Record):
+def _count(stream: Iterable[Outcome], report: Report) -> Iterator[Record | Rejected]:
+    """Count what is written (by template and instruction language) and what is rejected (by reason)."""
+    for o in stream:
+        if isinstance(o.item, Record):
             report.written += 1
+            report.templates[o.example.get("template_id", "?")] += 1
+            report.languages[o.example.get("instruction_lang", "?")] += 1
         else:
-            report.reject(item)
-        yield item
+            report.reject(o.item)
+        yield o.item
 
 
 def _split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,11 +122,7 @@ def translate(
             )
         stream = run_items(items, converter.convert, report=report, dedup=converter.options.dedup)
     for item in stream:
-        if isinstance(item, Record):
-            result.records.append(item)
-            report.templates[item.meta.get("template_id", "?")] += 1
-        else:
-            result.rejected.append(item)
+        (result.records if isinstance(item, Record) else result.rejected).append(item)
     return result
 
 

@@ -272,21 +272,21 @@ def outcomes_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Outcome]:
         )
 
 
-def finalize(outcomes: Iterable[Outcome], *, dedup: bool = True) -> Iterator[Record | Rejected]:
+def finalize(outcomes: Iterable[Outcome], *, dedup: bool = True) -> Iterator[Outcome]:
     """The sequential tail of every run: drop exact duplicates, keeping the first occurrence."""
     seen: dict[str, int | None] = {}
     for o in outcomes:
-        item = o.item
-        if dedup and isinstance(item, Record):
+        if dedup and isinstance(o.item, Record):
             if o.dedup_key in seen:
                 first = seen[o.dedup_key]
-                yield Rejected(
+                rejected = Rejected(
                     reason="duplicate_pair",
                     detail="exact duplicate of an earlier pair" + (f" (line {first})" if first else ""),
                     source_file=o.source_file,
                     line=o.line,
                     example=o.example,
                 )
+                yield Outcome(rejected, o.dedup_key, o.source_file, o.line, o.example)
                 continue
             seen[o.dedup_key] = o.line
-        yield item
+        yield o

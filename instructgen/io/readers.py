@@ -184,8 +184,8 @@ def _pair_example(src: str, tgt: str, path: str | None, line: int | None, key: s
 def read_line_aligned(src_file: str | Path, tgt_file: str | Path) -> Iterator[Item]:
     """Moses/OPUS style: line i of one file translates line i of the other.
 
-    Line counts are compared before anything is yielded, so a misaligned pair of files
-    writes nothing at all instead of a corpus shifted by one line.
+    Line counts are compared here, before the iterator is returned, so a misaligned pair of
+    files fails before any output is opened instead of giving a corpus shifted by one line.
     """
     n_src, n_tgt = count_rows(src_file), count_rows(tgt_file)
     if n_src is None or n_tgt is None:
@@ -199,8 +199,10 @@ def read_line_aligned(src_file: str | Path, tgt_file: str | Path) -> Iterator[It
             reason="misaligned",
         )
     shown = str(src_file)
-    for (line, src), (_, tgt) in zip(iter_text_lines(src_file), iter_text_lines(tgt_file), strict=True):
-        yield _pair_example(src, tgt, shown, line)
+    return (
+        _pair_example(src, tgt, shown, line)
+        for (line, src), (_, tgt) in zip(iter_text_lines(src_file), iter_text_lines(tgt_file), strict=True)
+    )
 
 
 def _no_final_newline(path: str | Path) -> int:
@@ -217,7 +219,7 @@ def read_tabular(
 ) -> Iterator[Item]:
     """TSV (no quoting: text may contain quotes) or CSV (RFC 4180 quoting, multi-line fields)."""
     shown = str(path)
-    lines = (text for _, text in iter_text_lines(path))
+    lines = (text + "\n" for _, text in iter_text_lines(path))  # csv needs the ends for quoted newlines
     if delimiter == "\t":
         reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
     else:

@@ -142,6 +142,12 @@ def compile_template(
     tid = entry.get("id") if isinstance(entry, dict) else None
     if not isinstance(entry, dict):
         raise TemplateError("each template must be a mapping with id, instruction, output", path=where)
+    allowed = sorted(TemplateSpec.model_fields)
+    for key in entry:
+        if key not in TemplateSpec.model_fields:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+            raise TemplateError(f"unknown key '{key}'{hint}", path=where, template_id=tid)
     try:
         spec = TemplateSpec.model_validate(entry)
     except ValidationError as exc:
