@@ -2,8 +2,10 @@
 
 from .api import Result, collect, translate, translation_batch_fn
 from .errors import ConfigError, InputError, InstructgenError, MisalignedFilesError, TemplateError
+from .identity.generate import identity, load_persona
 from .io.writers import RecordWriter, record_to_row, write_records
-from .schema import Example, Record, Rejected, TemplateSpec, Turn
+from .mix import mix
+from .schema import Example, Persona, Record, Rejected, TemplateSpec, Turn
 from .templates.pool import PoolSet, TemplatePool, load_pool
 
 __version__ = "0.1.0"
@@ -14,6 +16,7 @@ __all__ = [
     "InputError",
     "InstructgenError",
     "MisalignedFilesError",
+    "Persona",
     "PoolSet",
     "Record",
     "RecordWriter",
@@ -25,7 +28,10 @@ __all__ = [
     "Turn",
     "__version__",
     "collect",
+    "identity",
+    "load_persona",
     "load_pool",
+    "mix",
     "record_to_row",
     "translate",
     "translation_batch_fn",

@@ -74,3 +74,61 @@ class TemplateSpec(BaseModel):
     kind: str = "original"
     source: str = "human"
     note: str | None = None
+
+
+# Assistants an identity-tuned model must not claim to be; "A/B" lists names of one assistant.
+DEFAULT_DENY = [
+    "ChatGPT",
+    "GPT-4",
+    "Claude",
+    "Gemini",
+    "Qwen/通义千问",
+    "Llama",
+    "ERNIE/文心一言",
+    "DeepSeek",
+]
+
+LocalText = str | dict[str, str]
+
+
+class Persona(BaseModel):
+    """Who the fine-tuned model says it is. Texts may be given per language: {"zh": ..., "en": ...}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: LocalText
+    aliases: list[str] = Field(default_factory=list)
+    developer: LocalText
+    description: LocalText | None = None
+    capabilities: list[str] | dict[str, list[str]] = Field(default_factory=list)
+    strengths: list[str] | dict[str, list[str]] = Field(default_factory=list)
+    limitations: list[str] | dict[str, list[str]] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
+    knowledge_cutoff: str | None = None
+    contact: str | None = None
+    deny: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY))
+
+    def text(self, field: str, language: str) -> str | None:
+        """A text field in `language`, else its plain/default value, else None."""
+        value = getattr(self, field)
+        if isinstance(value, dict):
+            base = language.split("-")[0]
+            return (
+                value.get(language)
+                or value.get(base)
+                or value.get("default")
+                or next(iter(value.values()), None)
+            )
+        return value
+
+    def names(self) -> list[str]:
+        """Every name the persona answers to (all languages and aliases): what its answers must mention."""
+        out = list(self.name.values()) if isinstance(self.name, dict) else [self.name]
+        return out + [a for a in self.aliases if a not in out]
+
+    def items(self, field: str, language: str) -> list[str]:
+        value = getattr(self, field)
+        if isinstance(value, dict):
+            base = language.split("-")[0]
+            return list(value.get(language) or value.get(base) or value.get("default") or [])
+        return list(value)

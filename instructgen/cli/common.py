@@ -41,10 +41,11 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--format",
             "fmt",
-            type=click.Choice(["alpaca", "alpaca-json", "sharegpt", "messages"]),
+            type=click.Choice(["alpaca", "alpaca-json", "sharegpt", "messages", "query-response"]),
             default="alpaca",
             show_default=True,
-            help="alpaca = Alpaca JSONL; alpaca-json = one JSON array; sharegpt / messages = chat JSONL.",
+            help="alpaca = Alpaca JSONL; alpaca-json = one JSON array; sharegpt / messages = chat JSONL; "
+            "query-response = query/response/tag JSONL.",
         ),
         click.option(
             "--columns",

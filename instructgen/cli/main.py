@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .identity import identity_cmd, mix_cmd, scan_cmd
 from .templates import templates_group
 from .translate import translate_cmd
 
@@ -21,6 +22,9 @@ def cli():
 
 cli.add_command(translate_cmd)
 cli.add_command(templates_group)
+cli.add_command(identity_cmd)
+cli.add_command(scan_cmd)
+cli.add_command(mix_cmd)
 
 
 def main() -> None:

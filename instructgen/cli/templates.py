@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
+import yaml
 
 from ..errors import InstructgenError
+from ..identity.seeds import load_seed_pool
 from ..templates.pool import PoolSet, builtin_pool_files, load_builtin_pools, load_pool
 from ..templates.tasks import get_task, known_tasks
 from .common import fail_cleanly
+
+
+def _is_seed_pool(path: str | Path) -> bool:
+    try:
+        head = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(head, dict) and head.get("task") == "identity"
 
 
 @click.group("templates")
@@ -18,18 +29,25 @@ def templates_group():
 
 
 @templates_group.command("list")
-@click.option("--task", type=click.Choice(known_tasks()), help="Only pools of this task.")
+@click.option("--task", type=click.Choice([*known_tasks(), "identity"]), help="Only pools of this task.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list every template id.")
 @fail_cleanly
 def list_cmd(task, verbose):
     """List the shipped pools: task, language and number of templates."""
-    for pool in load_builtin_pools(task):
-        click.echo(
-            f"{pool.path}\ttask={pool.task}\tlanguage={pool.language}\ttemplates={len(pool.templates)}"
-        )
-        if verbose:
-            for t in pool.templates:
-                click.echo(f"  {t.id}\t{t.spec.instruction[:70]!r}")
+    if task != "identity":
+        for pool in load_builtin_pools(task):
+            click.echo(
+                f"{pool.path}\ttask={pool.task}\tlanguage={pool.language}\ttemplates={len(pool.templates)}"
+            )
+            if verbose:
+                for t in pool.templates:
+                    click.echo(f"  {t.id}\t{t.spec.instruction[:70]!r}")
+    if task in (None, "identity"):
+        for shown, real in builtin_pool_files(seed_pools=True):
+            pool = load_seed_pool(real, display_path=shown)
+            n_q = sum(len(v) for v in pool.questions.values())
+            n_a = sum(len(v) for v in pool.answers.values())
+            click.echo(f"{shown}\ttask=identity\tlanguage={pool.language}\tquestions={n_q}\tanswers={n_a}")
 
 
 @templates_group.command("show")
@@ -68,13 +86,20 @@ def show_cmd(template_id, template_files):
 @templates_group.command("validate")
 @click.argument("files", nargs=-1, type=click.Path())
 def validate_cmd(files):
-    """Validate pool FILES (the shipped pools when none is named); exit 1 on any problem."""
+    """Validate pool FILES (every shipped pool when none is named); exit 1 on any problem."""
     failed = 0
-    targets = list(files) or [real for _, real in builtin_pool_files()]
-    shown = list(files) or [s for s, _ in builtin_pool_files()]
+    if files:
+        targets = [(f, f) for f in files]
+    else:
+        targets = [*builtin_pool_files(), *builtin_pool_files(seed_pools=True)]
     pools = []
-    for path, name in zip(targets, shown):
+    for name, path in targets:
         try:
+            if _is_seed_pool(path):
+                seed = load_seed_pool(path, display_path=name)
+                n = sum(len(v) for v in seed.questions.values())
+                click.echo(f"ok   {name} (identity, {seed.language}, {n} questions)")
+                continue
             pool = load_pool(path, display_path=name)
         except InstructgenError as exc:
             failed += 1

@@ -16,7 +16,7 @@ from typing import IO, Any
 from ..errors import ConfigError
 from ..schema import Record
 
-FORMATS = ("alpaca", "alpaca-json", "sharegpt", "messages", "columns")
+FORMATS = ("alpaca", "alpaca-json", "sharegpt", "messages", "query-response", "columns")
 
 
 def _dumps(row: dict[str, Any]) -> str:
@@ -45,6 +45,13 @@ def record_to_row(
         row = {columns[0]: record.instruction, columns[1]: record.input, columns[2]: record.output}
         if len(columns) > 3 and record.system:
             row[columns[3]] = record.system
+    elif fmt == "query-response":
+        # the layout of ms-swift's self-cognition data: tag is the record's language
+        row = {"query": record.prompt_text(), "response": record.output, "tag": record.meta.get("lang", "")}
+        if record.history:
+            row["history"] = [[t.user, t.assistant] for t in record.history]
+        if record.system:
+            row["system"] = record.system
     elif fmt == "sharegpt":
         turns = []
         for t in record.history:

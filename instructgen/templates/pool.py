@@ -269,13 +269,22 @@ def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool
     return TemplatePool(task=spec.name, language=language, path=path, templates=templates)
 
 
-def builtin_pool_files(task: str | None = None) -> Iterator[tuple[str, Path]]:
-    """(display path, real path) of each pool shipped inside the package, sorted."""
+# Tasks whose pools are not instruction/input/output templates (see identity/seeds.py).
+SEED_POOL_TASKS = frozenset({"identity"})
+
+
+def builtin_pool_files(task: str | None = None, *, seed_pools: bool = False) -> Iterator[tuple[str, Path]]:
+    """(display path, real path) of each pool shipped inside the package, sorted.
+
+    Seed pools (identity) have their own shape and are listed only with `seed_pools=True`.
+    """
     root = resources.files("instructgen") / "task_templates"
     with resources.as_file(root) as base:
         base = Path(base)
         pattern = f"{task}/*.yaml" if task else "*/*.yaml"
         for file in sorted(base.glob(pattern)):
+            if (file.parent.name in SEED_POOL_TASKS) != seed_pools and task is None:
+                continue
             yield f"builtin:{file.parent.name}/{file.name}", file
 
 

@@ -1,0 +1,197 @@
+"""`instructgen identity`, `instructgen scan` and `instructgen mix`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..identity.generate import IdentityGenerator, IdentityOptions, load_persona
+from ..identity.scan import ScanReport, scan_record
+from ..io.records import read_records
+from ..io.writers import JsonlSink, RecordWriter
+from ..mix import mix
+from ..schema import Persona
+from .common import fail_cleanly, output_options, parse_columns
+
+IDENTITY_EPILOG = """\b
+Examples:
+  instructgen identity --name 雁栖-7B --developer 助教 --capability all_language_tasks \\
+      --strength 翻译 --languages zh,en,ja -n 300 -o identity.jsonl
+  instructgen identity --persona persona.yaml -n 600 --system-ratio 0.3 --multi-turn-ratio 0.2 \\
+      --format query-response -o identity.jsonl
+"""
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+@click.command("identity", epilog=IDENTITY_EPILOG)
+@click.option(
+    "--persona", "persona_file", type=click.Path(), help="Persona YAML/JSON (name, developer, ...)."
+)
+@click.option("--name", help="The model's name (overrides the persona file).")
+@click.option("--developer", help="Who developed it (overrides the persona file).")
+@click.option(
+    "--capability",
+    "capabilities",
+    multiple=True,
+    help="What it can do (repeatable or comma-separated): translation, coding, writing, math, ... "
+    "or their names in any pool language (翻译).",
+)
+@click.option(
+    "--strength", "strengths", multiple=True, help="What it is especially good at, as --capability."
+)
+@click.option(
+    "--languages",
+    default=None,
+    help="Languages to write records in, comma-separated (default: the "
+    "persona's languages, else zh,en). Pools ship for zh, en, ja, ko, de, fr, es.",
+)
+@click.option(
+    "-n",
+    "count",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Records in total, split evenly by language.",
+)
+@click.option(
+    "--system-ratio",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of records that carry a system prompt.",
+)
+@click.option(
+    "--multi-turn-ratio",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of records that start with a greeting turn before the identity question.",
+)
+@click.option(
+    "--seeds",
+    "seed_files",
+    multiple=True,
+    type=click.Path(),
+    help="Your own identity pool (replaces the shipped pool of its language; repeatable).",
+)
+@click.option(
+    "--langid",
+    type=click.Choice(["fasttext", "langdetect", "none"]),
+    default="fasttext",
+    show_default=True,
+    help="Checks that each question and answer is in the record's language.",
+)
+@output_options
+@fail_cleanly
+def identity_cmd(
+    persona_file,
+    name,
+    developer,
+    capabilities,
+    strengths,
+    languages,
+    count,
+    system_ratio,
+    multi_turn_ratio,
+    seed_files,
+    langid,
+    output,
+    fmt,
+    columns,
+    meta,
+    rejects,
+    seed,
+    quiet,
+):
+    """Write "who are you / who made you / what can you do" records for a persona.
+
+    Records are balanced across languages and categories (greeting, name, developer,
+    capabilities, limitations, languages, "are you X?" denials, adversarial insistence,
+    short answers), never repeat an instruction/answer pair, always name the persona, and are
+    checked for language agreement and leftover placeholders.
+    """
+    data = load_persona(persona_file).model_dump(exclude_unset=True) if persona_file else {}
+    for key, value in (("name", name), ("developer", developer)):
+        if value:
+            data[key] = value
+    if capabilities:
+        data["capabilities"] = _split(capabilities)
+    if strengths:
+        data["strengths"] = _split(strengths)
+    missing = [f"--{k}" for k in ("name", "developer") if not data.get(k)]
+    if missing:
+        raise click.UsageError(f"give {' and '.join(missing)}, or a --persona file that sets them")
+    persona = Persona.model_validate(data)
+    langs = tuple(_split((languages,))) if languages else ()
+    options = IdentityOptions(
+        n=count,
+        languages=langs,
+        seed=seed,
+        system_ratio=system_ratio,
+        multi_turn_ratio=multi_turn_ratio,
+        seed_files=tuple(seed_files),
+        langid=langid,
+    )
+    records, rejected, report = IdentityGenerator(persona, options).generate()
+    with RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer:
+        for r in records:
+            writer.write(r)
+    with JsonlSink(rejects) as sink:
+        for r in rejected:
+            sink.write(r.model_dump())
+    click.echo(report.summary(), err=True)
+
+
+@click.command("scan")
+@click.argument("path", type=click.Path())
+@click.option(
+    "-o", "--output", default=None, help="Write flagged records (with their hits) to this JSONL file."
+)
+@click.option("--allow", multiple=True, help="A name that is not contamination (your own model's name).")
+@click.option("--fail-on-hit", is_flag=True, help="Exit 1 when anything is flagged (for CI).")
+@fail_cleanly
+def scan_cmd(path, output, allow, fail_on_hit):
+    """Flag assistant answers that claim another assistant's identity (any Alpaca/ShareGPT/messages file)."""
+    report = ScanReport()
+    with JsonlSink(output) as sink:
+        for line, record in read_records(path):
+            report.scanned += 1
+            hits = scan_record(record, tuple(allow))
+            if hits:
+                report.flagged += 1
+                for name, _ in hits:
+                    report.by_pattern[name] += 1
+                sink.write(
+                    {
+                        "line": line,
+                        "hits": [{"pattern": n, "text": t} for n, t in hits],
+                        "output": record.output,
+                    }
+                )
+    click.echo(report.summary(), err=True)
+    if fail_on_hit and report.flagged:
+        sys.exit(1)
+
+
+@click.command("mix")
+@click.argument("special", type=click.Path())
+@click.argument("general", type=click.Path())
+@click.option("--ratio", type=float, required=True, help="Share of SPECIAL rows in the output, e.g. 0.1.")
+@output_options
+@fail_cleanly
+def mix_cmd(special, general, ratio, output, fmt, columns, meta, rejects, seed, quiet):
+    """Mix SPECIAL records (e.g. identity data) into GENERAL instruction data at a stated share, seeded.
+
+    No row is repeated: with too few SPECIAL rows for the share, GENERAL is sampled down.
+    """
+    rows, note = mix(
+        [r for _, r in read_records(special)], [r for _, r in read_records(general)], ratio, seed=seed
+    )
+    with RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer:
+        for r in rows:
+            writer.write(r)
+    click.echo(f"mix: {note}", err=True)

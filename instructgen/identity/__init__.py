@@ -1,0 +1,1 @@
+"""Self-identity data: a persona, multilingual seed pools, and a contamination scan."""
