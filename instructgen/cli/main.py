@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from .identity import identity_cmd, mix_cmd, scan_cmd
 from .templates import templates_group
+from .tokenize import formats_cmd, inspect_cmd, tokenize_cmd
 from .translate import translate_cmd
 
 
@@ -25,6 +26,9 @@ cli.add_command(templates_group)
 cli.add_command(identity_cmd)
 cli.add_command(scan_cmd)
 cli.add_command(mix_cmd)
+cli.add_command(tokenize_cmd)
+cli.add_command(inspect_cmd)
+cli.add_command(formats_cmd)
 
 
 def main() -> None:

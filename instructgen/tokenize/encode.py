@@ -1,0 +1,377 @@
+"""Records -> input_ids / labels, with the masking contract of DESIGN.md.
+
+Two strategies, one contract:
+
+- **per-segment** (built-in formats): each segment is tokenized on its own. The prompt is
+  therefore exactly what inference sees, labels split exactly at segment edges, BOS/EOT are
+  added by id, and user text is encoded with special-token strings as plain text. The price:
+  a response's first token may differ from tokenizing the whole text at once (SentencePiece
+  word-start markers, merges across the edge); the boundary audit counts such records.
+- **one-pass** (`chat_template`): the tokenizer's own Jinja template renders the conversation
+  once, with invisible sentinels around every message's content; the sentinels give exact
+  character spans, the text is tokenized once with offsets, and tokens inside assistant spans
+  (plus the end-of-turn token right after each) are trained. A template that changes message
+  content (trimming, dropping earlier turns' thinking) is refused, never guessed.
+
+A record left with no trained token is rejected (it would give a NaN loss); truncation follows
+an explicit policy and never cuts a role header or the final end-of-turn token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..formats import PromptFormat, Segment, segments
+from ..schema import Record, Rejected
+
+IGNORE = -100
+TRUNCATION = ("drop", "truncate_prompt_left", "truncate_response")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    max_length: int = 2048
+    truncation: str = "drop"
+    train_on_inputs: bool = False
+    mask_history: bool = False
+    escape_special: bool = True
+    audit_sample: int = 1000  # records checked against one-pass tokenization (0 = none, -1 = all)
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool = False
+    boundary_mismatch: bool | None = None  # None when not audited
+
+
+@dataclass
+class _Piece:
+    ids: list[int]
+    seg: Segment
+    turn: int
+
+
+@dataclass
+class EncodeStats:
+    records: int = 0
+    truncated: int = 0
+    audited: int = 0
+    boundary_mismatch: int = 0
+    escaped: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class Encoder:
+    """Encodes batches of records with one tokenizer and one prompt format."""
+
+    def __init__(self, tokenizer: Any, fmt: PromptFormat, options: EncodeOptions) -> None:
+        if options.truncation not in TRUNCATION:
+            raise ConfigError(
+                f"--truncation must be one of {', '.join(TRUNCATION)}, not '{options.truncation}'"
+            )
+        if options.max_length < 2:
+            raise ConfigError("--max-length must be at least 2")
+        self.tok = tokenizer
+        self.fmt = fmt
+        self.options = options
+        self.bos_id = tokenizer.bos_id if fmt.bos else None
+        if fmt.eot:
+            eot_id = tokenizer.token_id(fmt.eot)
+            if eot_id is None:
+                raise ConfigError(
+                    f"format '{fmt.name}' ends turns with {fmt.eot!r}, which is not a single token of this "
+                    "tokenizer; add it as a special token or choose another format"
+                )
+        else:
+            eot_id = tokenizer.eos_id
+            if eot_id is None:
+                raise ConfigError(
+                    f"the tokenizer has no EOS token, which format '{fmt.name}' ends turns with"
+                )
+        self.eot_id = eot_id
+        self.eot_text = tokenizer.token_text(eot_id)
+        self.specials = [s for s in tokenizer.special_tokens() if s]
+        self._template_cache: dict[str, list[int]] = {}
+        self.stats = EncodeStats()
+        self._audited = 0
+
+    # --- per-segment ---------------------------------------------------------------------------
+
+    def encode_batch(self, records: list[Record]) -> list[Encoded | Rejected]:
+        opts = self.options
+        all_segs = [
+            segments(self.fmt, r, mask_history=opts.mask_history, train_on_inputs=opts.train_on_inputs)
+            for r in records
+        ]
+        contents: list[str] = []
+        new_templates: list[str] = []
+        for segs in all_segs:
+            for s in segs:
+                if s.kind == "content":
+                    contents.append(s.text)
+                elif s.kind == "text" and s.text not in self._template_cache:
+                    self._template_cache[s.text] = []
+                    new_templates.append(s.text)
+        for text, ids in zip(new_templates, self.tok.encode_texts(new_templates, specials=True)):
+            self._template_cache[text] = ids
+        content_ids = iter(self.tok.encode_texts(contents, specials=not opts.escape_special))
+
+        out: list[Encoded | Rejected] = []
+        audit_texts: list[str] = []
+        audit_rows: list[int] = []
+        for segs in all_segs:
+            pieces = []
+            turn = -1
+            for s in segs:
+                if s.kind == "content":
+                    ids = next(content_ids)
+                elif s.kind == "text":
+                    ids = self._template_cache[s.text]
+                elif s.kind == "bos":
+                    if self.bos_id is None:
+                        continue
+                    ids = [self.bos_id]
+                else:
+                    ids = [self.eot_id]
+                if s.turn >= 0:
+                    turn = s.turn
+                pieces.append(_Piece(ids, s, turn))
+            if self._should_audit(segs):
+                audit_texts.append(self._full_text(segs))
+                audit_rows.append(len(out))
+            out.append(self._finish(pieces))
+        if audit_texts:
+            for row, ids in zip(audit_rows, self.tok.encode_texts(audit_texts, specials=True)):
+                enc = out[row]
+                if isinstance(enc, Encoded):
+                    full = [i for p in getattr(enc, "_pieces", []) for i in p.ids]
+                    enc.boundary_mismatch = ids != full
+                    self.stats.audited += 1
+                    self.stats.boundary_mismatch += enc.boundary_mismatch
+        for enc in out:
+            if isinstance(enc, Encoded) and hasattr(enc, "_pieces"):
+                del enc._pieces
+        self.stats.records += len(records)
+        return out
+
+    def _should_audit(self, segs: list[Segment]) -> bool:
+        n = self.options.audit_sample
+        if n == 0 or (n > 0 and self._audited >= n):
+            return False
+        if any(s.kind == "content" and any(sp in s.text for sp in self.specials) for s in segs):
+            return False  # escaped specials cannot match a one-pass encoding by design
+        self._audited += 1
+        return True
+
+    def _full_text(self, segs: list[Segment]) -> str:
+        parts = []
+        for s in segs:
+            if s.kind in ("text", "content"):
+                parts.append(s.text)
+            elif s.kind == "bos" and self.bos_id is not None:
+                parts.append(self.tok.token_text(self.bos_id))
+            elif s.kind == "eot":
+                parts.append(self.eot_text)
+        return "".join(parts)
+
+    def _finish(self, pieces: list[_Piece]) -> Encoded | Rejected:
+        total = sum(len(p.ids) for p in pieces)
+        truncated = False
+        if total > self.options.max_length:
+            result = self._truncate(pieces, total)
+            if isinstance(result, Rejected):
+                self._count(result.reason)
+                return result
+            pieces, truncated = result, True
+            self.stats.truncated += 1
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for p in pieces:
+            input_ids.extend(p.ids)
+            labels.extend(p.ids if p.seg.trainable else [IGNORE] * len(p.ids))
+        if all(x == IGNORE for x in labels):
+            self._count("no_trained_tokens")
+            return Rejected(
+                reason="no_trained_tokens", detail="no token left to train on (it would give a NaN loss)"
+            )
+        enc = Encoded(input_ids, labels, truncated)
+        enc._pieces = pieces  # type: ignore[attr-defined]  # kept until the audit has run
+        return enc
+
+    def _count(self, reason: str) -> None:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+
+    def _truncate(self, pieces: list[_Piece], total: int) -> list[_Piece] | Rejected:
+        limit = self.options.max_length
+        policy = self.options.truncation
+        if policy == "drop":
+            return Rejected(
+                reason="too_long", detail=f"{total} tokens > max_length {limit} (--truncation drop)"
+            )
+        pieces = [_Piece(list(p.ids), p.seg, p.turn) for p in pieces]
+        excess = total - limit
+        last_turn = max(p.turn for p in pieces)
+        if policy == "truncate_response":
+            for p in reversed(pieces):
+                if p.seg.kind == "content" and p.seg.trainable and p.turn == last_turn:
+                    if len(p.ids) - excess >= 1:
+                        del p.ids[len(p.ids) - excess :]
+                        return pieces
+                    break
+            return Rejected(
+                reason="too_long",
+                detail=f"{total} tokens: the prompt leaves no room for the response within {limit}",
+            )
+        # truncate_prompt_left: drop whole earlier turns first, then cut the last prompt from the left
+        turns = sorted({p.turn for p in pieces if p.turn >= 0})
+        for t in turns[:-1]:
+            if excess <= 0:
+                break
+            size = sum(len(p.ids) for p in pieces if p.turn == t)
+            pieces = [p for p in pieces if p.turn != t]
+            excess -= size
+        for p in pieces:
+            if excess <= 0:
+                break
+            if p.turn == last_turn and p.seg.kind == "content" and not p.seg.trainable:
+                cut = min(excess, len(p.ids))
+                del p.ids[:cut]
+                excess -= cut
+        if excess > 0:
+            return Rejected(
+                reason="too_long",
+                detail=f"{total} tokens: headers and response alone exceed max_length {limit}",
+            )
+        return [p for p in pieces if p.ids or p.seg.kind != "content"]
+
+
+# --- one-pass through the tokenizer's chat template ----------------------------------------------
+
+_OPEN, _MID, _CLOSE = "\ue000", "\ue001", "\ue002"
+ZWSP = "\u200b"
+
+
+def record_messages(record: Record) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": record.system}] if record.system else []
+    for t in record.history:
+        msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.assistant}]
+    msgs += [
+        {"role": "user", "content": record.prompt_text()},
+        {"role": "assistant", "content": record.output},
+    ]
+    return msgs
+
+
+class ChatTemplateEncoder:
+    """One render, one tokenization, spans from sentinels (HF tokenizers with a chat template)."""
+
+    def __init__(self, tokenizer: Any, options: EncodeOptions) -> None:
+        if not hasattr(tokenizer, "encode_with_offsets") or not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("format chat_template needs a HF tokenizer directory with a chat_template")
+        if options.truncation != "drop":
+            raise ConfigError(
+                "format chat_template supports --truncation drop only (a rendered template has no "
+                "structure to cut safely)"
+            )
+        self.tok = tokenizer
+        self.options = options
+        self.specials = [s for s in tokenizer.special_tokens() if s]
+        self.stats = EncodeStats()
+
+    def _escape(self, text: str) -> str:
+        if not self.options.escape_special:
+            return text
+        for sp in self.specials:
+            if sp in text:
+                text = text.replace(sp, sp[0] + ZWSP + sp[1:])
+                self.stats.escaped += 1
+        return text
+
+    def render(self, record: Record) -> tuple[str, list[tuple[int, int, bool]]]:
+        """(text, [(start, end, trained)] for every assistant span)."""
+        msgs = record_messages(record)
+        marked = []
+        for i, m in enumerate(msgs):
+            content = self._escape(m["content"])
+            marked.append({"role": m["role"], "content": f"{_OPEN}{i}{_MID}{content}{_CLOSE}{i}{_MID}"})
+        rendered = self.tok.hf.apply_chat_template(marked, tokenize=False)
+        text_parts: list[str] = []
+        spans: list[tuple[int, int, bool]] = []
+        pos = 0
+        cursor = 0
+        last_assistant = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        for i, m in enumerate(msgs):
+            open_tag, close_tag = f"{_OPEN}{i}{_MID}", f"{_CLOSE}{i}{_MID}"
+            a = rendered.find(open_tag, pos)
+            b = rendered.find(close_tag, a + len(open_tag)) if a >= 0 else -1
+            if a < 0 or b < 0:
+                raise ConfigError(
+                    f"the chat template dropped message {i} ({m['role']}); it rewrites the conversation, "
+                    "so spans cannot be trusted: use a built-in --format"
+                )
+            inner = rendered[a + len(open_tag) : b]
+            if inner != self._escape(m["content"]):
+                raise ConfigError(
+                    f"the chat template changed the content of message {i} ({m['role']}), e.g. by "
+                    "trimming; spans cannot be trusted: use a built-in --format"
+                )
+            text_parts.append(rendered[pos:a])
+            cursor += a - pos
+            start = cursor
+            text_parts.append(inner)
+            cursor += len(inner)
+            if m["role"] == "assistant":
+                trained = self.options.train_on_inputs or not self.options.mask_history or i == last_assistant
+                spans.append((start, cursor, trained))
+            pos = b + len(close_tag)
+        text_parts.append(rendered[pos:])
+        text = "".join(text_parts)
+        if _OPEN in text or _CLOSE in text:
+            raise ConfigError("the chat template repeated a message's content; spans cannot be trusted")
+        return text, spans
+
+    def encode_batch(self, records: list[Record]) -> list[Encoded | Rejected]:
+        rendered = [self.render(r) for r in records]
+        encs = self.tok.encode_with_offsets([t for t, _ in rendered])
+        special_ids = {self.tok.token_id(s) for s in self.specials}
+        out: list[Encoded | Rejected] = []
+        for (_text, spans), (ids, offsets) in zip(rendered, encs):
+            labels = [IGNORE] * len(ids)
+            for start, end, trained in spans:
+                if not trained and not self.options.train_on_inputs:
+                    continue
+                last = None
+                for k, (a, b) in enumerate(offsets):
+                    if a >= start and b <= end and b > a:
+                        labels[k] = ids[k]
+                        last = k
+                    elif a >= end:
+                        break
+                nxt = (
+                    (last + 1)
+                    if last is not None
+                    else next((k for k, (a, _) in enumerate(offsets) if a >= end), None)
+                )
+                if nxt is not None and nxt < len(ids) and ids[nxt] in special_ids:
+                    labels[nxt] = ids[nxt]  # the end-of-turn token closing this assistant turn
+            if self.options.train_on_inputs:
+                labels = list(ids)
+            self.stats.records += 1
+            if len(ids) > self.options.max_length:
+                self.stats.rejected["too_long"] = self.stats.rejected.get("too_long", 0) + 1
+                out.append(
+                    Rejected(
+                        reason="too_long", detail=f"{len(ids)} tokens > max_length {self.options.max_length}"
+                    )
+                )
+                continue
+            if all(x == IGNORE for x in labels):
+                self.stats.rejected["no_trained_tokens"] = self.stats.rejected.get("no_trained_tokens", 0) + 1
+                out.append(Rejected(reason="no_trained_tokens", detail="no token left to train on"))
+                continue
+            out.append(Encoded(list(ids), labels))
+        return out

@@ -1,0 +1,165 @@
+"""`inspect`: show tokenized rows token by token, and audit a whole dataset.
+
+The audit proves the masks instead of trusting them: for every row, each run of trained
+tokens must decode to exactly one response followed by its end-of-turn token; labels must be
+-100 or equal to input_ids; at most one BOS (one per turn for formats that open every turn
+with BOS); no row without a trained token; and a warning when pad == end-of-turn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..formats import PromptFormat
+from ..io.records import read_records
+from .encode import IGNORE
+from .pipeline import META_FILE
+from .tokenizers import load_tokenizer
+
+
+@dataclass
+class AuditReport:
+    rows: int = 0
+    violations: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    decoded_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        lines = [
+            f"audit: {self.rows} rows, {sum(self.violations.values())} violations"
+            + (
+                f", trained text checked against the source on {self.decoded_checked} rows"
+                if self.decoded_checked
+                else ""
+            )
+        ]
+        lines += [f"  {k}: {v}" for k, v in sorted(self.violations.items())]
+        lines += [f"  e.g. {e}" for e in self.examples[:5]]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def load_output(out_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+    import datasets
+
+    meta_path = Path(out_dir) / META_FILE
+    if not meta_path.is_file():
+        raise ConfigError(f"{out_dir}: not an instructgen tokenize output (no {META_FILE})")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    return datasets.load_from_disk(str(out_dir)), meta
+
+
+def _runs(labels: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    cur: list[int] = []
+    for x in labels:
+        if x != IGNORE:
+            cur.append(x)
+        elif cur:
+            runs.append(cur)
+            cur = []
+    if cur:
+        runs.append(cur)
+    return runs
+
+
+def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | None = None) -> AuditReport:
+    ds, meta = load_output(out_dir)
+    tok = load_tokenizer(tokenizer or meta["tokenizer"])
+    fmt = PromptFormat(**meta["format"]) if isinstance(meta["format"], dict) else None
+    opts = meta["options"]
+    report = AuditReport()
+    eot_id = tok.token_id(fmt.eot) if fmt and fmt.eot else tok.eos_id
+    if tok.pad_id is not None and tok.pad_id == eot_id:
+        report.warnings.append(
+            "pad == end-of-turn token: pad by position (instructgen's collator does), "
+            "never by id, or the real end-of-turn loses its label"
+        )
+    src_path = source or meta.get("input")
+    records = None
+    if src_path and Path(src_path).is_file() and not meta.get("pack") and not opts.get("train_on_inputs"):
+        records = [r for _, r in read_records(src_path)]
+    eot_text = tok.token_text(eot_id) if eot_id is not None else ""
+    special_ids = {tok.token_id(s) for s in tok.special_tokens()}
+
+    def bad(kind: str, row: int, detail: str) -> None:
+        report.violations[kind] += 1
+        if len(report.examples) < 20:
+            report.examples.append(f"row {row}: {kind}: {detail}")
+
+    for i, row in enumerate(ds):
+        report.rows += 1
+        ids, labels = row["input_ids"], row["labels"]
+        if len(ids) != len(labels):
+            bad("length_mismatch", i, f"{len(ids)} ids vs {len(labels)} labels")
+            continue
+        if any(lab != IGNORE and lab != x for x, lab in zip(ids, labels)):
+            bad("label_not_input", i, "a label is neither -100 nor its input id")
+        if all(lab == IGNORE for lab in labels):
+            bad("all_masked", i, "no trained token")
+            continue
+        if len(ids) > opts["max_length"]:
+            bad("too_long", i, f"{len(ids)} > {opts['max_length']}")
+        rec = records[row["row"]] if records is not None and "row" in row else None
+        if tok.bos_id is not None:
+            n_bos = sum(1 for x in ids if x == tok.bos_id)
+            allowed = len(row.get("seq_lens") or [1])  # one per packed example
+            if fmt is not None and fmt.bos_each_turn:
+                allowed = len(rec.history) + 1 if rec is not None else n_bos  # one per turn (Llama-2)
+            if n_bos > allowed:
+                bad("duplicate_bos", i, f"{n_bos} BOS tokens, at most {allowed} expected")
+        runs = _runs(labels)
+        if (
+            fmt is not None
+            and not opts.get("train_on_inputs")
+            and eot_id is not None
+            and any(run[-1] != eot_id for run in runs)
+        ):
+            bad("missing_eot", i, "a trained run does not end with the end-of-turn token")
+        if rec is not None and not row.get("truncated"):
+            responses = [t.assistant for t in rec.history] + [rec.output]
+            if opts.get("mask_history"):
+                responses = responses[-1:]
+            decoded = [tok.decode(run) for run in runs]
+            if fmt is None:  # chat template: the end-of-turn is whatever special token closed the span
+                expected = responses
+                got = [_strip_special_suffix(d, run, tok, special_ids) for d, run in zip(decoded, runs)]
+            else:
+                expected = [r + eot_text for r in responses]
+                got = decoded
+            report.decoded_checked += 1
+            if got != expected:
+                bad("decoded_mismatch", i, f"trained tokens decode to {got[:2]!r}, expected {expected[:2]!r}")
+    return report
+
+
+def _strip_special_suffix(text: str, run: list[int], tok: Any, special_ids: set) -> str:
+    if run and run[-1] in special_ids:
+        tail = tok.token_text(run[-1])
+        if text.endswith(tail):
+            return text[: -len(tail)]
+    return text
+
+
+def render_row(row: dict[str, Any], tok: Any, *, color: bool = True) -> str:
+    """Tokens of one row: trained ones highlighted, masked ones dimmed (brackets when no colour)."""
+    import click
+
+    parts = []
+    for x, lab in zip(row["input_ids"], row["labels"]):
+        text = tok.token_text(x).replace("\n", "\\n")
+        if lab != IGNORE:
+            parts.append(click.style(text, fg="green", bold=True) if color else f"[{text}]")
+        else:
+            parts.append(click.style(text, dim=True) if color else text)
+    return "|".join(parts) if not color else "".join(parts)

@@ -1,0 +1,328 @@
+"""`tokenize`: record files -> an Arrow dataset of input_ids / attention_mask / labels on disk.
+
+Chunks of records are encoded in `num_proc` worker processes (order preserved, so the output
+does not depend on the process count). The output folder doubles as a cache: its
+`instructgen_meta.json` holds a key over the input bytes, the tokenizer files, the format, the
+options and the instructgen version, and a rerun with the same key reuses it, while any change
+rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import ConfigError
+from ..formats import PromptFormat, get_format
+from ..io.records import read_records
+from ..io.writers import JsonlSink
+from ..schema import Record, Rejected
+from .encode import IGNORE, ChatTemplateEncoder, Encoded, EncodeOptions, Encoder
+from .packing import pack_rows, packing_efficiency
+from .tokenizers import HFTokenizer, fast_path, load_tokenizer, tokenizer_fingerprint
+
+META_FILE = "instructgen_meta.json"
+CHUNK = 1000
+
+
+@dataclass
+class TokenizeReport:
+    format: str = ""
+    rows_in: int = 0
+    rows_out: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+    truncated: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    audited: int = 0
+    boundary_mismatch: int = 0
+    packed_rows: int | None = None
+    packing_efficiency: float | None = None
+    fast_path: str = ""
+    cache: str = "miss"
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        share = self.trained_tokens / self.tokens if self.tokens else 0.0
+        lines = [
+            f"tokenize ({self.format}): {self.rows_in} rows in, {self.rows_out} out, {self.tokens} tokens, "
+            f"{share:.1%} trained",
+            f"  truncated: {self.truncated}",
+        ]
+        lines += [f"  rejected {k}: {v}" for k, v in sorted(self.rejected.items())]
+        if self.audited:
+            lines.append(
+                f"  boundary audit: {self.boundary_mismatch} of {self.audited} audited records differ from "
+                "one-pass tokenization"
+            )
+        if self.packed_rows is not None:
+            lines.append(f"  packed into {self.packed_rows} rows, efficiency {self.packing_efficiency:.1%}")
+        if self.fast_path:
+            lines.append(f"  {self.fast_path}")
+        lines.append(f"  cache: {self.cache}; {self.seconds:.1f}s")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rejected"] = dict(self.rejected)
+        return data
+
+
+# --- workers ----------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _make_encoder(tokenizer: Any, fmt: PromptFormat | None, options: EncodeOptions):
+    if fmt is None:
+        return ChatTemplateEncoder(tokenizer, options)
+    return Encoder(tokenizer, fmt, options)
+
+
+def _init_worker(
+    tokenizer_path: str, fmt: PromptFormat | None, options: EncodeOptions, use_fast: bool
+) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tok = load_tokenizer(tokenizer_path)
+    if use_fast and isinstance(tok, HFTokenizer):
+        fast, _ = fast_path(tok, [])
+        tok = fast or tok
+    _WORKER["encoder"] = _make_encoder(tok, fmt, options)
+
+
+def _encode_chunk(records: list[Record]) -> tuple[list[Encoded | Rejected], dict[str, Any]]:
+    enc = _WORKER["encoder"]
+    before = asdict(enc.stats)
+    out = enc.encode_batch(records)
+    after = asdict(enc.stats)
+    delta = {k: after[k] - before[k] for k in ("truncated", "audited", "boundary_mismatch")}
+    return out, delta
+
+
+def _chunks(items: Sequence[Record], size: int) -> Iterator[list[Record]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+# --- the run -------------------------------------------------------------------------------------------
+
+
+def cache_key(
+    input_bytes_hash: str, tokenizer_fp: str, fmt: PromptFormat | None, options: EncodeOptions, pack: bool
+) -> str:
+    payload = {
+        "input": input_bytes_hash,
+        "tokenizer": tokenizer_fp,
+        "format": fmt.to_dict() if fmt else "chat_template",
+        "options": asdict(options),
+        "pack": pack,
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def encode_records(
+    records: Sequence[Record],
+    tokenizer_path: str,
+    fmt_name: str,
+    options: EncodeOptions,
+    *,
+    num_proc: int = 1,
+    fast: bool = True,
+    progress: Any = None,
+    tokenizer: Any = None,
+) -> tuple[list[Encoded | Rejected], TokenizeReport]:
+    """Encode records in order; returns one Encoded or Rejected per record, and the report."""
+    report = TokenizeReport(format=fmt_name)
+    fmt = None if fmt_name == "chat_template" else get_format(fmt_name)
+    tok = tokenizer or load_tokenizer(tokenizer_path)
+    use_fast = False
+    if fast and fmt is not None and isinstance(tok, HFTokenizer):
+        sample = [t for r in records[:500] for t in (r.prompt_text(), r.output)]
+        twin, report.fast_path = fast_path(tok, sample)
+        if twin is not None:
+            tok, use_fast = twin, True
+    encoder = _make_encoder(tok, fmt, options)  # validates the format against the tokenizer up front
+    if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
+        report.warnings.append(
+            "pad token == end-of-turn token: padding is masked by position, so the real "
+            "end-of-turn keeps its label"
+        )
+    results: list[Encoded | Rejected] = []
+    chunks = list(_chunks(records, CHUNK))
+    _WORKER["encoder"] = encoder
+    if num_proc > 1 and len(chunks) > 1:
+        # forked workers inherit the ready encoder; spawned ones (no fork here) build their own
+        forking = "fork" in mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if forking else "spawn")
+        init = None if forking else _init_worker
+        with ctx.Pool(
+            num_proc, initializer=init, initargs=() if forking else (tokenizer_path, fmt, options, use_fast)
+        ) as pool:
+            for out, delta in pool.imap(_encode_chunk, chunks):
+                results.extend(out)
+                _add(report, delta)
+                if progress is not None:
+                    progress.update(len(out))
+    else:
+        for chunk in chunks:
+            out, delta = _encode_chunk(chunk)
+            results.extend(out)
+            _add(report, delta)
+            if progress is not None:
+                progress.update(len(out))
+    report.rows_in = len(records)
+    for r in results:
+        if isinstance(r, Rejected):
+            report.rejected[r.reason] += 1
+        else:
+            report.rows_out += 1
+            report.tokens += len(r.input_ids)
+            report.trained_tokens += sum(1 for x in r.labels if x != IGNORE)
+    return results, report
+
+
+def _add(report: TokenizeReport, delta: dict[str, int]) -> None:
+    report.truncated += delta["truncated"]
+    report.audited += delta["audited"]
+    report.boundary_mismatch += delta["boundary_mismatch"]
+
+
+def to_columns(
+    results: Sequence[Encoded | Rejected], *, pack: bool, max_length: int, report: TokenizeReport
+) -> dict[str, list]:
+    kept = [(i, r) for i, r in enumerate(results) if isinstance(r, Encoded)]
+    if pack:
+        cols = pack_rows([r.input_ids for _, r in kept], [r.labels for _, r in kept], max_length)
+        cols["attention_mask"] = [[1] * len(x) for x in cols["input_ids"]]
+        report.packed_rows = len(cols["input_ids"])
+        report.packing_efficiency = packing_efficiency(cols["seq_lens"], max_length)
+        return cols
+    return {
+        "input_ids": [r.input_ids for _, r in kept],
+        "attention_mask": [[1] * len(r.input_ids) for _, r in kept],
+        "labels": [r.labels for _, r in kept],
+        "row": [i for i, _ in kept],
+        "truncated": [r.truncated for _, r in kept],
+    }
+
+
+def save_columns(cols: dict[str, list], out_dir: str | Path) -> None:
+    import datasets
+
+    feats = {
+        "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "attention_mask": datasets.Sequence(datasets.Value("int8")),
+        "labels": datasets.Sequence(datasets.Value("int32")),
+    }
+    if "row" in cols:
+        feats["row"] = datasets.Value("int64")
+        feats["truncated"] = datasets.Value("bool")
+    if "position_ids" in cols:
+        feats["position_ids"] = datasets.Sequence(datasets.Value("int32"))
+        feats["seq_lens"] = datasets.Sequence(datasets.Value("int32"))
+    ds = datasets.Dataset.from_dict(cols, features=datasets.Features(feats))
+    datasets.disable_progress_bars()  # our own bar and summary say what happened
+    tmp = Path(str(out_dir) + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    ds.save_to_disk(str(tmp))
+    if Path(out_dir).exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+def tokenize_file(
+    input_path: str | Path,
+    tokenizer_path: str | Path,
+    out_dir: str | Path,
+    *,
+    fmt: str = "alpaca",
+    options: EncodeOptions | None = None,
+    num_proc: int = 1,
+    pack: bool = False,
+    fast: bool = True,
+    rejects: str | None = None,
+    overwrite: bool = False,
+    progress_factory: Any = None,
+) -> TokenizeReport:
+    """Tokenize an Alpaca / ShareGPT / messages file into `out_dir` (reused when nothing changed)."""
+    options = options or EncodeOptions()
+    t0 = time.perf_counter()
+    fmt_obj = None if fmt == "chat_template" else get_format(fmt)
+    key = cache_key(file_hash(input_path), tokenizer_fingerprint(tokenizer_path), fmt_obj, options, pack)
+    meta_path = Path(out_dir) / META_FILE
+    if meta_path.is_file() and not overwrite:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("cache_key") == key:
+            report = TokenizeReport(
+                **{k: v for k, v in meta["report"].items() if k != "rejected"},
+                rejected=Counter(meta["report"]["rejected"]),
+            )
+            report.cache = "hit (nothing changed: input, tokenizer, format, options, version)"
+            report.seconds = time.perf_counter() - t0
+            return report
+    tok = load_tokenizer(tokenizer_path)
+    records: list[Record] = []
+    lines: list[int] = []
+    for line, rec in read_records(input_path):
+        records.append(rec)
+        lines.append(line)
+    bar = progress_factory(len(records)) if progress_factory else None
+    try:
+        results, report = encode_records(
+            records,
+            str(tokenizer_path),
+            fmt,
+            options,
+            num_proc=num_proc,
+            fast=fast,
+            progress=bar,
+            tokenizer=tok,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if report.rows_out == 0:
+        raise ConfigError(f"{input_path}: no record survived tokenization ({dict(report.rejected)})")
+    with JsonlSink(rejects) as sink:
+        for line, r in zip(lines, results):
+            if isinstance(r, Rejected):
+                sink.write(
+                    {"reason": r.reason, "detail": r.detail, "source_file": str(input_path), "line": line}
+                )
+    cols = to_columns(results, pack=pack, max_length=options.max_length, report=report)
+    save_columns(cols, out_dir)
+    report.seconds = time.perf_counter() - t0
+    meta = {
+        "cache_key": key,
+        "instructgen_version": __version__,
+        "input": str(input_path),
+        "tokenizer": str(tokenizer_path),
+        "format": fmt_obj.to_dict() if fmt_obj else "chat_template",
+        "options": asdict(options),
+        "pack": pack,
+        "report": report.to_json(),
+    }
+    (Path(out_dir) / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    return report

@@ -1,0 +1,420 @@
+"""One small interface over the tokenizers instructgen encodes with.
+
+- `HFTokenizer`: any local Hugging Face tokenizer directory (`AutoTokenizer.from_pretrained`),
+  encoded through its Rust backend in batches.
+- `TiktokenTokenizer`: a GPT-2-style BPE rank file (`*.tiktoken`, base64 token + rank per line)
+  with a split regex and special tokens, through OpenAI's tiktoken.
+- `fast_path`: for a byte-level BPE HF tokenizer whose ranks, split regex and normaliser can
+  be expressed for tiktoken, a tiktoken twin that is used only after it gives identical ids
+  on a sample of the data.
+
+User text is encoded with special-token strings treated as plain text (`<|im_end|>` typed by a
+user must not end a turn); template text is encoded with them as control tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import ConfigError
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+)
+
+
+class Tokenizer(Protocol):
+    name: str
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+
+    def encode_texts(self, texts: Sequence[str], *, specials: bool) -> list[list[int]]: ...
+    def token_id(self, token: str) -> int | None: ...
+    def decode(self, ids: Sequence[int]) -> str: ...
+    def token_text(self, token_id: int) -> str: ...
+    def special_tokens(self) -> list[str]: ...
+    def fingerprint(self) -> str: ...
+
+
+def _require(module: str, extra: str = "tokenize"):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"this needs '{module}': pip install 'instructgen[{extra}]'") from None
+
+
+class HFTokenizer:
+    """A local HF tokenizer directory (fast tokenizers only: offsets and batching need them)."""
+
+    def __init__(self, path: str | Path) -> None:
+        transformers = _require("transformers")
+        self.path = str(path)
+        self.name = self.path
+        if not Path(path).is_dir():
+            raise ConfigError(f"{path}: tokenizer directory not found")
+        self.hf = transformers.AutoTokenizer.from_pretrained(self.path)
+        if not getattr(self.hf, "is_fast", False):
+            raise ConfigError(
+                f"{path}: only fast (Rust) tokenizers are supported; this one is {type(self.hf).__name__}"
+            )
+        self.backend = self.hf.backend_tokenizer
+        self.bos_id = self.hf.bos_token_id
+        self.eos_id = self.hf.eos_token_id
+        self.pad_id = self.hf.pad_token_id
+        self.chat_template = getattr(self.hf, "chat_template", None)
+        self._encode = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
+
+    def encode_texts(self, texts: Sequence[str], *, specials: bool) -> list[list[int]]:
+        if not texts:
+            return []
+        self.backend.encode_special_tokens = not specials
+        try:
+            return [e.ids for e in self._encode(list(texts), add_special_tokens=False)]
+        finally:
+            self.backend.encode_special_tokens = False
+
+    def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        encs = self.backend.encode_batch(list(texts), add_special_tokens=False)
+        return [(e.ids, e.offsets) for e in encs]
+
+    def token_id(self, token: str) -> int | None:
+        tid = self.backend.token_to_id(token)
+        return tid
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=False)
+
+    def token_text(self, token_id: int) -> str:
+        return self.backend.decode([token_id], skip_special_tokens=False)
+
+    def special_tokens(self) -> list[str]:
+        added = self.backend.get_added_tokens_decoder()
+        return sorted({t.content for t in added.values() if t.special}, key=len, reverse=True)
+
+    def fingerprint(self) -> str:
+        return tokenizer_fingerprint(self.path)
+
+
+def tokenizer_fingerprint(path: str | Path) -> str:
+    """A hash of the files that define a tokenizer, without loading it (cache keys need only this)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_file():
+        h.update(p.read_bytes())
+        sidecar = Path(str(p) + ".json")
+        if sidecar.is_file():
+            h.update(sidecar.read_bytes())
+        return h.hexdigest()
+    for name in TOKENIZER_FILES:
+        f = p / name
+        if f.is_file():
+            h.update(name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def load_tiktoken_ranks(path: str | Path) -> dict[bytes, int]:
+    ranks: dict[bytes, int] = {}
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+            except ValueError:
+                raise ConfigError(f"{path}:{n}: expected '<base64 token> <rank>'") from None
+    return ranks
+
+
+# GPT-4/Qwen-style split pattern: the default for a .tiktoken file without a sidecar config.
+DEFAULT_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+
+
+class TiktokenTokenizer:
+    """A tiktoken encoding from a local rank file.
+
+    Options come from a sidecar `<file>.json` ({"pattern", "special_tokens", "bos", "eos", "pad",
+    "normalize"}) or the constructor; special tokens default to Qwen's three after the last rank.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        pattern: str | None = None,
+        special_tokens: dict[str, int] | None = None,
+        bos: str | None = None,
+        eos: str | None = None,
+        pad: str | None = None,
+        normalize: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        tiktoken = _require("tiktoken")
+        self.path = str(path)
+        self.name = name or self.path
+        sidecar = Path(str(path) + ".json")
+        cfg: dict[str, Any] = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
+        ranks = load_tiktoken_ranks(path)
+        n = max(ranks.values()) + 1 if ranks else 0
+        specials = (
+            special_tokens
+            or cfg.get("special_tokens")
+            or {
+                "<|endoftext|>": n,
+                "<|im_start|>": n + 1,
+                "<|im_end|>": n + 2,
+            }
+        )
+        self.pattern = pattern or cfg.get("pattern") or DEFAULT_PATTERN
+        self.normalize = normalize if normalize is not None else cfg.get("normalize")
+        self.enc = tiktoken.Encoding(
+            name=Path(path).stem, pat_str=self.pattern, mergeable_ranks=ranks, special_tokens=dict(specials)
+        )
+        self._specials = dict(specials)
+        self._ranks_inverse: dict[int, bytes] | None = None
+        self.bos_id = self._specials.get(bos or cfg.get("bos") or "", None)
+        self.eos_id = self._specials.get(eos or cfg.get("eos") or "<|im_end|>", None)
+        self.pad_id = self._specials.get(pad or cfg.get("pad") or "<|endoftext|>", None)
+        self.chat_template = cfg.get("chat_template")
+        self.threads = int(os.environ.get("INSTRUCTGEN_TIKTOKEN_THREADS", "1"))
+
+    @classmethod
+    def from_encoding(
+        cls, enc: Any, *, name: str, bos_id, eos_id, pad_id, normalize: str | None, fingerprint: str
+    ) -> TiktokenTokenizer:
+        self = cls.__new__(cls)
+        self.enc, self.name, self.path = enc, name, name
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        self.normalize = normalize
+        self._specials = dict(enc._special_tokens)
+        self._ranks_inverse = None
+        self.chat_template = None
+        self.threads = int(os.environ.get("INSTRUCTGEN_TIKTOKEN_THREADS", "1"))
+        self._fingerprint = fingerprint
+        return self
+
+    def _norm(self, texts: Sequence[str]) -> list[str]:
+        if not self.normalize:
+            return list(texts)
+        form = self.normalize
+        return [t if unicodedata.is_normalized(form, t) else unicodedata.normalize(form, t) for t in texts]
+
+    def encode_texts(self, texts: Sequence[str], *, specials: bool) -> list[list[int]]:
+        texts = self._norm(texts)
+        if specials:
+            return self.enc.encode_batch(texts, allowed_special="all", num_threads=self.threads)
+        return self.enc.encode_ordinary_batch(texts, num_threads=self.threads)
+
+    def token_id(self, token: str) -> int | None:
+        if token in self._specials:
+            return self._specials[token]
+        try:
+            return self.enc.encode_single_token(token.encode("utf-8"))
+        except KeyError:
+            return None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.enc.decode(list(ids))
+
+    def token_text(self, token_id: int) -> str:
+        return self.enc.decode([token_id])
+
+    def special_tokens(self) -> list[str]:
+        return sorted(self._specials, key=len, reverse=True)
+
+    def fingerprint(self) -> str:
+        return getattr(self, "_fingerprint", None) or tokenizer_fingerprint(self.path)
+
+
+def load_tokenizer(path: str | Path) -> HFTokenizer | TiktokenTokenizer:
+    """A HF tokenizer directory, or a `.tiktoken` rank file."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".tiktoken":
+        return TiktokenTokenizer(p)
+    if p.is_dir():
+        return HFTokenizer(p)
+    raise ConfigError(f"{path}: not a tokenizer directory or a .tiktoken file")
+
+
+# --- byte-level BPE: HF tokenizer <-> tiktoken ---------------------------------------------------
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table, which byte-level BPE vocabularies are written in."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def tiktoken_twin(tok: HFTokenizer) -> tuple[Any, str | None] | str:
+    """A tiktoken Encoding equivalent to a byte-level BPE HF tokenizer, or why there is none."""
+    tiktoken = _require("tiktoken")
+    data = json.loads(tok.backend.to_str())
+    model = data.get("model") or {}
+    if model.get("type") != "BPE":
+        return f"model is {model.get('type')}, not BPE"
+    pre = data.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    pattern = None
+    byte_level = False
+    for step in steps:
+        if step.get("type") == "Split" and "Regex" in (step.get("pattern") or {}):
+            if step.get("behavior") != "Isolated" or step.get("invert"):
+                return "split pre-tokenizer is not 'isolated'"
+            pattern = step["pattern"]["Regex"]
+        elif step.get("type") == "ByteLevel":
+            if step.get("add_prefix_space"):
+                return "byte-level pre-tokenizer adds a prefix space"
+            byte_level = True
+            if step.get("use_regex", True) and pattern is None:
+                pattern = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+        else:
+            return f"pre-tokenizer step {step.get('type')} has no tiktoken equivalent"
+    if not byte_level or pattern is None:
+        return "not a byte-level BPE with a split regex"
+    norm = data.get("normalizer")
+    normalize = None
+    if norm:
+        if norm.get("type") in ("NFC", "NFKC", "NFD", "NFKD"):
+            normalize = norm["type"]
+        else:
+            return f"normalizer {norm.get('type')} has no tiktoken equivalent"
+    u2b = {c: b for b, c in _bytes_to_unicode().items()}
+    try:
+        ranks = {bytes(u2b[ch] for ch in token): tid for token, tid in model["vocab"].items()}
+    except KeyError:
+        return "vocabulary is not written in byte-level characters"
+    added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
+    specials = {
+        s: i for s, i in added.items() if bytes(s, "utf-8") not in ranks or ranks[bytes(s, "utf-8")] != i
+    }
+    try:
+        enc = tiktoken.Encoding(name="twin", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
+    except Exception as exc:  # tiktoken rejects patterns its regex engine cannot compile
+        return f"tiktoken cannot use it: {exc}"
+    return enc, normalize
+
+
+def fast_path(tok: HFTokenizer, sample: Sequence[str]) -> tuple[TiktokenTokenizer | None, str]:
+    """(tiktoken twin, message): the twin only when it encodes every sample text identically."""
+    twin = tiktoken_twin(tok)
+    if isinstance(twin, str):
+        return None, f"fast path off: {twin}"
+    enc, normalize = twin
+    fast = TiktokenTokenizer.from_encoding(
+        enc,
+        name=f"{tok.name} (tiktoken)",
+        bos_id=tok.bos_id,
+        eos_id=tok.eos_id,
+        pad_id=tok.pad_id,
+        normalize=normalize,
+        fingerprint=tok.fingerprint(),
+    )
+    texts = list(sample)
+    for specials in (False, True):
+        a = tok.encode_texts(texts, specials=specials)
+        b = fast.encode_texts(texts, specials=specials)
+        for text, x, y in zip(texts, a, b):
+            if x != y:
+                return None, f"fast path off: tiktoken differs from the tokenizer on {text[:40]!r}"
+    return fast, f"fast path on: tiktoken gives identical ids on {len(texts)} sample texts"
+
+
+def tiktoken_to_hf(
+    rank_file: str | Path,
+    out_dir: str | Path,
+    *,
+    pattern: str = DEFAULT_PATTERN,
+    special_tokens: Sequence[str] = ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+    eos: str = "<|im_end|>",
+    pad: str = "<|endoftext|>",
+    chat_template: str | None = None,
+    normalizer: str | None = "NFC",
+) -> Path:
+    """Write a HF fast-tokenizer directory equivalent to a tiktoken rank file.
+
+    Merges are recovered by replaying BPE on each token with only lower-ranked merges allowed:
+    what remains is the pair whose merge creates it.
+    """
+    tokenizers = _require("tokenizers")
+    transformers = _require("transformers")
+    ranks = load_tiktoken_ranks(rank_file)
+    b2u = _bytes_to_unicode()
+
+    def enc(b: bytes) -> str:
+        return "".join(b2u[x] for x in b)
+
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(token) < 2:
+            continue
+        parts = [bytes([b]) for b in token]
+        while True:
+            best = None
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < rank and (best is None or r < best[0]):
+                    best = (r, i)
+            if best is None:
+                break
+            i = best[1]
+            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) != 2:
+            raise ConfigError(f"{rank_file}: token of rank {rank} is not the merge of two tokens")
+        merges.append((enc(parts[0]), enc(parts[1])))
+    vocab = {enc(t): r for t, r in ranks.items()}
+    from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import BPE
+
+    tok = tokenizers.Tokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    if normalizer:
+        tok.normalizer = getattr(normalizers, normalizer)()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in special_tokens])
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=eos,
+        pad_token=pad,
+        clean_up_tokenization_spaces=False,
+    )
+    if chat_template:
+        hf.chat_template = chat_template
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(str(out))
+    return out
