@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import string
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ConfigError
 from ..schema import Record
@@ -64,35 +65,50 @@ class PromptFormat:
         return data
 
 
-@dataclass(frozen=True)
-class Segment:
-    """One piece of an encoded conversation.
+class Segment(NamedTuple):
+    """One piece of an encoded conversation (built as a plain tuple in the hot path: same fields).
 
     kind: "text" (template text: special tokens in it are control tokens), "content" (user
-    data: special-token strings in it stay plain text), or "bos" / "eot" (added by id).
+    data: special-token strings in it stay plain text), "system" (content that repeats across
+    records, so its encoding is cached), or "bos" / "eot" (added by id).
     """
 
     kind: str
     text: str
     trainable: bool
-    turn: int = -1  # which assistant turn a trainable piece belongs to
+    turn: int = -1  # the conversation turn a piece belongs to (-1: prefix and system)
 
 
-def _fill(wrapper: str, values: dict[str, str], trainable: bool = False) -> list[Segment]:
-    """Split a wrapper into template text and content slots, in order."""
-    out: list[Segment] = []
-    for literal, name, _spec, _conv in string.Formatter().parse(wrapper):
+# Field positions, for code that reads segments as plain tuples.
+KIND, TEXT, TRAINABLE, TURN = range(4)
+
+
+@lru_cache(maxsize=256)
+def _parse(wrapper: str) -> tuple[tuple[str, str | None], ...]:
+    return tuple((literal, name) for literal, name, _spec, _conv in string.Formatter().parse(wrapper))
+
+
+def _fill(
+    out: list[tuple],
+    wrapper: str,
+    values: dict[str, str],
+    trainable: bool,
+    turn: int,
+    content_kind: str = "content",
+) -> None:
+    """Append a wrapper's template text and content slots, in order."""
+    for literal, name in _parse(wrapper):
         if literal:
-            out.append(Segment("text", literal, trainable))
+            out.append(("text", literal, trainable, turn))
         if name is None:
             continue
-        if name not in values:
+        value = values.get(name)
+        if value is None:
             raise ConfigError(f"format slot '{{{name}}}' is not one of: {', '.join(sorted(values))}")
         if name == "idx":
-            out.append(Segment("text", values[name], trainable))
-        elif values[name]:
-            out.append(Segment("content", values[name], trainable))
-    return out
+            out.append(("text", value, trainable, turn))
+        elif value:
+            out.append((content_kind, value, trainable, turn))
 
 
 def segments(
@@ -101,18 +117,18 @@ def segments(
     """The record as ordered segments; trainable = assistant content and its end-of-turn token."""
     segs: list[Segment] = []
     if fmt.bos:
-        segs.append(Segment("bos", "", train_on_inputs))
+        segs.append(("bos", "", train_on_inputs, -1))
     if fmt.prefix:
-        segs.append(Segment("text", fmt.prefix, train_on_inputs))
+        segs.append(("text", fmt.prefix, train_on_inputs, -1))
     system = record.system if record.system is not None else fmt.default_system
     if system and not fmt.system_in_first_user:
-        segs.extend(_fill(fmt.system, {"system": system}, train_on_inputs))
+        _fill(segs, fmt.system, {"system": system}, train_on_inputs, -1, "system")
     turns = [(t.user, t.assistant, None) for t in record.history]
     turns.append((record.prompt_text(), record.output, record))
     last = len(turns) - 1
     for i, (user, assistant, rec) in enumerate(turns):
         if fmt.bos_each_turn and i > 0:
-            segs.append(Segment("bos", "", train_on_inputs))
+            segs.append(("bos", "", train_on_inputs, i))
         idx = str(fmt.idx_start + i)
         if rec is not None and fmt.prompt_input is not None:
             wrapper = fmt.prompt_input if rec.input else (fmt.prompt_no_input or fmt.prompt_input)
@@ -124,13 +140,13 @@ def segments(
             if i == 0 and fmt.first_user is not None and system:
                 wrapper = fmt.first_user
             values = {"content": user, "idx": idx, "system": system or "", "instruction": user, "input": ""}
-        segs.extend(_fill(wrapper, values, train_on_inputs))
+        _fill(segs, wrapper, values, train_on_inputs, i)
         trained = train_on_inputs or not mask_history or i == last
         if assistant:
-            segs.append(Segment("content", assistant, trained, turn=i))
-        segs.append(Segment("eot", fmt.eot or "", trained and (fmt.eot_trained or train_on_inputs), turn=i))
+            segs.append(("content", assistant, trained, i))
+        segs.append(("eot", fmt.eot or "", trained and (fmt.eot_trained or train_on_inputs), i))
         if fmt.turn_separator:
-            segs.append(Segment("text", fmt.turn_separator, train_on_inputs))
+            segs.append(("text", fmt.turn_separator, train_on_inputs, i))
     return segs
 
 

@@ -54,6 +54,11 @@ class _Piece:
     seg: Segment
     turn: int
 
+    @classmethod
+    def of(cls, seg: tuple, ids: list[int]) -> _Piece:
+        s = Segment(*seg)
+        return cls(list(ids), s, s.turn)
+
 
 @dataclass
 class EncodeStats:
@@ -107,100 +112,112 @@ class Encoder:
             segments(self.fmt, r, mask_history=opts.mask_history, train_on_inputs=opts.train_on_inputs)
             for r in records
         ]
+        cache = self._template_cache
         contents: list[str] = []
-        new_templates: list[str] = []
+        new_cached: dict[str, bool] = {}  # text -> encode with specials?
         for segs in all_segs:
             for s in segs:
-                if s.kind == "content":
-                    contents.append(s.text)
-                elif s.kind == "text" and s.text not in self._template_cache:
-                    self._template_cache[s.text] = []
-                    new_templates.append(s.text)
-        for text, ids in zip(new_templates, self.tok.encode_texts(new_templates, specials=True)):
-            self._template_cache[text] = ids
+                kind = s[0]
+                if kind == "content":
+                    contents.append(s[1])
+                elif (kind == "text" or kind == "system") and s[1] not in cache and s[1] not in new_cached:
+                    new_cached[s[1]] = kind == "text" or not opts.escape_special
+        if new_cached:
+            for specials in (True, False):
+                texts = [t for t, sp in new_cached.items() if sp is specials]
+                for text, ids in zip(texts, self.tok.encode_texts(texts, specials=specials)):
+                    cache[text] = ids
+            if len(cache) > 10_000:  # system prompts that never repeat: keep the cache bounded
+                cache.clear()
         content_ids = iter(self.tok.encode_texts(contents, specials=not opts.escape_special))
 
         out: list[Encoded | Rejected] = []
-        audit_texts: list[str] = []
-        audit_rows: list[int] = []
+        audit: list[tuple[int, list[list[int]], str]] = []
+        limit = opts.max_length
+        bos = [self.bos_id] if self.bos_id is not None else []
+        eot = [self.eot_id]
         for segs in all_segs:
-            pieces = []
-            turn = -1
+            parts: list[list[int]] = []
             for s in segs:
-                if s.kind == "content":
-                    ids = next(content_ids)
-                elif s.kind == "text":
-                    ids = self._template_cache[s.text]
-                elif s.kind == "bos":
-                    if self.bos_id is None:
-                        continue
-                    ids = [self.bos_id]
+                kind = s[0]
+                if kind == "content":
+                    parts.append(next(content_ids))
+                elif kind == "text" or kind == "system":
+                    parts.append(cache[s[1]])
+                elif kind == "eot":
+                    parts.append(eot)
                 else:
-                    ids = [self.eot_id]
-                if s.turn >= 0:
-                    turn = s.turn
-                pieces.append(_Piece(ids, s, turn))
+                    parts.append(bos)
             if self._should_audit(segs):
-                audit_texts.append(self._full_text(segs))
-                audit_rows.append(len(out))
-            out.append(self._finish(pieces))
-        if audit_texts:
-            for row, ids in zip(audit_rows, self.tok.encode_texts(audit_texts, specials=True)):
+                audit.append((len(out), parts, self._full_text(segs)))
+            total = sum(map(len, parts))
+            if total > limit:
+                out.append(self._finish_truncated(segs, parts, total))
+                continue
+            input_ids: list[int] = []
+            labels: list[int] = []
+            for s, ids in zip(segs, parts):
+                input_ids += ids
+                labels += ids if s[2] else [IGNORE] * len(ids)
+            if len(labels) == labels.count(IGNORE):
+                self._count("no_trained_tokens")
+                out.append(
+                    Rejected(
+                        reason="no_trained_tokens",
+                        detail="no token left to train on (it would give a NaN loss)",
+                    )
+                )
+                continue
+            out.append(Encoded(input_ids, labels))
+        if audit:
+            one_pass = self.tok.encode_texts([text for _, _, text in audit], specials=True)
+            for (row, parts, _), ids in zip(audit, one_pass):
                 enc = out[row]
                 if isinstance(enc, Encoded):
-                    full = [i for p in getattr(enc, "_pieces", []) for i in p.ids]
-                    enc.boundary_mismatch = ids != full
+                    enc.boundary_mismatch = ids != [i for p in parts for i in p]
                     self.stats.audited += 1
                     self.stats.boundary_mismatch += enc.boundary_mismatch
-        for enc in out:
-            if isinstance(enc, Encoded) and hasattr(enc, "_pieces"):
-                del enc._pieces
         self.stats.records += len(records)
         return out
 
-    def _should_audit(self, segs: list[Segment]) -> bool:
+    def _should_audit(self, segs: list[tuple]) -> bool:
         n = self.options.audit_sample
         if n == 0 or (n > 0 and self._audited >= n):
             return False
-        if any(s.kind == "content" and any(sp in s.text for sp in self.specials) for s in segs):
+        if any(s[0] == "content" and any(sp in s[1] for sp in self.specials) for s in segs):
             return False  # escaped specials cannot match a one-pass encoding by design
         self._audited += 1
         return True
 
-    def _full_text(self, segs: list[Segment]) -> str:
+    def _full_text(self, segs: list[tuple]) -> str:
         parts = []
-        for s in segs:
-            if s.kind in ("text", "content"):
-                parts.append(s.text)
-            elif s.kind == "bos" and self.bos_id is not None:
+        for kind, text, _trainable, _turn in segs:
+            if kind in ("text", "content", "system"):
+                parts.append(text)
+            elif kind == "bos" and self.bos_id is not None:
                 parts.append(self.tok.token_text(self.bos_id))
-            elif s.kind == "eot":
+            elif kind == "eot":
                 parts.append(self.eot_text)
         return "".join(parts)
 
-    def _finish(self, pieces: list[_Piece]) -> Encoded | Rejected:
-        total = sum(len(p.ids) for p in pieces)
-        truncated = False
-        if total > self.options.max_length:
-            result = self._truncate(pieces, total)
-            if isinstance(result, Rejected):
-                self._count(result.reason)
-                return result
-            pieces, truncated = result, True
-            self.stats.truncated += 1
+    def _finish_truncated(self, segs: list[tuple], parts: list[list[int]], total: int) -> Encoded | Rejected:
+        pieces = [_Piece.of(s, ids) for s, ids in zip(segs, parts)]
+        result = self._truncate(pieces, total)
+        if isinstance(result, Rejected):
+            self._count(result.reason)
+            return result
+        self.stats.truncated += 1
         input_ids: list[int] = []
         labels: list[int] = []
-        for p in pieces:
-            input_ids.extend(p.ids)
-            labels.extend(p.ids if p.seg.trainable else [IGNORE] * len(p.ids))
-        if all(x == IGNORE for x in labels):
+        for p in result:
+            input_ids += p.ids
+            labels += p.ids if p.seg.trainable else [IGNORE] * len(p.ids)
+        if len(labels) == labels.count(IGNORE):
             self._count("no_trained_tokens")
             return Rejected(
                 reason="no_trained_tokens", detail="no token left to train on (it would give a NaN loss)"
             )
-        enc = Encoded(input_ids, labels, truncated)
-        enc._pieces = pieces  # type: ignore[attr-defined]  # kept until the audit has run
-        return enc
+        return Encoded(input_ids, labels, truncated=True)
 
     def _count(self, reason: str) -> None:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1

@@ -10,6 +10,7 @@ rebuilds it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -198,7 +199,7 @@ def encode_records(
         else:
             report.rows_out += 1
             report.tokens += len(r.input_ids)
-            report.trained_tokens += sum(1 for x in r.labels if x != IGNORE)
+            report.trained_tokens += len(r.labels) - r.labels.count(IGNORE)
     return results, report
 
 
@@ -214,13 +215,11 @@ def to_columns(
     kept = [(i, r) for i, r in enumerate(results) if isinstance(r, Encoded)]
     if pack:
         cols = pack_rows([r.input_ids for _, r in kept], [r.labels for _, r in kept], max_length)
-        cols["attention_mask"] = [[1] * len(x) for x in cols["input_ids"]]
         report.packed_rows = len(cols["input_ids"])
         report.packing_efficiency = packing_efficiency(cols["seq_lens"], max_length)
         return cols
     return {
         "input_ids": [r.input_ids for _, r in kept],
-        "attention_mask": [[1] * len(r.input_ids) for _, r in kept],
         "labels": [r.labels for _, r in kept],
         "row": [i for i, _ in kept],
         "truncated": [r.truncated for _, r in kept],
@@ -228,20 +227,36 @@ def to_columns(
 
 
 def save_columns(cols: dict[str, list], out_dir: str | Path) -> None:
+    """Write columns as an Arrow dataset (built with pyarrow directly: datasets' per-row feature
+    encoding costs more than the tokenization of short rows)."""
     import datasets
+    import numpy as np
+    import pyarrow as pa
 
-    feats = {
-        "input_ids": datasets.Sequence(datasets.Value("int32")),
-        "attention_mask": datasets.Sequence(datasets.Value("int8")),
-        "labels": datasets.Sequence(datasets.Value("int32")),
+    def list_column(rows: list[list[int]], dtype, value: int | None = None) -> pa.Array:
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        total = int(offsets[-1])
+        if value is None:
+            flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype, count=total)
+        else:
+            flat = np.full(total, value, dtype=dtype)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+
+    arrays = {
+        "input_ids": list_column(cols["input_ids"], np.int32),
+        "attention_mask": list_column(cols["input_ids"], np.int8, value=1),
+        "labels": list_column(cols["labels"], np.int32),
     }
+    for name in ("position_ids", "seq_lens"):
+        if name in cols:
+            arrays[name] = list_column(cols[name], np.int32)
     if "row" in cols:
-        feats["row"] = datasets.Value("int64")
-        feats["truncated"] = datasets.Value("bool")
-    if "position_ids" in cols:
-        feats["position_ids"] = datasets.Sequence(datasets.Value("int32"))
-        feats["seq_lens"] = datasets.Sequence(datasets.Value("int32"))
-    ds = datasets.Dataset.from_dict(cols, features=datasets.Features(feats))
+        arrays["row"] = pa.array(cols["row"], type=pa.int64())
+        arrays["truncated"] = pa.array(cols["truncated"], type=pa.bool_())
+    table = pa.table(arrays)
+    ds = datasets.Dataset(datasets.table.InMemoryTable(table))
     datasets.disable_progress_bars()  # our own bar and summary say what happened
     tmp = Path(str(out_dir) + ".tmp")
     if tmp.exists():

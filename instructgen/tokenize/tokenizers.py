@@ -219,9 +219,18 @@ class TiktokenTokenizer:
 
     def encode_texts(self, texts: Sequence[str], *, specials: bool) -> list[list[int]]:
         texts = self._norm(texts)
+        if self.threads > 1:
+            if specials:
+                return self.enc.encode_batch(texts, allowed_special="all", num_threads=self.threads)
+            return self.enc.encode_ordinary_batch(texts, num_threads=self.threads)
+        # tiktoken's *_batch functions submit every text to a thread pool even for one thread,
+        # which costs more than the encoding of short texts: call the encoder directly instead.
         if specials:
-            return self.enc.encode_batch(texts, allowed_special="all", num_threads=self.threads)
-        return self.enc.encode_ordinary_batch(texts, num_threads=self.threads)
+            allowed = self.enc.special_tokens_set
+            encode = self.enc.encode
+            return [encode(t, allowed_special=allowed) for t in texts]
+        encode_ordinary = self.enc.encode_ordinary
+        return [encode_ordinary(t) for t in texts]
 
     def token_id(self, token: str) -> int | None:
         if token in self._specials:
@@ -277,11 +286,10 @@ def _bytes_to_unicode() -> dict[int, str]:
 def tiktoken_twin(tok: HFTokenizer) -> tuple[Any, str | None] | str:
     """A tiktoken Encoding equivalent to a byte-level BPE HF tokenizer, or why there is none."""
     tiktoken = _require("tiktoken")
-    data = json.loads(tok.backend.to_str())
-    model = data.get("model") or {}
-    if model.get("type") != "BPE":
-        return f"model is {model.get('type')}, not BPE"
-    pre = data.get("pre_tokenizer") or {}
+    backend = tok.backend
+    if type(backend.model).__name__ != "BPE":
+        return f"model is {type(backend.model).__name__}, not BPE"
+    pre = json.loads(backend.pre_tokenizer.__getstate__()) if backend.pre_tokenizer is not None else {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     pattern = None
     byte_level = False
@@ -300,22 +308,22 @@ def tiktoken_twin(tok: HFTokenizer) -> tuple[Any, str | None] | str:
             return f"pre-tokenizer step {step.get('type')} has no tiktoken equivalent"
     if not byte_level or pattern is None:
         return "not a byte-level BPE with a split regex"
-    norm = data.get("normalizer")
+    norm = json.loads(backend.normalizer.__getstate__()) if backend.normalizer is not None else None
     normalize = None
     if norm:
         if norm.get("type") in ("NFC", "NFKC", "NFD", "NFKD"):
             normalize = norm["type"]
         else:
             return f"normalizer {norm.get('type')} has no tiktoken equivalent"
-    u2b = {c: b for b, c in _bytes_to_unicode().items()}
+    # byte-level characters -> the bytes they stand for, through str.translate (C speed)
+    table = {ord(c): chr(b) for b, c in _bytes_to_unicode().items()}
+    vocab = backend.get_vocab(with_added_tokens=False)
     try:
-        ranks = {bytes(u2b[ch] for ch in token): tid for token, tid in model["vocab"].items()}
-    except KeyError:
+        ranks = {token.translate(table).encode("latin-1"): tid for token, tid in vocab.items()}
+    except UnicodeEncodeError:
         return "vocabulary is not written in byte-level characters"
-    added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
-    specials = {
-        s: i for s, i in added.items() if bytes(s, "utf-8") not in ranks or ranks[bytes(s, "utf-8")] != i
-    }
+    added = {t.content: i for i, t in backend.get_added_tokens_decoder().items()}
+    specials = {s: i for s, i in added.items() if ranks.get(s.encode("utf-8")) != i}
     try:
         enc = tiktoken.Encoding(name="twin", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
     except Exception as exc:  # tiktoken rejects patterns its regex engine cannot compile
@@ -324,7 +332,11 @@ def tiktoken_twin(tok: HFTokenizer) -> tuple[Any, str | None] | str:
 
 
 def fast_path(tok: HFTokenizer, sample: Sequence[str]) -> tuple[TiktokenTokenizer | None, str]:
-    """(tiktoken twin, message): the twin only when it encodes every sample text identically."""
+    """(tiktoken twin, message): the twin only when it encodes the sample identically.
+
+    User text is checked on the whole sample (it is what the twin encodes); special-token
+    handling on a slice of it plus a text made of every special token.
+    """
     twin = tiktoken_twin(tok)
     if isinstance(twin, str):
         return None, f"fast path off: {twin}"
@@ -339,10 +351,11 @@ def fast_path(tok: HFTokenizer, sample: Sequence[str]) -> tuple[TiktokenTokenize
         fingerprint=tok.fingerprint(),
     )
     texts = list(sample)
-    for specials in (False, True):
-        a = tok.encode_texts(texts, specials=specials)
-        b = fast.encode_texts(texts, specials=specials)
-        for text, x, y in zip(texts, a, b):
+    with_specials = [*texts[:50], "x" + "\n".join(tok.special_tokens()) + " y"]
+    for specials, batch in ((False, texts), (True, with_specials)):
+        for text, x, y in zip(
+            batch, tok.encode_texts(batch, specials=specials), fast.encode_texts(batch, specials=specials)
+        ):
             if x != y:
                 return None, f"fast path off: tiktoken differs from the tokenizer on {text[:40]!r}"
     return fast, f"fast path on: tiktoken gives identical ids on {len(texts)} sample texts"
