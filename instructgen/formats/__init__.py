@@ -54,7 +54,8 @@ class PromptFormat:
     prompt_no_input: str | None = None
     eot: str | None = None  # end-of-turn token; None means the tokenizer's EOS
     eot_trained: bool = True
-    turn_separator: str = ""  # untrained text after each end-of-turn token
+    turn_separator: str = ""  # untrained text after each end-of-turn token but the last
+    separator_after_last: bool = False  # ChatML-like templates also end the last turn with it
     idx_start: int = 1  # first value of {idx}
     source: str = "builtin"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -145,7 +146,7 @@ def segments(
         if assistant:
             segs.append(("content", assistant, trained, i))
         segs.append(("eot", fmt.eot or "", trained and (fmt.eot_trained or train_on_inputs), i))
-        if fmt.turn_separator:
+        if fmt.turn_separator and (i < last or fmt.separator_after_last):
             segs.append(("text", fmt.turn_separator, train_on_inputs, i))
     return segs
 
@@ -193,6 +194,7 @@ register(
         default_system=BAYLING_SYSTEM,
         user="### Instruction:\n{content}\n### Response:\n",
         turn_separator="\n",
+        separator_after_last=True,
     )
 )
 register(
@@ -204,6 +206,7 @@ register(
         user="<|user|>\n{content}<|end|>\n<|assistant|>\n",
         eot="<|end|>",
         turn_separator="\n",
+        separator_after_last=True,
     )
 )
 register(
@@ -214,6 +217,7 @@ register(
         user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
         eot="<|im_end|>",
         turn_separator="\n",
+        separator_after_last=True,
     )
 )
 register(
@@ -225,6 +229,7 @@ register(
         user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
         eot="<|im_end|>",
         turn_separator="\n",
+        separator_after_last=True,
     )
 )
 register(

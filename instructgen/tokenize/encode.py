@@ -309,15 +309,22 @@ class ChatTemplateEncoder:
         return text
 
     def render(self, record: Record) -> tuple[str, list[tuple[int, int, bool]]]:
-        """(text, [(start, end, trained)] for every assistant span)."""
-        msgs = record_messages(record)
-        marked = []
-        for i, m in enumerate(msgs):
-            content = self._escape(m["content"])
-            marked.append({"role": m["role"], "content": f"{_OPEN}{i}{_MID}{content}{_CLOSE}{i}{_MID}"})
+        """(text, [(start, end, trained)] for every assistant span).
+
+        The conversation is rendered twice: with sentinels around every message's content, and
+        plainly. With the sentinels removed the two must be identical; a template that trims,
+        rewrites or drops content (e.g. earlier turns' thinking) makes them differ and is refused.
+        """
+        msgs = [{"role": m["role"], "content": self._escape(m["content"])} for m in record_messages(record)]
+        marked = [
+            {"role": m["role"], "content": f"{_OPEN}{i}{_MID}{m['content']}{_CLOSE}{i}{_MID}"}
+            for i, m in enumerate(msgs)
+        ]
         rendered = self.tok.hf.apply_chat_template(marked, tokenize=False)
+        plain = self.tok.hf.apply_chat_template(msgs, tokenize=False)
         text_parts: list[str] = []
         spans: list[tuple[int, int, bool]] = []
+        where: list[tuple[int, int, int]] = []  # (start, end, message index) of every message
         pos = 0
         cursor = 0
         last_assistant = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
@@ -331,16 +338,12 @@ class ChatTemplateEncoder:
                     "so spans cannot be trusted: use a built-in --format"
                 )
             inner = rendered[a + len(open_tag) : b]
-            if inner != self._escape(m["content"]):
-                raise ConfigError(
-                    f"the chat template changed the content of message {i} ({m['role']}), e.g. by "
-                    "trimming; spans cannot be trusted: use a built-in --format"
-                )
             text_parts.append(rendered[pos:a])
             cursor += a - pos
             start = cursor
             text_parts.append(inner)
             cursor += len(inner)
+            where.append((start, cursor, i))
             if m["role"] == "assistant":
                 trained = self.options.train_on_inputs or not self.options.mask_history or i == last_assistant
                 spans.append((start, cursor, trained))
@@ -349,6 +352,14 @@ class ChatTemplateEncoder:
         text = "".join(text_parts)
         if _OPEN in text or _CLOSE in text:
             raise ConfigError("the chat template repeated a message's content; spans cannot be trusted")
+        if text != plain:
+            at = next((k for k, (x, y) in enumerate(zip(text, plain)) if x != y), min(len(text), len(plain)))
+            i = next((i for a, b, i in where if a <= at <= b), None)
+            which = f"message {i} ({msgs[i]['role']})" if i is not None else "the text between messages"
+            raise ConfigError(
+                f"the chat template changed the content of {which}, e.g. by trimming it or dropping "
+                "earlier turns' thinking; spans cannot be trusted: use a built-in --format"
+            )
         return text, spans
 
     def encode_batch(self, records: list[Record]) -> list[Encoded | Rejected]:

@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -112,9 +113,64 @@ def _encode_chunk(records: list[Record]) -> tuple[list[Encoded | Rejected], dict
     return out, delta
 
 
+def _encode_range(bounds: tuple[int, int]) -> tuple[bytes, bytes, bytes, bytes, list, dict[str, Any]]:
+    """Worker side: encode records[start:end] (inherited, not sent) and return compact buffers.
+
+    Pickling pydantic records out and per-row int lists back cost more than the encoding.
+    """
+    start, end = bounds
+    out, delta = _encode_chunk(_WORKER["records"][start:end])
+    lengths, ids, labels = array("i"), array("i"), array("i")
+    flags = bytearray()
+    rejected = []
+    for k, r in enumerate(out):
+        if isinstance(r, Rejected):
+            lengths.append(-1)
+            rejected.append((start + k, r.reason, r.detail))
+        else:
+            lengths.append(len(r.input_ids))
+            ids.extend(r.input_ids)
+            labels.extend(r.labels)
+            flags.append(1 if r.truncated else 0)
+    return lengths.tobytes(), ids.tobytes(), labels.tobytes(), bytes(flags), rejected, delta
+
+
+def _unpack(payload: tuple[bytes, bytes, bytes, bytes, list, dict[str, Any]]) -> list[Encoded | Rejected]:
+    lengths_b, ids_b, labels_b, flags, rejected, _ = payload
+    lengths = array("i")
+    lengths.frombytes(lengths_b)
+    ids, labels = array("i"), array("i")
+    ids.frombytes(ids_b)
+    labels.frombytes(labels_b)
+    ids_l, labels_l = ids.tolist(), labels.tolist()
+    reasons = iter(rejected)
+    out: list[Encoded | Rejected] = []
+    pos = kept = 0
+    for n in lengths:
+        if n < 0:
+            _, reason, detail = next(reasons)
+            out.append(Rejected(reason=reason, detail=detail))
+            continue
+        out.append(Encoded(ids_l[pos : pos + n], labels_l[pos : pos + n], truncated=bool(flags[kept])))
+        pos += n
+        kept += 1
+    return out
+
+
 def _chunks(items: Sequence[Record], size: int) -> Iterator[list[Record]]:
     for i in range(0, len(items), size):
         yield list(items[i : i + size])
+
+
+def _init_spawned(
+    tokenizer_path: str,
+    fmt: PromptFormat | None,
+    options: EncodeOptions,
+    use_fast: bool,
+    records: list[Record],
+) -> None:
+    _init_worker(tokenizer_path, fmt, options, use_fast)
+    _WORKER["records"] = records
 
 
 # --- the run -------------------------------------------------------------------------------------------
@@ -173,18 +229,26 @@ def encode_records(
     chunks = list(_chunks(records, CHUNK))
     _WORKER["encoder"] = encoder
     if num_proc > 1 and len(chunks) > 1:
-        # forked workers inherit the ready encoder; spawned ones (no fork here) build their own
+        # forked workers inherit the ready encoder and the records; spawned ones get them once each
+        _WORKER["records"] = records
         forking = "fork" in mp.get_all_start_methods()
         ctx = mp.get_context("fork" if forking else "spawn")
-        init = None if forking else _init_worker
-        with ctx.Pool(
-            num_proc, initializer=init, initargs=() if forking else (tokenizer_path, fmt, options, use_fast)
-        ) as pool:
-            for out, delta in pool.imap(_encode_chunk, chunks):
-                results.extend(out)
-                _add(report, delta)
-                if progress is not None:
-                    progress.update(len(out))
+        init, initargs = (
+            (None, ())
+            if forking
+            else (_init_spawned, (tokenizer_path, fmt, options, use_fast, list(records)))
+        )
+        bounds = [(i, min(i + CHUNK, len(records))) for i in range(0, len(records), CHUNK)]
+        try:
+            with ctx.Pool(num_proc, initializer=init, initargs=initargs) as pool:
+                for payload in pool.imap(_encode_range, bounds):
+                    out = _unpack(payload)
+                    results.extend(out)
+                    _add(report, payload[-1])
+                    if progress is not None:
+                        progress.update(len(out))
+        finally:
+            _WORKER.pop("records", None)
     else:
         for chunk in chunks:
             out, delta = _encode_chunk(chunk)
