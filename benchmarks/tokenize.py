@@ -58,7 +58,7 @@ def worker(kind: str, data: str, tok: str, procs: int, out_dir: str) -> None:
     from instructgen.formats import FORMATS, segments
     from instructgen.io.records import read_records
     from instructgen.tokenize.encode import EncodeOptions
-    from instructgen.tokenize.pipeline import encode_records, save_columns, to_columns
+    from instructgen.tokenize.pipeline import encode_columns, save_chunks
     from instructgen.tokenize.tokenizers import load_tokenizer
 
     records = [r for _, r in read_records(data)]
@@ -83,11 +83,10 @@ def worker(kind: str, data: str, tok: str, procs: int, out_dir: str) -> None:
     else:
         opts = EncodeOptions(max_length=1024, truncation="drop", audit_sample=0)
         t0 = time.perf_counter()
-        results, report = encode_records(
+        chunks, report = encode_columns(
             records, tok, "qwen", opts, num_proc=procs, fast=(kind == "fast"), tokenizer=tokenizer
         )
-        cols = to_columns(results, pack=False, max_length=1024, report=report)
-        save_columns(cols, out_dir)
+        save_chunks(chunks, out_dir)
         dt = time.perf_counter() - t0
         tokens = report.tokens
     rss = max(
