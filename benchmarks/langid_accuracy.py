@@ -7,7 +7,13 @@ rejections; lower is better), how many sides with the wrong declared language it
     python benchmarks/langid_accuracy.py [--shared ../shared/data]
 """
 
-from __future__ import annotations
+import os
+import sys
+
+# benchmarks/tokenize.py is named like the stdlib module `tokenize`; a script run from this
+# folder has the folder first on sys.path, which would shadow it: drop that entry first.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
 import argparse
 import time

@@ -8,11 +8,16 @@ with each backend (langdetect on a 10,000-pair slice: it is ~40x slower).
     python benchmarks/translate.py [--pairs 100000] [--shared ../shared/data]
 """
 
-from __future__ import annotations
+import os
+import sys
+
+# benchmarks/tokenize.py is named like the stdlib module `tokenize`; a script run from this
+# folder has the folder first on sys.path, which would shadow it: drop that entry first.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
 import argparse
 import contextlib
-import os
 import tempfile
 import time
 from pathlib import Path

@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .identity import identity_cmd, mix_cmd, scan_cmd
+from .tasks import classify_cmd, ner_cmd
 from .templates import templates_group
 from .tokenize import formats_cmd, inspect_cmd, tokenize_cmd
 from .translate import translate_cmd
@@ -22,6 +23,8 @@ def cli():
 
 
 cli.add_command(translate_cmd)
+cli.add_command(ner_cmd)
+cli.add_command(classify_cmd)
 cli.add_command(templates_group)
 cli.add_command(identity_cmd)
 cli.add_command(scan_cmd)

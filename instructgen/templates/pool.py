@@ -97,6 +97,10 @@ class Template:
     def id(self) -> str:
         return self.spec.id
 
+    def variables(self) -> set[str]:
+        """Every variable any field of the template uses."""
+        return set().union(*(r.variables() for r in self._renderers.values()))
+
     def render(self, values: dict[str, Any]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
         for name in FIELDS:
@@ -113,6 +117,7 @@ class TemplatePool:
     language: str
     path: str
     templates: list[Template]
+    labels: dict[str, str] = field(default_factory=dict)  # verbalisers: dataset label -> words
 
 
 def _text_hash(spec: TemplateSpec) -> str:
@@ -187,6 +192,8 @@ def compile_template(
                 template_id=spec.id,
             )
     for req in task.requirements:
+        if req.kinds and spec.kind not in req.kinds:
+            continue
         if not any(v in used.get(f, set()) for v in req.variables for f in req.fields):
             raise TemplateError(
                 f"{req.why}: use {' or '.join('{{ ' + v + ' }}' for v in req.variables)} "
@@ -235,7 +242,7 @@ def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool
         raise TemplateError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path=where) from None
     if not isinstance(data, dict):
         raise TemplateError("a pool file must be a mapping with task, language and templates", path=path)
-    unknown_keys = sorted(set(data) - {"task", "language", "templates", "description", "version"})
+    unknown_keys = sorted(set(data) - {"task", "language", "templates", "description", "version", "labels"})
     if unknown_keys:
         raise TemplateError(f"unknown top-level key(s): {', '.join(unknown_keys)}", path=path)
     for key in ("task", "language", "templates"):
@@ -266,7 +273,16 @@ def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool
             )
         seen[template.id] = line
         templates.append(template)
-    return TemplatePool(task=spec.name, language=language, path=path, templates=templates)
+    labels = data.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise TemplateError("'labels' must map dataset labels to words", path=path)
+    return TemplatePool(
+        task=spec.name,
+        language=language,
+        path=path,
+        templates=templates,
+        labels={str(k): str(v) for k, v in labels.items()},
+    )
 
 
 # Tasks whose pools are not instruction/input/output templates (see identity/seeds.py).
@@ -298,8 +314,10 @@ class PoolSet:
     def __init__(self, task: str, pools: Iterable[TemplatePool]) -> None:
         self.task = task
         self.by_language: dict[str, list[Template]] = {}
+        self.labels: dict[str, dict[str, str]] = {}
         owner: dict[str, str] = {}
         for pool in pools:
+            self.labels.setdefault(pool.language, {}).update(pool.labels)
             if pool.task != task:
                 raise TemplateError(f"pool is for task '{pool.task}', expected '{task}'", path=pool.path)
             for template in pool.templates:

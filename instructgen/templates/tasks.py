@@ -17,6 +17,7 @@ class Requirement:
     variables: tuple[str, ...]
     fields: tuple[str, ...]
     why: str
+    kinds: tuple[str, ...] = ()  # template kinds it applies to; () = all
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,72 @@ TRANSLATION = register_task(
             "tgt_lang": "TGT-LANG",
             "src_code": "xx",
             "tgt_code": "yy",
+        },
+    )
+)
+
+
+NER = register_task(
+    TaskSpec(
+        name="ner",
+        variables={
+            "text": "the sentence",
+            "entities": "the linearised answer (list, JSON, inline or one type's entities)",
+            "entity_types": "the entity types of the data set, verbalised in the pool's language",
+            "entity_type": "one verbalised type (per-type questions; inverted templates)",
+            "entity": "one entity (inverted templates)",
+            "format_hint": "how to write the answer for the chosen --target, in the pool's language",
+        },
+        requirements=(
+            Requirement(
+                ("text",), ("instruction", "input"), "the prompt must contain the sentence", ("original",)
+            ),
+            Requirement(("entities",), ("output",), "the answer must contain the entities", ("original",)),
+            Requirement(
+                ("entity",),
+                ("instruction", "input"),
+                "an inverted prompt must name the entity",
+                ("inverted",),
+            ),
+            Requirement(("text",), ("output",), "an inverted answer must be the sentence", ("inverted",)),
+        ),
+        sample={
+            "text": "SAMPLE-TEXT",
+            "entities": "SAMPLE-ENTITIES",
+            "entity_types": "TYPES",
+            "entity_type": "TYPE",
+            "entity": "ENTITY",
+            "format_hint": "HINT",
+        },
+    )
+)
+
+CLASSIFICATION = register_task(
+    TaskSpec(
+        name="classification",
+        variables={
+            "text": "the text to classify",
+            "text2": "the second text of a pair (NLI, paraphrase); empty otherwise",
+            "label": "the answer: the verbalised label, with its option marker when options are lettered",
+            "options": "the answer options, formatted in a seeded style (header, markers)",
+            "label_names": "all verbalised labels, as an inline list",
+        },
+        requirements=(
+            Requirement(
+                ("text",), ("instruction", "input"), "the prompt must contain the text", ("original",)
+            ),
+            Requirement(("label",), ("output",), "the answer must contain the label", ("original",)),
+            Requirement(
+                ("label",), ("instruction", "input"), "an inverted prompt must name the label", ("inverted",)
+            ),
+            Requirement(("text",), ("output",), "an inverted answer must be the text", ("inverted",)),
+        ),
+        sample={
+            "text": "SAMPLE-TEXT",
+            "text2": "",
+            "label": "LABEL",
+            "options": "OPTIONS",
+            "label_names": "A, B",
         },
     )
 )

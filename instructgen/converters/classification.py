@@ -1,0 +1,374 @@
+"""Text (or text pair) + label -> classification instruction records.
+
+Labels are strings, integers, or digit strings with names from `label_names` (or a datasets
+ClassLabel). Each label is verbalised in the pool's language (`verbalise`, default: the
+label's name). Templates with `{{ options }}` show the choices in a seeded style (header x
+marker); when the markers are letters or numbers the answer repeats the same marker and text
+("B. positive"), so options and answers never disagree.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..determinism import choose_index, content_key, stable_hash
+from ..errors import ConfigError, InputError
+from ..io.readers import iter_text_lines
+from ..quality.report import Report
+from ..schema import Record, Rejected
+from ..templates.pool import PoolSet
+
+TASK = "classification"
+
+HEADERS = {
+    "en": ["Options:", "OPTIONS:", "Choices:", "Possible answers:"],
+    "zh": ["选项：", "可选答案：", "候选项："],
+}
+# (name, marker for option i) ; lettered/numbered markers are repeated in the answer
+MARKERS = [
+    ("dash", lambda i: "- ", False),
+    ("letter_dot", lambda i: f"{chr(65 + i)}. ", True),
+    ("letter_paren", lambda i: f"({chr(65 + i)}) ", True),
+    ("number_dot", lambda i: f"{i + 1}. ", True),
+    ("inline", None, False),
+]
+INLINE_SEP = {"en": ", ", "zh": "、"}
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    seed: int = 0
+    instruction_lang: str = "en"
+    text_col: str = "text"
+    text2_col: str | None = None
+    label_col: str = "label"
+    label_names: tuple[str, ...] | None = None
+    verbalise: tuple[tuple[str, str], ...] = ()  # (label name, words)
+    templates: tuple[str, ...] = ()
+    builtin_templates: bool = True
+    inverted_ratio: float = 0.0
+    meta: bool = False
+
+
+def iter_rows(
+    path: str | Path, *, input_format: str | None = None, on_error: str = "raise", split: str | None = None
+) -> Iterator[tuple[int, dict[str, Any]] | Rejected]:
+    """(line, row) from CSV/TSV with a header, JSONL, a JSON array, or a save_to_disk folder."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("file not found", path=str(p))
+    shown = str(p)
+    suffix = p.suffix.lower()
+    fmt = input_format or (
+        "hf"
+        if p.is_dir()
+        else {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "json"}.get(suffix, "")
+    )
+    if fmt in ("csv", "tsv"):
+        lines = (t + "\n" for _, t in iter_text_lines(p))
+        reader = csv.reader(
+            lines,
+            delimiter="," if fmt == "csv" else "\t",
+            quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+        )
+        header = None
+        start = 1
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if header is None:
+                header = [h.strip() for h in row]
+                continue
+            if not row:
+                continue
+            if len(row) != len(header):
+                exc = InputError(
+                    f"{len(row)} columns, the header has {len(header)}",
+                    path=shown,
+                    line=line,
+                    reason="malformed_row",
+                )
+                if on_error != "skip":
+                    raise exc
+                yield Rejected(
+                    reason=exc.reason, detail=exc.message, source_file=shown, line=line, example={"raw": row}
+                )
+                continue
+            yield line, dict(zip(header, row))
+    elif fmt == "jsonl":
+        for line, text in iter_text_lines(p):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                err = InputError(
+                    f"invalid JSON: {exc.msg} (column {exc.colno})",
+                    path=shown,
+                    line=line,
+                    reason="malformed_json",
+                )
+                if on_error != "skip":
+                    raise err from None
+                yield Rejected(
+                    reason=err.reason,
+                    detail=err.message,
+                    source_file=shown,
+                    line=line,
+                    example={"raw": text[:2000]},
+                )
+                continue
+            yield line, row
+    elif fmt == "json":
+        data = json.loads("\n".join(t for _, t in iter_text_lines(p)))
+        for i, row in enumerate(data if isinstance(data, list) else []):
+            yield i + 1, row
+    elif fmt == "hf":
+        import datasets
+
+        ds = datasets.load_from_disk(shown)
+        if isinstance(ds, datasets.DatasetDict):
+            if split is None:
+                raise ConfigError(f"{p} holds splits {', '.join(ds)}; choose one with --split")
+            ds = ds[split]
+        yield from ((i + 1, row) for i, row in enumerate(ds))
+    else:
+        raise ConfigError(f"{p}: cannot tell the format; pass --input-format csv|tsv|jsonl|json|hf")
+
+
+@dataclass
+class ClassifyRun:
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    report: Report = field(default_factory=lambda: Report(task=TASK))
+    labels_in: Counter = field(default_factory=Counter)
+    labels_out: Counter = field(default_factory=Counter)
+
+
+class ClassificationConverter:
+    def __init__(self, options: ClassifyOptions) -> None:
+        self.options = options
+        self.pools = PoolSet.load(TASK, options.templates, include_builtin=options.builtin_templates)
+        self.lang = self.pools.resolve_language(options.instruction_lang)
+        templates = self.pools.by_language[self.lang]
+        self.originals = [t for t in templates if t.spec.kind == "original"]
+        self.inverted = [t for t in templates if t.spec.kind == "inverted"]
+        self.verbal = dict(options.verbalise)
+        self.names: list[str] | None = list(options.label_names) if options.label_names else None
+
+    def label_name(self, value: Any, path: str | None, line: int | None) -> str:
+        """The label's name: index into label_names for ints (and digit strings), else the string."""
+        names = self.names
+        if isinstance(value, bool) or value is None or value == "":
+            raise InputError(
+                "empty label", path=path, line=line, field=self.options.label_col, reason="missing_label"
+            )
+        if isinstance(value, int) or (
+            isinstance(value, str) and value.strip().lstrip("-").isdigit() and names
+        ):
+            idx = int(value)
+            if names is None:
+                raise InputError(
+                    "integer labels need their names (--label-names neg,pos)",
+                    path=path,
+                    line=line,
+                    field=self.options.label_col,
+                    reason="missing_label_names",
+                )
+            if not 0 <= idx < len(names):
+                raise InputError(
+                    f"label {idx} is outside the {len(names)} label names",
+                    path=path,
+                    line=line,
+                    field=self.options.label_col,
+                    reason="unknown_label",
+                )
+            return names[idx]
+        text = str(value).strip()
+        if names is not None and text not in names:
+            raise InputError(
+                f"label '{text}' is not one of {', '.join(names)}",
+                path=path,
+                line=line,
+                field=self.options.label_col,
+                reason="unknown_label",
+            )
+        return text
+
+    def run(
+        self, rows: Iterable[tuple[int, dict[str, Any]] | Rejected], source: str | None = None
+    ) -> ClassifyRun:
+        run = ClassifyRun()
+        opts = self.options
+        items: list[tuple[int, dict[str, Any], str]] = []
+        for item in rows:
+            run.report.read += 1
+            if isinstance(item, Rejected):
+                run.rejected.append(item)
+                run.report.reject(item)
+                continue
+            line, row = item
+            try:
+                if opts.text_col not in row:
+                    raise InputError(
+                        f"no text column '{opts.text_col}' (the row has {', '.join(map(str, row))})",
+                        path=source,
+                        line=line,
+                        field=opts.text_col,
+                        reason="missing_field",
+                    )
+                if opts.label_col not in row:
+                    raise InputError(
+                        f"no label column '{opts.label_col}' (the row has {', '.join(map(str, row))})",
+                        path=source,
+                        line=line,
+                        field=opts.label_col,
+                        reason="missing_field",
+                    )
+                name = self.label_name(row[opts.label_col], source, line)
+                if not str(row[opts.text_col] or "").strip():
+                    raise InputError(
+                        "empty text", path=source, line=line, field=opts.text_col, reason="empty_text"
+                    )
+            except InputError as exc:
+                if exc.reason in ("missing_field", "missing_label_names") and run.report.read == 1:
+                    raise
+                rej = Rejected(
+                    reason=exc.reason,
+                    detail=exc.message,
+                    source_file=source,
+                    line=line,
+                    example={k: row.get(k) for k in (opts.text_col, opts.label_col)},
+                )
+                run.rejected.append(rej)
+                run.report.reject(rej)
+                continue
+            items.append((line, row, name))
+            run.labels_in[name] += 1
+        names = self.names or sorted({n for _, _, n in items})
+        for line, row, name in items:
+            record = self.convert(row, name, names, line, source)
+            run.records.append(record)
+            run.labels_out[name] += 1
+            run.report.written += 1
+            run.report.templates[record.meta["template_id"]] += 1
+        return run
+
+    def words(self, name: str) -> str:
+        return self.verbal.get(name, name)
+
+    def options_block(self, names: list[str], key: str) -> tuple[str, str, Any, bool]:
+        lang = self.lang.split("-")[0]
+        headers = HEADERS.get(lang, HEADERS["en"])
+        header = headers[choose_index(len(headers), self.options.seed, TASK, key, "header")]
+        style, marker, lettered = MARKERS[choose_index(len(MARKERS), self.options.seed, TASK, key, "marker")]
+        if marker is None:
+            block = header + " " + INLINE_SEP.get(lang, ", ").join(self.words(n) for n in names)
+        else:
+            block = header + "\n" + "\n".join(marker(i) + self.words(n) for i, n in enumerate(names))
+        return block, style, marker, lettered
+
+    def convert(
+        self, row: dict[str, Any], name: str, names: list[str], line: int | None, source: str | None
+    ) -> Record:
+        opts = self.options
+        text = str(row[opts.text_col]).strip()
+        text2 = str(row.get(opts.text2_col) or "").strip() if opts.text2_col else ""
+        key = content_key(text, text2, name)
+        lang = self.lang.split("-")[0]
+        label_words = self.words(name)
+        inverted = (
+            self.inverted
+            and opts.inverted_ratio > 0
+            and stable_hash(opts.seed, TASK, key, "inverted") / 2**64 < opts.inverted_ratio
+        )
+        pool = self.inverted if inverted else self.originals
+        template = pool[choose_index(len(pool), opts.seed, TASK, key, "template")]
+        style = None
+        answer = label_words
+        block = ""
+        if "options" in template.variables() and not inverted:
+            block, style, marker, lettered = self.options_block(names, key)
+            if lettered:
+                answer = marker(names.index(name)) + label_words
+        full_text = f"{text}\n{text2}" if text2 else text
+        values = {
+            "text": full_text,
+            "text2": text2,
+            "label": answer,
+            "options": block,
+            "label_names": INLINE_SEP.get(lang, ", ").join(self.words(n) for n in names),
+        }
+        rendered = template.render(values)
+        meta = {
+            "template_id": template.id,
+            "label": name,
+            "answer": answer,
+            "options_style": style,
+            "inverted": bool(inverted),
+            "source_file": source,
+            "line": line,
+        }
+        return Record(
+            instruction=rendered["instruction"], input=rendered["input"], output=rendered["output"], meta=meta
+        )
+
+
+def classify(
+    data: Any, *, input_format: str | None = None, on_error: str = "raise", **options: Any
+) -> ClassifyRun:
+    """Classification records from a file (CSV/TSV/JSONL/JSON/save_to_disk), a list of dicts, or a
+    datasets.Dataset (ClassLabel names are used when `label_names` is not given)."""
+    if "label_names" in options and options["label_names"] is not None:
+        options["label_names"] = tuple(options["label_names"])
+    if "verbalise" in options and isinstance(options["verbalise"], dict):
+        options["verbalise"] = tuple(options["verbalise"].items())
+    if "templates" in options:
+        options["templates"] = tuple(options["templates"])
+    if hasattr(data, "features") and hasattr(data, "column_names"):
+        label_col = options.get("label_col", "label")
+        feat = data.features.get(label_col)
+        if options.get("label_names") is None and hasattr(feat, "names"):
+            options["label_names"] = tuple(feat.names)
+        conv = ClassificationConverter(ClassifyOptions(**options))
+        return conv.run((i + 1, row) for i, row in enumerate(data))
+    conv = ClassificationConverter(ClassifyOptions(**options))
+    if isinstance(data, (str, Path)):
+        return conv.run(iter_rows(data, input_format=input_format, on_error=on_error), source=str(data))
+    return conv.run((i + 1, row) for i, row in enumerate(data))
+
+
+class ClassifyBatchFn:
+    """A picklable `fn(batch) -> columns` for Dataset.map(batched=True); `label_names` fixes the
+    option order so every worker renders the same options."""
+
+    def __init__(self, options: ClassifyOptions) -> None:
+        if not options.label_names:
+            raise ConfigError("the batched classification function needs label_names (the option order)")
+        self.options = options
+        self._conv: ClassificationConverter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"options": self.options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["options"])
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        conv = self._conv = self._conv or ClassificationConverter(self.options)
+        names = list(batch)
+        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": []}
+        for i in range(len(batch[names[0]]) if names else 0):
+            row = {n: batch[n][i] for n in names}
+            label = conv.label_name(row[self.options.label_col], None, None)
+            rec = conv.convert(row, label, list(self.options.label_names), None, None)
+            out["instruction"].append(rec.instruction)
+            out["input"].append(rec.input)
+            out["output"].append(rec.output)
+            out["meta"].append(json.dumps(rec.meta, ensure_ascii=False))
+        return out

@@ -1,0 +1,382 @@
+"""NER sentences -> instruction records, with targets that parse back to the gold spans.
+
+Linearisations (`--target`):
+- `list`:     "person: John Smith; location: Paris"   (zh: "人名：张三；地名：北京")
+- `json`:     [{"entity": "John Smith", "type": "person"}, ...]
+- `inline`:   "[John Smith](person) lives in [Paris](location)"
+- `per-type`: one entity type per record ("List all organizations ..."), answers "A; B"
+Sentences without entities answer "None" / "无"; `max_empty_ratio` keeps them from dominating.
+Every linearisation has a parser (`parse_target`) and the tests assert parse(target) == gold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..determinism import choose_index, content_key, stable_hash
+from ..errors import ConfigError
+from ..io.tagged import TaggedSentence, row_to_sentence
+from ..quality.report import Report
+from ..schema import Record, Rejected
+from ..templates.pool import PoolSet
+from .ner_tags import Span, decode, detect_scheme
+
+TASK = "ner"
+TARGETS = ("list", "json", "inline", "per-type")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+# Verbalisers per pool language; pools may override (`labels:`) and users too (--label PER=人物).
+DEFAULT_LABELS = {
+    "en": {
+        "PER": "person",
+        "LOC": "location",
+        "ORG": "organization",
+        "MISC": "miscellaneous",
+        "GPE": "geopolitical entity",
+        "DATE": "date",
+        "TIME": "time",
+        "NORP": "group",
+    },
+    "zh": {
+        "PER": "人名",
+        "LOC": "地名",
+        "ORG": "机构名",
+        "MISC": "其他",
+        "GPE": "地缘政治实体",
+        "DATE": "日期",
+        "TIME": "时间",
+        "NORP": "群体",
+    },
+}
+STYLE = {
+    # (type/entity separator, between entities, empty answer)
+    "en": (": ", "; ", "None"),
+    "zh": ("：", "；", "无"),
+}
+FORMAT_HINTS = {
+    "en": {
+        "list": 'Answer as "type: entity; type: entity", or "None".',
+        "json": 'Answer with a JSON list of {"entity": ..., "type": ...} objects, or [].',
+        "inline": "Copy the sentence and mark each entity as [entity](type).",
+    },
+    "zh": {
+        "list": "请按“类型：实体；类型：实体”的格式回答，没有则回答“无”。",
+        "json": '请用 JSON 列表回答，每项为 {"entity": ..., "type": ...}，没有则回答 []。',
+        "inline": "请复述句子，并把每个实体标成 [实体](类型)。",
+    },
+}
+
+
+def token_separator(tokens: list[str]) -> str:
+    """No space between tokens of a CJK sentence (character-per-line files split even Latin words
+    into letters: "N", "B", "A"), a space otherwise."""
+    return "" if any(_CJK.search(t) for t in tokens) else " "
+
+
+@dataclass(frozen=True)
+class Entity:
+    text: str
+    label: str  # the dataset's type (PER)
+
+
+def sentence_entities(sent: TaggedSentence, scheme: str, repairs: Counter) -> tuple[str, list[Entity]]:
+    if sent.char_spans is not None:
+        text = sent.text or ""
+        return text, [Entity(text[a:b], lab) for a, b, lab in sent.char_spans]
+    spans = decode(sent.tags, scheme, repairs)
+    sep = token_separator(sent.tokens)
+    return sep.join(sent.tokens), [Entity(sep.join(sent.tokens[s.start : s.end]), s.label) for s in spans]
+
+
+@dataclass
+class Verbaliser:
+    names: dict[str, str]
+    language: str
+
+    def __call__(self, label: str) -> str:
+        return self.names.get(label, label.lower() if self.language == "en" else label)
+
+    def reverse(self) -> dict[str, str]:
+        return {v: k for k, v in self.names.items()}
+
+
+def linearise(
+    entities: list[Entity], target: str, lang: str, verb: Verbaliser, text: str, only: str | None = None
+) -> str:
+    sep_type, sep_ent, empty = STYLE.get(lang, STYLE["en"])
+    if target == "json":
+        return json.dumps([{"entity": e.text, "type": verb(e.label)} for e in entities], ensure_ascii=False)
+    if target == "per-type":
+        picked = [e.text for e in entities if e.label == only]
+        return sep_ent.join(picked) if picked else empty
+    if target == "inline":
+        out, pos = [], 0
+        for e in entities:
+            k = text.find(e.text, pos)
+            if k < 0:
+                raise ValueError(f"entity {e.text!r} not found in order in the text")
+            out.append(text[pos:k])
+            out.append(f"[{e.text}]({verb(e.label)})")
+            pos = k + len(e.text)
+        out.append(text[pos:])
+        return "".join(out)
+    if not entities:
+        return empty
+    return sep_ent.join(f"{verb(e.label)}{sep_type}{e.text}" for e in entities)
+
+
+_INLINE = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])+?)\]\(([^()]+)\)")
+
+
+def parse_target(
+    answer: str, target: str, lang: str, verb: Verbaliser, only: str | None = None
+) -> list[Entity]:
+    """Read a linearisation back into entities (labels mapped back to the dataset's types)."""
+    rev = verb.reverse()
+    sep_type, sep_ent, empty = STYLE.get(lang, STYLE["en"])
+    if target == "json":
+        return [Entity(d["entity"], rev.get(d["type"], d["type"])) for d in json.loads(answer)]
+    if target == "per-type":
+        return [] if answer == empty else [Entity(t, only or "") for t in answer.split(sep_ent)]
+    if target == "inline":
+        return [Entity(m.group(1), rev.get(m.group(2), m.group(2))) for m in _INLINE.finditer(answer)]
+    if answer == empty:
+        return []
+    out = []
+    for part in answer.split(sep_ent):
+        label, _, text = part.partition(sep_type)
+        out.append(Entity(text, rev.get(label, label)))
+    return out
+
+
+@dataclass(frozen=True)
+class NerOptions:
+    seed: int = 0
+    target: str = "list"
+    scheme: str = "auto"
+    instruction_lang: str = "en"
+    labels: tuple[tuple[str, str], ...] = ()  # user overrides: (("PER", "人物"),)
+    templates: tuple[str, ...] = ()
+    builtin_templates: bool = True
+    max_empty_ratio: float | None = None  # e.g. 0.2: at most 20% of records without entities
+    inverted_ratio: float = 0.0  # share of records from inverted templates ("write a sentence with ...")
+    meta: bool = False
+
+
+@dataclass
+class NerRun:
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    report: Report = field(default_factory=lambda: Report(task=TASK))
+    repairs: Counter = field(default_factory=Counter)
+    scheme: str = ""
+
+
+class NerConverter:
+    def __init__(self, options: NerOptions) -> None:
+        if options.target not in TARGETS:
+            raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, not '{options.target}'")
+        self.options = options
+        self.pools = PoolSet.load(TASK, options.templates, include_builtin=options.builtin_templates)
+        self.lang = self.pools.resolve_language(options.instruction_lang)
+        names = dict(DEFAULT_LABELS.get(self.lang.split("-")[0], DEFAULT_LABELS["en"]))
+        names.update(self.pools.labels.get(self.lang, {}))
+        names.update(dict(options.labels))
+        self.verb = Verbaliser(names, self.lang.split("-")[0])
+        templates = self.pools.by_language[self.lang]
+        per_type = options.target == "per-type"
+        self.originals = [
+            t for t in templates if t.spec.kind == "original" and ("entity_type" in t.variables()) == per_type
+        ]
+        self.inverted = [t for t in templates if t.spec.kind == "inverted"]
+        if not self.originals:
+            raise ConfigError(f"no '{options.target}' NER templates in the '{self.lang}' pools")
+
+    def run(self, items: Iterable[TaggedSentence | Rejected]) -> NerRun:
+        """Two passes over the sentences: the scheme is detected on the whole file first."""
+        run = NerRun()
+        sentences: list[TaggedSentence] = []
+        for item in items:
+            run.report.read += 1
+            if isinstance(item, Rejected):
+                run.rejected.append(item)
+                run.report.reject(item)
+            else:
+                sentences.append(item)
+        scheme = self.options.scheme
+        if scheme == "auto":
+            scheme = detect_scheme([s.tags for s in sentences if s.char_spans is None])
+        run.scheme = scheme
+        label_set = sorted({lab for s in sentences for lab in _labels_of(s)})
+        empties_allowed = None
+        if self.options.max_empty_ratio is not None:
+            non_empty = sum(1 for s in sentences if _labels_of(s))
+            r = self.options.max_empty_ratio
+            empties_allowed = int(non_empty * r / (1 - r)) if r < 1 else None
+        kept_empty = 0
+        for sent in sentences:
+            try:
+                text, entities = sentence_entities(sent, scheme, run.repairs)
+            except ValueError as exc:
+                item = Rejected(
+                    reason="bad_tag", detail=str(exc), source_file=sent.source_file, line=sent.line
+                )
+                run.rejected.append(item)
+                run.report.reject(item)
+                continue
+            if not entities and empties_allowed is not None:
+                if kept_empty >= empties_allowed:
+                    item = Rejected(
+                        reason="too_many_empty",
+                        detail="sentence without entities over --max-empty-ratio",
+                        source_file=sent.source_file,
+                        line=sent.line,
+                        example={"text": text},
+                    )
+                    run.rejected.append(item)
+                    run.report.reject(item)
+                    continue
+                kept_empty += 1
+            record = self.convert(text, entities, label_set, sent)
+            run.records.append(record)
+            run.report.written += 1
+            run.report.templates[record.meta["template_id"]] += 1
+        return run
+
+    def convert(
+        self, text: str, entities: list[Entity], label_set: list[str], sent: TaggedSentence
+    ) -> Record:
+        opts = self.options
+        key = content_key(text, json.dumps([(e.text, e.label) for e in entities], ensure_ascii=False))
+        lang = self.lang.split("-")[0]
+        verb = self.verb
+        types_text = ("、" if lang in ("zh", "ja") else ", ").join(verb(lab) for lab in label_set)
+        inverted = (
+            self.inverted
+            and entities
+            and opts.inverted_ratio > 0
+            and stable_hash(opts.seed, TASK, key, "inverted") / 2**64 < opts.inverted_ratio
+        )
+        if inverted:
+            ent = entities[choose_index(len(entities), opts.seed, TASK, key, "entity")]
+            template = self.inverted[choose_index(len(self.inverted), opts.seed, TASK, key, "template")]
+            values = {
+                "text": text,
+                "entity": ent.text,
+                "entity_type": verb(ent.label),
+                "entities": "",
+                "entity_types": types_text,
+                "format_hint": "",
+            }
+            only = ent.label
+            target_text = text
+        else:
+            template = self.originals[choose_index(len(self.originals), opts.seed, TASK, key, "template")]
+            only = label_set[choose_index(len(label_set), opts.seed, TASK, key, "type")] if label_set else ""
+            target_text = linearise(entities, opts.target, lang, verb, text, only=only)
+            hints = FORMAT_HINTS.get(lang, FORMAT_HINTS["en"])
+            values = {
+                "text": text,
+                "entities": target_text,
+                "entity_types": types_text,
+                "format_hint": hints.get(opts.target, ""),
+                "entity_type": verb(only) if only else "",
+                "entity": "",
+            }
+        rendered = template.render(values)
+        meta = {
+            "template_id": template.id,
+            "target": "inverted" if inverted else opts.target,
+            "lang": self.lang,
+            "entities": [[e.text, e.label] for e in entities],
+            "asked_type": only or None,
+            "source_file": sent.source_file,
+            "line": sent.line,
+        }
+        return Record(
+            instruction=rendered["instruction"], input=rendered["input"], output=rendered["output"], meta=meta
+        )
+
+
+def _labels_of(sent: TaggedSentence) -> set[str]:
+    if sent.char_spans is not None:
+        return {lab for _, _, lab in sent.char_spans}
+    out = set()
+    for tag in sent.tags:
+        if tag != "O" and len(tag) > 2:
+            out.add(tag[2:])
+    return out
+
+
+def records_from_dataset(ds: Any, options: NerOptions, tag_names: list[str] | None = None) -> NerRun:
+    from ..io.tagged import iter_dataset
+
+    return NerConverter(options).run(iter_dataset(ds, tag_names=tag_names))
+
+
+def iter_rows(rows: Iterable[dict[str, Any]], tag_names: list[str] | None) -> Iterator[TaggedSentence]:
+    for i, row in enumerate(rows):
+        yield row_to_sentence(row, tag_names=tag_names, line=i + 1)
+
+
+__all__ = ["TARGETS", "Entity", "NerConverter", "NerOptions", "Span", "linearise", "parse_target"]
+
+
+def ner(
+    data: Any,
+    *,
+    tag_names: list[str] | None = None,
+    input_format: str | None = None,
+    on_error: str = "raise",
+    **options: Any,
+) -> NerRun:
+    """NER records from a file path (CoNLL, char-per-line, JSONL), a list of dicts
+    ({"tokens", "tags"} or {"text", "entities"}), or a datasets.Dataset (ClassLabel tag names)."""
+    from pathlib import Path
+
+    from ..io.tagged import iter_dataset, read_tagged
+
+    opts = NerOptions(**{k: tuple(v) if k in ("labels", "templates") else v for k, v in options.items()})
+    conv = NerConverter(opts)
+    if isinstance(data, (str, Path)):
+        return conv.run(read_tagged(data, input_format=input_format, tag_names=tag_names, on_error=on_error))
+    if hasattr(data, "features") and hasattr(data, "column_names"):
+        return conv.run(iter_dataset(data, tag_names=tag_names))
+    return conv.run(iter_rows(data, tag_names))
+
+
+class NerBatchFn:
+    """A picklable `fn(batch) -> columns` for Dataset.map(batched=True): each row becomes one
+    record (instruction, input, output, meta as JSON). The scheme must be explicit here: auto
+    detection needs the whole file."""
+
+    def __init__(self, options: NerOptions, label_set: list[str], tag_names: list[str] | None = None) -> None:
+        if options.scheme == "auto":
+            raise ConfigError("the batched NER function needs an explicit scheme (iob1, bio or bioes)")
+        self.options, self.label_set, self.tag_names = options, label_set, tag_names
+        self._conv: NerConverter | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"options": self.options, "label_set": self.label_set, "tag_names": self.tag_names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["options"], state["label_set"], state["tag_names"])
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        conv = self._conv = self._conv or NerConverter(self.options)
+        names = list(batch)
+        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": []}
+        for i in range(len(batch[names[0]]) if names else 0):
+            sent = row_to_sentence({n: batch[n][i] for n in names}, tag_names=self.tag_names)
+            text, entities = sentence_entities(sent, self.options.scheme, Counter())
+            rec = conv.convert(text, entities, self.label_set, sent)
+            out["instruction"].append(rec.instruction)
+            out["input"].append(rec.input)
+            out["output"].append(rec.output)
+            out["meta"].append(json.dumps(rec.meta, ensure_ascii=False))
+        return out

@@ -1,0 +1,129 @@
+"""classification: label names, options and letters, every template used, distributions kept."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+import instructgen
+from instructgen.converters.classification import ClassifyOptions
+from instructgen.errors import InputError
+
+SETS = [
+    ("sst2/glue_sst2_dev.tsv", dict(text_col="sentence", label_names=("negative", "positive"))),
+    (
+        "chnsenticorp_htl/ChnSentiCorp_htl_all.head2556pos_all2444neg.csv",
+        dict(text_col="review", label_names=("负面", "正面"), instruction_lang="zh"),
+    ),
+    (
+        "raft_twitter_complaints/twitter_complaints_input_output.jsonl",
+        dict(text_col="input", label_col="output"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "kw"), SETS, ids=["sst2", "chnsenticorp", "raft"])
+def test_targets_templates_and_distribution(shared_data, path, kw):
+    run = instructgen.classify(shared_data / path, inverted_ratio=0.15, seed=1, **kw)
+    names = list(kw.get("label_names") or sorted(run.labels_in))
+    marker = re.compile(r"^(?:[A-Z]\. |\([A-Z]\) |\d+\. )?(.+)$")
+    for r in run.records:
+        if r.meta["inverted"]:
+            assert r.meta["label"] in r.instruction
+            continue
+        answer = r.output
+        assert marker.match(answer).group(1) in names, answer
+        if answer != r.meta["label"]:  # lettered or numbered: the option line says the same
+            assert answer in r.instruction, (answer, r.instruction)
+    assert run.labels_out == run.labels_in
+    used = {r.meta["template_id"] for r in run.records}
+    pool = instructgen.PoolSet.load("classification").by_language[kw.get("instruction_lang", "en")]
+    assert used == {t.id for t in pool}
+    assert run.report.written + run.report.rejected_total == run.report.read
+
+
+def test_chnsenticorp_empty_review_is_counted(shared_data):
+    run = instructgen.classify(shared_data / SETS[1][0], **SETS[1][1])
+    assert run.report.rejected == {"empty_text": 1}
+    assert run.labels_in == {"正面": 2556, "负面": 2443}
+
+
+def test_label_errors_name_file_line_and_field(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("text,label\ngood,1\nbad,7\nmeh,\n", encoding="utf-8")
+    run = instructgen.classify(p, label_names=("neg", "pos"))
+    assert [(r.reason, r.line, r.detail) for r in run.rejected] == [
+        ("unknown_label", 3, "label 7 is outside the 2 label names"),
+        ("missing_label", 4, "empty label"),
+    ]
+    q = tmp_path / "e.csv"
+    q.write_text("review,label\ngood,1\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        instructgen.classify(q, label_names=("neg", "pos"))
+    assert str(info.value) == f"{q}:2, field 'text': no text column 'text' (the row has review, label)"
+    r = tmp_path / "f.csv"
+    r.write_text("text,label\na,b,c\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"f\.csv:2: 3 columns, the header has 2"):
+        instructgen.classify(r)
+
+
+def test_integer_labels_need_names(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "fine", "label": 1}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"integer labels need their names \(--label-names neg,pos\)"):
+        instructgen.classify(p)
+
+
+def test_verbaliser_and_text_pairs():
+    rows = [{"premise": "A man sleeps.", "hypothesis": "A man is awake.", "label": 2}]
+    run = instructgen.classify(
+        rows,
+        text_col="premise",
+        text2_col="hypothesis",
+        label_names=("entailment", "neutral", "contradiction"),
+        verbalise={"contradiction": "no"},
+        seed=3,
+        meta=True,
+    )
+    (rec,) = run.records
+    assert rec.output.endswith("no") and "A man sleeps.\nA man is awake." in rec.instruction + rec.input
+
+
+def test_dataset_classlabel_and_batch_fn():
+    import datasets
+
+    feats = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"])}
+    )
+    ds = datasets.Dataset.from_dict(
+        {"text": ["great movie", "awful plot", "loved it"], "label": [1, 0, 1]}, features=feats
+    )
+    run = instructgen.classify(ds, seed=2)
+    assert run.labels_out == {"positive": 2, "negative": 1}
+    fn = instructgen.ClassifyBatchFn(ClassifyOptions(seed=2, label_names=("negative", "positive")))
+    mapped = ds.map(fn, batched=True, remove_columns=ds.column_names, num_proc=2)
+    assert mapped["output"] == [r.output for r in run.records]
+
+
+def test_cli_classify(tmp_path, run_cli, shared_data):
+    out = tmp_path / "o.jsonl"
+    res = run_cli(
+        "classify",
+        shared_data / "sst2" / "glue_sst2_dev.tsv",
+        "--text-col",
+        "sentence",
+        "--label-names",
+        "negative,positive",
+        "--meta",
+        "-o",
+        out,
+    )
+    assert res.exit_code == 0, res.stderr
+    assert "note: labels written: negative 428, positive 444" in res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert Counter(r["meta"]["label"] for r in rows) == {"positive": 444, "negative": 428}
+    styles = Counter(r["meta"]["options_style"] for r in rows)
+    assert {"dash", "letter_dot", "letter_paren", "number_dot", "inline"} <= set(styles)

@@ -1,0 +1,232 @@
+"""NER: schemes, repairs, readers' errors, and round trips on the shared CoNLL and MSRA sets."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import instructgen
+from instructgen.converters.ner import Entity, NerConverter, NerOptions, parse_target
+from instructgen.converters.ner_tags import Span, decode, detect_scheme, encode
+from instructgen.errors import ConfigError, InputError
+from instructgen.io.tagged import read_tagged
+
+TARGETS = ["list", "json", "inline", "per-type"]
+
+
+@pytest.mark.parametrize(
+    ("tags", "scheme", "spans"),
+    [
+        (["I-PER", "I-PER", "O", "I-LOC"], "iob1", [Span(0, 2, "PER"), Span(3, 4, "LOC")]),
+        (["I-PER", "B-PER", "O"], "iob1", [Span(0, 1, "PER"), Span(1, 2, "PER")]),
+        (["B-PER", "I-PER", "O", "B-LOC"], "bio", [Span(0, 2, "PER"), Span(3, 4, "LOC")]),
+        (["B-PER", "B-PER"], "bio", [Span(0, 1, "PER"), Span(1, 2, "PER")]),
+        (["B-ORG", "I-ORG", "E-ORG", "S-LOC", "O"], "bioes", [Span(0, 3, "ORG"), Span(3, 4, "LOC")]),
+    ],
+)
+def test_decode_well_formed(tags, scheme, spans):
+    repairs = Counter()
+    assert decode(tags, scheme, repairs) == spans
+    assert not repairs
+    assert encode(spans, len(tags), scheme) == tags
+
+
+@pytest.mark.parametrize(
+    ("tags", "scheme", "spans", "repairs"),
+    [
+        (["O", "I-PER", "I-PER"], "bio", [Span(1, 3, "PER")], {"i_starts_entity": 1}),
+        (["I-PER"], "bio", [Span(0, 1, "PER")], {"i_starts_entity": 1}),
+        (["B-PER", "I-LOC"], "bio", [Span(0, 1, "PER"), Span(1, 2, "LOC")], {"i_starts_entity": 1}),
+        (["B-PER", "O"], "bioes", [Span(0, 1, "PER")], {"unclosed_entity": 1}),
+        (["B-PER", "I-PER"], "bioes", [Span(0, 2, "PER")], {"unclosed_entity": 1}),
+        (["O", "E-LOC"], "bioes", [Span(1, 2, "LOC")], {"e_starts_entity": 1}),
+        (["B-PER", "S-LOC"], "bioes", [Span(0, 1, "PER"), Span(1, 2, "LOC")], {"unclosed_entity": 1}),
+    ],
+    ids=[
+        "i-after-o",
+        "i-at-start",
+        "i-after-other-type",
+        "dangling-b",
+        "b-i-no-e",
+        "e-without-b",
+        "b-then-s",
+    ],
+)
+def test_each_repair_case(tags, scheme, spans, repairs):
+    counted = Counter()
+    assert decode(tags, scheme, counted) == spans
+    assert counted == repairs
+
+
+def test_scheme_detection_by_majority():
+    assert detect_scheme([["I-PER", "O", "I-LOC", "B-LOC"]]) == "iob1"
+    assert detect_scheme([["B-PER", "I-PER", "O"], ["I-LOC"], ["B-ORG"]]) == "bio"  # a chunked BIO file
+    assert detect_scheme([["S-PER"]]) == "bioes"
+
+
+def test_unknown_tag_is_a_counted_rejection(tmp_path):
+    p = tmp_path / "x.conll"
+    p.write_text("John\tB-PER\nruns\tVERB\n", encoding="utf-8")
+    run = instructgen.ner(p, scheme="bio")
+    assert run.report.rejected == {"bad_tag": 1}
+    assert run.rejected[0].detail == "unknown tag 'VERB' (expected O, or B-/I-/E-/S- followed by a type)"
+    assert (run.rejected[0].source_file, run.rejected[0].line) == (str(p), 1)
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 3), st.sampled_from(["PER", "LOC"]), st.integers(0, 2)), max_size=6),
+    st.sampled_from(["iob1", "bio", "bioes"]),
+)
+def test_encode_decode_round_trip(parts, scheme):
+    spans, pos = [], 0
+    for length, label, gap in parts:
+        pos += gap
+        spans.append(Span(pos, pos + length, label))
+        pos += length
+    assert decode(encode(spans, pos, scheme), scheme) == spans
+
+
+def test_reader_errors_name_file_and_line(tmp_path):
+    p = tmp_path / "bad.conll"
+    p.write_text("John B-PER\nonlyonecolumn\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        list(read_tagged(p))
+    assert str(info.value) == f"{p}:2: expected at least 2 columns (token and tag), found 1"
+    j = tmp_path / "t.jsonl"
+    j.write_text('{"tokens": ["a", "b"], "tags": ["O"]}\n{"tokens": ["a"], "tags": [1]}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"t\.jsonl:1, field 'tags': 2 tokens but 1 tags"):
+        list(read_tagged(j))
+    items = list(read_tagged(j, on_error="skip"))
+    assert [getattr(i, "reason", None) for i in items] == ["misaligned_tags", "missing_tag_names"]
+    s = tmp_path / "s.jsonl"
+    s.write_text(
+        '{"text": "Hi Bob", "entities": [{"start": 3, "end": 9, "label": "PER"}]}\n', encoding="utf-8"
+    )
+    with pytest.raises(InputError, match=r"s\.jsonl:1, field 'entities\[0\]': span 3-9 is outside the text"):
+        list(read_tagged(s))
+
+
+def test_integer_tags_span_jsonl_and_dataset(tmp_path):
+    import datasets
+
+    j = tmp_path / "t.jsonl"
+    j.write_text(
+        '{"tokens": ["John", "lives", "in", "Paris"], "tags": [1, 0, 0, 3]}\n'
+        '{"text": "Ann met Bob", "entities": [{"start": 0, "end": 3, "label": "PER"}, '
+        '{"start": 8, "end": 11, "label": "PER"}]}\n',
+        encoding="utf-8",
+    )
+    run = instructgen.ner(
+        j, tag_names=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], scheme="bio", target="json", meta=True
+    )
+    assert [r.meta["entities"] for r in run.records] == [
+        [["John", "PER"], ["Paris", "LOC"]],
+        [["Ann", "PER"], ["Bob", "PER"]],
+    ]
+    feats = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-ORG", "I-ORG"])),
+        }
+    )
+    ds = datasets.Dataset.from_dict(
+        {"tokens": [["Acme", "Corp", "wins"]], "ner_tags": [[1, 2, 0]]}, features=feats
+    )
+    run = instructgen.ner(ds, scheme="bio", meta=True)
+    assert run.records[0].meta["entities"] == [["Acme Corp", "ORG"]]
+    assert run.records[0].output == "organization: Acme Corp"
+
+
+def test_label_override_and_empty_answers(tmp_path):
+    p = tmp_path / "z.txt"
+    p.write_text("张\tB-PER\n三\tI-PER\n来\tO\n\n好\tO\n", encoding="utf-8")
+    run = instructgen.ner(p, instruction_lang="zh", labels=[("PER", "人物")], meta=True)
+    assert [r.output for r in run.records] == ["人物：张三", "无"]
+    run = instructgen.ner(p, max_empty_ratio=0.0)
+    assert [r.output for r in run.records] == ["person: 张三"]
+    assert run.report.rejected == {"too_many_empty": 1}
+
+
+def test_batch_fn_matches_the_converter():
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {
+            "tokens": [["John", "runs"], ["Bob", "and", "Ann"]],
+            "tags": [["B-PER", "O"], ["B-PER", "O", "B-PER"]],
+        }
+    )
+    fn = instructgen.NerBatchFn(NerOptions(scheme="bio", seed=4), label_set=["PER"])
+    mapped = ds.map(fn, batched=True, remove_columns=ds.column_names, num_proc=2)
+    direct = instructgen.ner(
+        [{"tokens": t, "tags": g} for t, g in zip(ds["tokens"], ds["tags"])], scheme="bio", seed=4
+    )
+    assert (
+        mapped["output"] == [r.output for r in direct.records] == ["person: John", "person: Bob; person: Ann"]
+    )
+    with pytest.raises(ConfigError, match="needs an explicit scheme"):
+        instructgen.NerBatchFn(NerOptions(), label_set=[])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize(
+    ("path", "lang", "scheme"),
+    [("conll2003_en/eng.testa", "en", "iob1"), ("msra_ner_zh/test_data", "zh", "bio")],
+)
+def test_shared_sets_round_trip_to_gold_spans(shared_data, path, lang, scheme, target):
+    conv = NerConverter(NerOptions(target=target, instruction_lang=lang, meta=True))
+    run = conv.run(read_tagged(shared_data / path))
+    assert run.scheme == scheme
+    assert len(run.records) == run.report.read > 3000
+    for r in run.records:
+        gold = [Entity(t, label) for t, label in r.meta["entities"]]
+        if target == "per-type":
+            gold = [e for e in gold if e.label == r.meta["asked_type"]]
+        assert parse_target(r.output, target, lang, conv.verb, only=r.meta["asked_type"]) == gold, r.output
+    if path.startswith("msra"):
+        assert run.repairs == {"i_starts_entity": 11}  # the 11 chunks that start inside an entity
+
+
+def test_iob1_file_gives_the_same_spans_as_its_bio_conversion(shared_data, tmp_path):
+    from instructgen.converters.ner_tags import decode as dec
+
+    src = shared_data / "conll2003_en" / "eng.testb"
+    sentences = [s for s in read_tagged(src)]
+    bio_file = tmp_path / "testb.bio"
+    with open(bio_file, "w", encoding="utf-8") as f:
+        for s in sentences:
+            for tok, tag in zip(s.tokens, encode(dec(s.tags, "iob1"), len(s.tags), "bio")):
+                f.write(f"{tok} {tag}\n")
+            f.write("\n")
+    a = instructgen.ner(src, meta=True)
+    b = instructgen.ner(bio_file, meta=True)
+    assert (a.scheme, b.scheme) == ("iob1", "bio")
+    assert [r.meta["entities"] for r in a.records] == [r.meta["entities"] for r in b.records]
+    assert sum(len(r.meta["entities"]) for r in a.records) > 5000
+
+
+def test_cli_ner(tmp_path, run_cli, shared_data):
+    out = tmp_path / "o.jsonl"
+    res = run_cli(
+        "ner",
+        shared_data / "conll2003_en" / "eng.train.head5000",
+        "--target",
+        "json",
+        "--meta",
+        "--inverted-ratio",
+        "0.2",
+        "-o",
+        out,
+    )
+    assert res.exit_code == 0, res.stderr
+    assert "note: scheme: iob1" in res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    inverted = [r for r in rows if r["meta"]["target"] == "inverted"]
+    assert inverted and all(r["output"] for r in inverted)
+    assert (
+        len({r["meta"]["template_id"] for r in rows}) == 10
+    )  # 8 generic + 2 inverted (per-type ones unused)
