@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import ConfigError
 
@@ -32,6 +33,7 @@ class Span:
     label: str
 
 
+@lru_cache(maxsize=4096)
 def split_tag(tag: str) -> tuple[str, str | None]:
     """("B", "PER") from "B-PER"; ("O", None) from "O". Accepts "B_PER" too."""
     if tag == "O" or not tag:
@@ -78,6 +80,12 @@ def decode(tags: Sequence[str], scheme: str, repairs: Counter | None = None) -> 
         start, label = None, None
 
     for i, tag in enumerate(tags):
+        if tag == "O":  # most tokens: close an open entity, nothing else
+            if start is not None:
+                if scheme == "bioes":
+                    repairs["unclosed_entity"] += 1
+                close(i)
+            continue
         p, t = split_tag(tag)
         if scheme == "iob1":
             if p == "O":

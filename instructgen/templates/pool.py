@@ -37,7 +37,7 @@ class _Renderer:
     Anything else (filters, conditionals) goes through the sandboxed Jinja template.
     """
 
-    __slots__ = ("_parts", "_template", "source")
+    __slots__ = ("_parts", "_template", "_variables", "source")
 
     def __init__(self, source: str) -> None:
         env = template_env()
@@ -45,9 +45,10 @@ class _Renderer:
         ast = env.parse(source)
         self._parts = _simple_parts(ast)
         self._template = None if self._parts is not None else env.from_string(source)
+        self._variables = frozenset(meta.find_undeclared_variables(ast))  # parsed once, asked per record
 
     def variables(self) -> set[str]:
-        return meta.find_undeclared_variables(template_env().parse(self.source))
+        return set(self._variables)
 
     def __call__(self, values: dict[str, Any]) -> str:
         if self._parts is None:
@@ -97,9 +98,13 @@ class Template:
     def id(self) -> str:
         return self.spec.id
 
-    def variables(self) -> set[str]:
-        """Every variable any field of the template uses."""
-        return set().union(*(r.variables() for r in self._renderers.values()))
+    def variables(self) -> frozenset[str]:
+        """Every variable any field of the template uses (computed once)."""
+        cached = self.__dict__.get("_all_variables")
+        if cached is None:
+            cached = frozenset().union(*(r.variables() for r in self._renderers.values()))
+            self.__dict__["_all_variables"] = cached
+        return cached
 
     def render(self, values: dict[str, Any]) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
