@@ -114,3 +114,132 @@ def validate_cmd(files):
             failed += 1
             click.echo(f"FAIL {exc}")
     sys.exit(1 if failed else 0)
+
+
+GENERATE_EPILOG = """\b
+Examples (any OpenAI-compatible endpoint; the key is read from $OPENAI_API_KEY or --api-key-env):
+  instructgen templates generate --task translation --lang en -n 20 --model gpt-4o-mini -o my_pool.yaml
+  instructgen templates generate --task translation --lang zh -n 20 --model qwen2.5 \\
+      --base-url http://localhost:8000/v1 -o zh_pool.yaml      # vLLM / Ollama / DeepSeek
+"""
+
+
+@templates_group.command("generate", epilog=GENERATE_EPILOG)
+@click.option("--task", type=click.Choice(["translation", "ner", "classification"]), required=True)
+@click.option("--lang", required=True, help="Language the new templates are written in.")
+@click.option("-n", "count", type=int, default=20, show_default=True, help="Templates to accept.")
+@click.option("--model", required=True, help="Model name at the endpoint.")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint (default: OpenAI).")
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="Environment variable holding the API key (never printed).",
+)
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight at most.")
+@click.option("--rpm", type=float, default=None, help="Requests per minute at most.")
+@click.option("--cache-dir", default=None, help="Response cache (default: $XDG_CACHE_HOME/instructgen).")
+@click.option("--offline", is_flag=True, help="Replay from the cache only; a miss is an error.")
+@click.option("--refresh", is_flag=True, help="Ignore cached responses.")
+@click.option("--dry-run", is_flag=True, help="Print the first prompt and a token estimate; call nothing.")
+@click.option("--max-requests", type=int, default=None, help="Hard stop after this many requests.")
+@click.option(
+    "--similarity",
+    type=float,
+    default=0.7,
+    show_default=True,
+    help="ROUGE-L above which a template is a near-duplicate.",
+)
+@click.option(
+    "--stall-rounds",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Stop after this many rounds without a new template.",
+)
+@click.option(
+    "--templates", "pool_files", multiple=True, type=click.Path(), help="Also dedup against these pools."
+)
+@click.option("--rejects", default=None, help="Write refused and unparseable answers here (JSONL).")
+@click.option("-o", "--output", required=True, help="The new pool file (YAML).")
+@fail_cleanly
+def generate_cmd(
+    task,
+    lang,
+    count,
+    model,
+    base_url,
+    api_key_env,
+    concurrency,
+    rpm,
+    cache_dir,
+    offline,
+    refresh,
+    dry_run,
+    max_requests,
+    similarity,
+    stall_rounds,
+    pool_files,
+    rejects,
+    output,
+):
+    """Ask an LLM for new templates; keep those that pass the pool linter and are not near-duplicates."""
+    from pathlib import Path
+
+    from ..io.writers import JsonlSink
+    from ..llm.client import LLMClient, LLMConfig
+    from ..llm.template_gen import GenOptions, TemplateGenerator, generate_pool, pool_yaml
+
+    config = LLMConfig(
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        rpm=rpm,
+        cache_dir=cache_dir,
+        offline=offline,
+        refresh=refresh,
+        max_requests=max_requests,
+    )
+    options = GenOptions(
+        task=task,
+        language=lang,
+        n=count,
+        similarity=similarity,
+        stall_rounds=stall_rounds,
+        parallel=min(concurrency, 4),
+    )
+    client = LLMClient(config)
+    try:
+        if dry_run:
+            messages = TemplateGenerator(client, options, tuple(pool_files)).prompt([], options.per_request)
+            text = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+            click.echo(text)
+            est = len(text) // 3
+            click.echo(
+                f"\ndry run: ~{est} prompt tokens per request, {options.parallel} requests per round, "
+                f"at most {options.max_rounds} rounds",
+                err=True,
+            )
+            return
+        result = generate_pool(client, options, tuple(pool_files))
+    finally:
+        client.close()
+    Path(output).write_text(pool_yaml(task, lang, result.accepted, model), encoding="utf-8")
+    with JsonlSink(rejects) as sink:
+        for r in result.rejected:
+            sink.write(r)
+    reasons: dict[str, int] = {}
+    for r in result.rejected:
+        key = r["reason"].split(" (")[0].split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    click.echo(
+        f"templates generate: {len(result.accepted)} accepted of {count} asked in {result.rounds} rounds, "
+        f"{len(result.rejected)} refused",
+        err=True,
+    )
+    for k, v in sorted(reasons.items()):
+        click.echo(f"  refused {k}: {v}", err=True)
+    click.echo("  " + client.usage.summary(), err=True)
+    if len(result.accepted) < count:
+        click.echo(f"  note: stopped after {options.stall_rounds} rounds without a new template", err=True)

@@ -1,0 +1,276 @@
+"""`templates generate`: an LLM writes new templates for a task pool; only linted, new ones are kept.
+
+The prompt shows the task's placeholder contract in brackets (`[input]`, `[tgt_lang]`), mapped to
+the pool's Jinja variables, and a few templates of the existing pool as examples. Every answer
+goes through: parsing (JSON, else a list; re-asked with the parse error up to `reask` times), the
+linter (required placeholders, no unknown or misspelt placeholder, no filled-in example values,
+length bounds, written in the pool's language), the pool validator (the same as for hand-written
+pools), and de-duplication against the pool and the accepted items by a Unicode-aware ROUGE-L
+(characters for CJK, words otherwise). Rounds continue, showing what is accepted so far, until
+`n` are accepted or `stall_rounds` rounds add nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, TemplateError
+from ..quality.langid import LanguageCheck, make_backend
+from ..templates.languages import language_name, normalize_code
+from ..templates.pool import PoolSet, compile_template
+from ..templates.tasks import get_task
+from .client import LLMClient, LLMError
+from .parse import ParseError, extract_json, extract_list
+
+# bracket placeholder shown to the model -> Jinja variable, per task (the "input" the model sees)
+CONTRACTS: dict[str, dict[str, str]] = {
+    "translation": {"input": "source", "src_lang": "src_lang", "tgt_lang": "tgt_lang"},
+    "ner": {"input": "text", "entity_types": "entity_types", "format_hint": "format_hint"},
+    "classification": {"input": "text", "options": "options"},
+}
+REQUIRED = {
+    "translation": {"input", "tgt_lang"},
+    "ner": {"input", "entity_types"},
+    "classification": {"input"},
+}
+OUTPUT = {"translation": "{{ target }}", "ner": "{{ entities }}", "classification": "{{ label }}"}
+_PLACEHOLDER_LIKE = re.compile(r"\[[A-Za-z_ ]+\]|\{+\s*[A-Za-z_]+\s*\}+|【[^】]*】|<[a-z_]+>")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def units(text: str) -> list[str]:
+    """ROUGE-L units: CJK characters one by one, other text by words (lower-cased, no placeholders)."""
+    text = re.sub(r"\[[a-z_]+\]|\{\{[^}]*\}\}", " ", text.lower())
+    out = []
+    for word in re.findall(r"\w+", text):
+        out.extend(list(word) if _CJK.search(word) else [word])
+    return out
+
+
+def rouge_l(a: list[str], b: list[str]) -> float:
+    if not a or not b:
+        return 0.0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    p, r = lcs / len(a), lcs / len(b)
+    return 0.0 if lcs == 0 else 2 * p * r / (p + r)
+
+
+def to_brackets(text: str, task: str) -> str:
+    for bracket, var in CONTRACTS[task].items():
+        text = re.sub(r"\{\{\s*" + var + r"\s*\}\}", f"[{bracket}]", text)
+    return text
+
+
+def to_jinja(text: str, task: str) -> str:
+    for bracket, var in CONTRACTS[task].items():
+        text = text.replace(f"[{bracket}]", "{{ " + var + " }}")
+    return text
+
+
+@dataclass
+class GenResult:
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    rounds: int = 0
+
+
+@dataclass(frozen=True)
+class GenOptions:
+    task: str
+    language: str
+    n: int = 20
+    per_request: int = 10
+    parallel: int = 2  # requests per round
+    similarity: float = 0.7
+    stall_rounds: int = 3
+    max_rounds: int = 20
+    reask: int = 2
+    min_chars: int = 6
+    max_chars: int = 300
+    temperature: float = 0.9
+    seed: int = 0
+
+
+class TemplateGenerator:
+    def __init__(self, client: LLMClient, options: GenOptions, pool_files: tuple[str, ...] = ()) -> None:
+        if options.task not in CONTRACTS:
+            raise ConfigError(f"templates generate supports {', '.join(CONTRACTS)}, not '{options.task}'")
+        self.client = client
+        self.options = options
+        self.lang = normalize_code(options.language)
+        self.spec = get_task(options.task)
+        pools = PoolSet.load(options.task, pool_files)
+        self.existing = [t for lang in pools.languages for t in pools.by_language[lang]]
+        self.examples = [t for t in pools.by_language.get(self.lang, []) if t.spec.kind == "original"][
+            :4
+        ] or [t for t in self.existing if t.spec.kind == "original"][:4]
+        self.check = LanguageCheck(make_backend("fasttext"))
+        self.seen = [units(t.spec.instruction + " " + t.spec.input) for t in self.existing]
+        # names of real languages must be placeholders, not filled in
+        self.filled = {
+            language_name(code, self.lang).lower() for code in ("en", "zh", "de", "fr", "ja", "es")
+        }
+
+    def prompt(self, accepted: list[dict[str, Any]], k: int) -> list[dict[str, str]]:
+        task = self.options.task
+        contract = ", ".join(f"[{b}]" for b in CONTRACTS[task])
+        required = ", ".join(f"[{b}]" for b in sorted(REQUIRED[task]))
+        examples = "\n".join(
+            f"- {to_brackets(t.spec.instruction, task)}"
+            + (f" (input: {to_brackets(t.spec.input, task)})" if t.spec.input else "")
+            for t in self.examples
+        )
+        lang_name = language_name(self.lang, "en")
+        text = (
+            f"Write {k} new, varied instruction templates for the task '{task}', written in {lang_name}.\n"
+            f"Placeholders you may use: {contract}. Every template must contain {required}, written exactly like "
+            "that, and no other bracketed placeholder. Never fill in example values (no real language names, "
+            "no example sentences).\n"
+            f"Existing templates (do not repeat them):\n{examples}\n"
+        )
+        if accepted:
+            text += (
+                "Already accepted (write different ones):\n"
+                + "\n".join(f"- {a['instruction']}" for a in accepted[-20:])
+                + "\n"
+            )
+        text += 'Answer with JSON: {"templates": ["...", "..."]}'
+        return [
+            {"role": "system", "content": "You write instruction templates for training data."},
+            {"role": "user", "content": text},
+        ]
+
+    def lint(self, raw: str) -> str | None:
+        """Why a candidate template is refused, or None."""
+        o = self.options
+        if not (o.min_chars <= len(raw) <= o.max_chars):
+            return f"length {len(raw)} outside {o.min_chars}-{o.max_chars}"
+        allowed = {f"[{b}]" for b in CONTRACTS[o.task]}
+        for ph in _PLACEHOLDER_LIKE.findall(raw):
+            if ph not in allowed:
+                return f"unknown or misspelt placeholder {ph}"
+        missing = [f"[{b}]" for b in sorted(REQUIRED[o.task]) if f"[{b}]" not in raw]
+        if missing:
+            return f"missing placeholder {', '.join(missing)}"
+        plain = re.sub(r"\[[a-z_]+\]", " ", raw)
+        if len(units(plain)) < 3:
+            return "no instruction words besides the placeholders"
+        lowered = plain.lower()
+        for name in self.filled:
+            if name and name in lowered:
+                return f"filled-in value '{name}' (use a placeholder)"
+        problem = self.check.check(plain, self.lang)
+        if problem:
+            return f"not written in '{self.lang}': {problem}"
+        return None
+
+    def accept(self, raw: str, accepted: list[dict[str, Any]], model: str) -> str | None:
+        reason = self.lint(raw)
+        if reason:
+            return reason
+        u = units(raw)
+        best = max((rouge_l(u, s) for s in self.seen), default=0.0)
+        if best >= self.options.similarity:
+            return f"too similar to an existing or accepted template (ROUGE-L {best:.2f})"
+        entry = {
+            "id": f"{self.options.task}-{self.lang}-llm-{len(accepted) + 1:03d}",
+            "instruction": to_jinja(raw, self.options.task),
+            "output": OUTPUT[self.options.task],
+            "source": f"llm:{model}",
+        }
+        try:
+            compile_template(entry, task=self.spec, language=self.lang, path="<generated>")
+        except TemplateError as exc:
+            return f"invalid template: {exc}"
+        accepted.append(entry)
+        self.seen.append(u)
+        return None
+
+    async def _ask(self, messages: list[dict[str, str]], sample_index: int) -> tuple[list[str] | None, str]:
+        """Items from one request, re-asking with the parse error; (None, raw) when it never parses."""
+        raw = ""
+        convo = list(messages)
+        for attempt in range(self.options.reask + 1):
+            raw = await self.client.chat(
+                convo, sample_index=sample_index * 10 + attempt, temperature=self.options.temperature
+            )
+            try:
+                data = extract_json(raw)
+                items = data.get("templates") if isinstance(data, dict) else data
+                if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+                    raise ParseError('expected {"templates": [strings]}')
+                return items, raw
+            except ParseError as exc:
+                try:
+                    return extract_list(raw), raw
+                except ParseError:
+                    convo = [
+                        *convo,
+                        {"role": "assistant", "content": raw},
+                        {
+                            "role": "user",
+                            "content": f"That could not be parsed ({exc}). Answer with JSON only: "
+                            '{"templates": ["..."]}',
+                        },
+                    ]
+        return None, raw
+
+    async def run(self) -> GenResult:
+        o = self.options
+        result = GenResult()
+        stall = 0
+        request = 0
+        while len(result.accepted) < o.n and stall < o.stall_rounds and result.rounds < o.max_rounds:
+            result.rounds += 1
+            before = len(result.accepted)
+            messages = self.prompt(result.accepted, o.per_request)
+            batch = [self._ask(messages, request + i) for i in range(o.parallel)]
+            request += o.parallel
+            answers = await asyncio.gather(*batch, return_exceptions=True)
+            failures = [a for a in answers if isinstance(a, BaseException)]
+            for answer in answers:
+                if isinstance(answer, BaseException):
+                    continue
+                items, raw = answer
+                if items is None:
+                    result.rejected.append({"reason": "unparseable", "raw": raw})
+                    continue
+                for item in items:
+                    if len(result.accepted) >= o.n:
+                        break
+                    why = self.accept(item.strip(), result.accepted, self.client.config.model)
+                    if why:
+                        result.rejected.append({"reason": why, "template": item})
+            if failures:  # the requests that did finish are cached: a re-run resumes from there
+                raise failures[0]
+            stall = stall + 1 if len(result.accepted) == before else 0
+        return result
+
+
+def pool_yaml(task: str, language: str, entries: list[dict[str, Any]], model: str) -> str:
+    data = {
+        "task": task,
+        "language": language,
+        "description": f"generated by {model}; review before use",
+        "templates": entries,
+    }
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)
+
+
+def generate_pool(client: LLMClient, options: GenOptions, pool_files: tuple[str, ...] = ()) -> GenResult:
+    gen = TemplateGenerator(client, options, pool_files)
+    try:
+        return asyncio.run(gen.run())
+    except LLMError:
+        raise
