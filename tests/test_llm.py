@@ -243,3 +243,57 @@ def test_dry_run_calls_nothing(run_cli, cache_dir):
         assert res.exit_code == 0 and not server.requests
     assert "Placeholders you may use: [input], [src_lang], [tgt_lang]" in res.stdout
     assert res.stderr.startswith("\ndry run: ~")
+
+
+def test_identity_llm_paraphrases_pass_the_gates_or_keep_the_seed(tmp_path, cache_dir, run_cli):
+    answers = {
+        0: {"question": "Could you tell me who you are?", "answer": "Of course, I am 雁栖-7B, made by 助教."},
+        1: {"question": "Who are you, really?", "answer": "I am an assistant."},  # no name
+        2: {"question": "Who built you?", "answer": "I am ChatGPT, developed by OpenAI. I mean 雁栖-7B."},
+        3: {
+            "question": "Wer bist du eigentlich?",
+            "answer": "Ich bin 雁栖-7B und wurde von 助教 entwickelt, sehr gern.",
+        },
+    }
+
+    def script(n, body):
+        return 200, json.dumps(answers.get(n, {"question": f"Question number {n}?", "answer": "fine"})), {}
+
+    with ChatServer(script) as server:
+        out = tmp_path / "id.jsonl"
+        res = run_cli(
+            "identity",
+            "--name",
+            "雁栖-7B",
+            "--developer",
+            "助教",
+            "--languages",
+            "en",
+            "-n",
+            "4",
+            "--llm",
+            "test-model",
+            "--base-url",
+            server.url,
+            "--cache-dir",
+            cache_dir,
+            "--concurrency",
+            "1",
+            "--meta",
+            "--rejects",
+            tmp_path / "rej.jsonl",
+            "-o",
+            out,
+        )
+        assert res.exit_code == 0, res.stderr
+        assert len(server.requests) == 4
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and all("雁栖-7B" in r["output"] for r in rows)
+    llm_rows = [r for r in rows if r["meta"].get("source") == "llm:test-model"]
+    assert [r["output"] for r in llm_rows] == ["Of course, I am 雁栖-7B, made by 助教."]
+    refused = [json.loads(line) for line in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    reasons = sorted(
+        r["reason"] for r in refused if "raw" in r["example"]
+    )  # the paraphrases, not seed checks
+    assert reasons == ["contamination", "persona_not_named", "wrong_language"]
+    assert "llm: 1 records paraphrased, 3 paraphrases refused (their seed records kept)" in res.stderr

@@ -85,6 +85,23 @@ def _split(values: tuple[str, ...]) -> list[str]:
     show_default=True,
     help="Checks that each question and answer is in the record's language.",
 )
+@click.option(
+    "--llm",
+    "llm_model",
+    default=None,
+    metavar="MODEL",
+    help="Paraphrase records with this model (any OpenAI-compatible endpoint); failures keep the seed.",
+)
+@click.option(
+    "--llm-ratio", type=float, default=1.0, show_default=True, help="Share of records to paraphrase."
+)
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint for --llm (default: OpenAI).")
+@click.option(
+    "--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Variable holding the API key."
+)
+@click.option("--concurrency", type=int, default=4, show_default=True, help="LLM requests in flight at most.")
+@click.option("--cache-dir", default=None, help="LLM response cache (default: $XDG_CACHE_HOME/instructgen).")
+@click.option("--offline", is_flag=True, help="Replay LLM answers from the cache only.")
 @output_options
 @fail_cleanly
 def identity_cmd(
@@ -99,6 +116,13 @@ def identity_cmd(
     multi_turn_ratio,
     seed_files,
     langid,
+    llm_model,
+    llm_ratio,
+    base_url,
+    api_key_env,
+    concurrency,
+    cache_dir,
+    offline,
     output,
     fmt,
     columns,
@@ -136,7 +160,35 @@ def identity_cmd(
         seed_files=tuple(seed_files),
         langid=langid,
     )
-    records, rejected, report = IdentityGenerator(persona, options).generate()
+    gen = IdentityGenerator(persona, options)
+    records, rejected, report = gen.generate()
+    if llm_model:
+        from ..identity.paraphrase import paraphrase
+        from ..llm.client import LLMClient, LLMConfig
+
+        client = LLMClient(
+            LLMConfig(
+                model=llm_model,
+                base_url=base_url,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+                cache_dir=cache_dir,
+                offline=offline,
+            )
+        )
+        try:
+            records, refused = paraphrase(client, gen, records, ratio=llm_ratio, seed=seed)
+        finally:
+            client.close()
+        rejected += refused
+        for r in refused:
+            report.reject(r)
+        done = sum(1 for r in records if str(r.meta.get("source", "")).startswith("llm:"))
+        report.notes.insert(
+            0,
+            f"llm: {done} records paraphrased, {len(refused)} paraphrases refused (their seed records kept)",
+        )
+        report.notes.insert(1, client.usage.summary())
     with RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer:
         for r in records:
             writer.write(r)

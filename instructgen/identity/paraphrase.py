@@ -1,0 +1,131 @@
+"""`identity --llm`: an LLM rephrases seed questions and answers in the persona's voice.
+
+A paraphrase replaces its seed record only when it passes the same gates as seed records and
+one more: it names the persona, question and answer are in the record's language (proper
+nouns masked), no placeholder is left, the contamination scan finds nothing, and it is not a
+duplicate. Otherwise the seed record stays and the paraphrase is rejected with its reason, so
+`-n` and the balance across languages and categories hold whatever the model does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..determinism import stable_hash
+from ..quality.filters import leftover_placeholders
+from ..schema import Record, Rejected
+from ..templates.languages import language_name
+from .generate import IdentityGenerator
+from .scan import scan_text
+
+
+def _prompt(record: Record, persona_name: str, developer: str, lang: str) -> list[dict[str, str]]:
+    return [
+        {
+            "role": "system",
+            "content": "You rewrite training examples for an AI assistant's self-introduction.",
+        },
+        {
+            "role": "user",
+            "content": (
+                f"Rewrite this question and answer in {language_name(lang, 'en')}, in different words. The assistant "
+                f"is called {persona_name} and was developed by {developer}: keep both names exactly as written, and "
+                "never claim to be another assistant.\n"
+                f"Question: {record.instruction}\nAnswer: {record.output}\n"
+                'Reply with JSON only: {"question": "...", "answer": "..."}'
+            ),
+        },
+    ]
+
+
+async def _paraphrase_all(
+    client: Any, gen: IdentityGenerator, records: list[Record], ratio: float, seed: int
+) -> tuple[list[Record], list[Rejected]]:
+    from ..llm.client import LLMError
+    from ..llm.parse import ParseError, extract_json
+
+    persona = gen.persona
+    out = list(records)
+    rejected: list[Rejected] = []
+    seen = {(r.instruction, r.output) for r in records}
+    picked = [
+        i
+        for i, r in enumerate(records)
+        if stable_hash(seed, "identity-llm", r.meta.get("key", i)) / 2**64 < ratio
+    ]
+
+    async def one(i: int) -> tuple[int, str | None, str]:
+        rec = records[i]
+        lang = rec.meta["lang"]
+        try:
+            raw = await client.chat(
+                _prompt(rec, persona.text("name", lang) or "", persona.text("developer", lang) or "", lang),
+                sample_index=0,
+                temperature=0.7,
+            )
+        except LLMError:
+            raise
+        return i, raw, lang
+
+    answers = await asyncio.gather(*(one(i) for i in picked), return_exceptions=True)
+    failures = [a for a in answers if isinstance(a, BaseException)]
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            continue
+        i, raw, lang = answer
+        seed_rec = records[i]
+        example = {"seed_instruction": seed_rec.instruction, "raw": raw[:2000], "lang": lang}
+
+        def refuse(reason: str, detail: str, example: dict[str, Any] = example) -> None:
+            rejected.append(Rejected(reason=reason, detail=detail, example=example))
+
+        try:
+            data = extract_json(raw)
+            question, reply = str(data["question"]).strip(), str(data["answer"]).strip()
+        except (ParseError, KeyError, TypeError) as exc:
+            refuse("llm_unparseable", str(exc))
+            continue
+        name = persona.text("name", lang) or ""
+        if not question or not reply:
+            refuse("llm_empty", "empty question or answer")
+        elif not any(n and n in reply for n in [name, *persona.aliases]):
+            refuse("persona_not_named", f"the answer does not name {name}")
+        elif leftover_placeholders([question, reply], []):
+            refuse("unrendered_placeholder", "a placeholder is left")
+        elif scan_text(reply, tuple(persona.names())):
+            hits = ", ".join(h for h, _ in scan_text(reply, tuple(persona.names())))
+            refuse("contamination", f"the answer claims another identity ({hits})")
+        elif gen.check is not None and (
+            gen.check.check(gen._mask(question), lang) or gen.check.check(gen._mask(reply), lang)
+        ):
+            refuse(
+                "wrong_language",
+                gen.check.check(gen._mask(question), lang) or gen.check.check(gen._mask(reply), lang) or "",
+            )
+        elif (question, reply) in seen:
+            refuse("duplicate", "the paraphrase repeats an existing record")
+        else:
+            seen.add((question, reply))
+            meta = {
+                **seed_rec.meta,
+                "source": f"llm:{client.config.model}",
+                "seed_question": seed_rec.instruction,
+            }
+            out[i] = Record(
+                instruction=question,
+                output=reply,
+                system=seed_rec.system,
+                history=seed_rec.history,
+                meta=meta,
+            )
+    if failures:
+        raise failures[0]
+    return out, rejected
+
+
+def paraphrase(
+    client: Any, gen: IdentityGenerator, records: list[Record], *, ratio: float = 1.0, seed: int = 0
+) -> tuple[list[Record], list[Rejected]]:
+    """Records with accepted paraphrases swapped in, and the refused paraphrases."""
+    return asyncio.run(_paraphrase_all(client, gen, records, ratio, seed))
