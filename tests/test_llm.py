@@ -297,3 +297,67 @@ def test_identity_llm_paraphrases_pass_the_gates_or_keep_the_seed(tmp_path, cach
     )  # the paraphrases, not seed checks
     assert reasons == ["contamination", "persona_not_named", "wrong_language"]
     assert "llm: 1 records paraphrased, 3 paraphrases refused (their seed records kept)" in res.stderr
+
+
+def test_generate_identity_questions_make_a_seed_pool_identity_loads(tmp_path, cache_dir, run_cli):
+    questions = [
+        "Would you describe yourself as [other]?",
+        "Is [other] your real name?",
+        "Are you {other}?",
+        "Are you ChatGPT?",
+        "你是[other]吗？",
+        "Tell me honestly whether you are [other] or not.",
+    ]
+    with ChatServer(lambda n, body: (200, templates_json(questions), {})) as server:
+        out = tmp_path / "denial_en.yaml"
+        res = run_cli(
+            "templates",
+            "generate",
+            "--task",
+            "identity",
+            "--category",
+            "denial",
+            "--lang",
+            "en",
+            "-n",
+            "3",
+            "--model",
+            "test-model",
+            "--base-url",
+            server.url,
+            "--cache-dir",
+            cache_dir,
+            "--rejects",
+            tmp_path / "rej.jsonl",
+            "-o",
+            out,
+        )
+        assert res.exit_code == 0, res.stderr
+    pool = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert pool["questions"]["denial"] == [
+        "Would you describe yourself as {{ other }}?",
+        "Is {{ other }} your real name?",
+        "Tell me honestly whether you are {{ other }} or not.",
+    ]
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    assert "unknown or misspelt placeholder {other}" in reasons and "missing placeholder [other]" in reasons
+    assert any(r.startswith("not written in 'en'") for r in reasons)
+    res = run_cli(
+        "identity",
+        "--name",
+        "雁栖-7B",
+        "--developer",
+        "助教",
+        "--languages",
+        "en",
+        "-n",
+        "6",
+        "--seeds",
+        out,
+        "--meta",
+        "-o",
+        tmp_path / "id.jsonl",
+    )
+    assert res.exit_code == 0, res.stderr
+    rows = [json.loads(line) for line in (tmp_path / "id.jsonl").read_text().splitlines()]
+    assert {r["meta"]["category"] for r in rows} == {"denial"}

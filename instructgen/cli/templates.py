@@ -125,7 +125,12 @@ Examples (any OpenAI-compatible endpoint; the key is read from $OPENAI_API_KEY o
 
 
 @templates_group.command("generate", epilog=GENERATE_EPILOG)
-@click.option("--task", type=click.Choice(["translation", "ner", "classification"]), required=True)
+@click.option(
+    "--task", type=click.Choice(["translation", "ner", "classification", "identity"]), required=True
+)
+@click.option(
+    "--category", default=None, help="identity: the question category (name, developer, denial, ...)."
+)
 @click.option("--lang", required=True, help="Language the new templates are written in.")
 @click.option("-n", "count", type=int, default=20, show_default=True, help="Templates to accept.")
 @click.option("--model", required=True, help="Model name at the endpoint.")
@@ -165,6 +170,7 @@ Examples (any OpenAI-compatible endpoint; the key is read from $OPENAI_API_KEY o
 @fail_cleanly
 def generate_cmd(
     task,
+    category,
     lang,
     count,
     model,
@@ -188,7 +194,7 @@ def generate_cmd(
 
     from ..io.writers import JsonlSink
     from ..llm.client import LLMClient, LLMConfig
-    from ..llm.template_gen import GenOptions, TemplateGenerator, generate_pool, pool_yaml
+    from ..llm.template_gen import GenOptions, TemplateGenerator, generate_pool, identity_pool_yaml, pool_yaml
 
     config = LLMConfig(
         model=model,
@@ -208,6 +214,7 @@ def generate_cmd(
         similarity=similarity,
         stall_rounds=stall_rounds,
         parallel=min(concurrency, 4),
+        category=category,
     )
     client = LLMClient(config)
     try:
@@ -225,7 +232,11 @@ def generate_cmd(
         result = generate_pool(client, options, tuple(pool_files))
     finally:
         client.close()
-    Path(output).write_text(pool_yaml(task, lang, result.accepted, model), encoding="utf-8")
+    if task == "identity":
+        text = identity_pool_yaml(lang, category, [a["instruction"] for a in result.accepted], model)
+    else:
+        text = pool_yaml(task, lang, result.accepted, model)
+    Path(output).write_text(text, encoding="utf-8")
     with JsonlSink(rejects) as sink:
         for r in result.rejected:
             sink.write(r)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError, InputError
-from ..io.readers import iter_text_lines
+from ..io.readers import iter_jsonl, iter_text_lines
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
@@ -101,23 +101,13 @@ def iter_rows(
                 continue
             yield line, dict(zip(header, row))
     elif fmt == "jsonl":
-        for line, text in iter_text_lines(p):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                err = InputError(
-                    f"invalid JSON: {exc.msg} (column {exc.colno})",
-                    path=shown,
-                    line=line,
-                    reason="malformed_json",
-                )
+        for line, text, row in iter_jsonl(p):
+            if isinstance(row, InputError):
                 if on_error != "skip":
-                    raise err from None
+                    raise row
                 yield Rejected(
-                    reason=err.reason,
-                    detail=err.message,
+                    reason=row.reason,
+                    detail=row.message,
                     source_file=shown,
                     line=line,
                     example={"raw": text[:2000]},

@@ -85,6 +85,28 @@ def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             yield number, text
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, str, Any]]:
+    """(line, text, value) for each non-blank line; value is the parsed JSON, or the InputError that
+    names the line when it is not JSON (callers raise it or count it, per --on-error)."""
+    shown = str(path)
+    for line, text in iter_text_lines(path):
+        if not text.strip():
+            continue
+        try:
+            yield line, text, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield (
+                line,
+                text,
+                InputError(
+                    f"invalid JSON: {exc.msg} (column {exc.colno})",
+                    path=shown,
+                    line=line,
+                    reason="malformed_json",
+                ),
+            )
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """Where the source and target text live in a row: names, dotted paths or column indexes."""
@@ -276,19 +298,10 @@ def _header(row: list[str], spec: FieldSpec, mode: str, path: str) -> list[str]:
 
 def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> Iterator[Item]:
     shown = str(path)
-    for line, text in iter_text_lines(path):
-        if not text.strip():
-            continue
+    for line, text, row in iter_jsonl(path):
         try:
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"invalid JSON: {exc.msg} (column {exc.colno})",
-                    path=shown,
-                    line=line,
-                    reason="malformed_json",
-                ) from None
+            if isinstance(row, InputError):
+                raise row
             if not isinstance(row, dict):
                 raise InputError(
                     f"expected a JSON object, found {type(row).__name__}",

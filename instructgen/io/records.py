@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..schema import Record, Turn
-from .readers import iter_text_lines
+from .readers import iter_jsonl, iter_text_lines
 
 ROLE_ALIASES = {
     "human": "user",
@@ -144,16 +144,7 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
         for i, row in enumerate(data):
             yield i + 1, row_to_record(row, path=shown, line=i + 1)
         return
-    for line, text in iter_text_lines(p):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"invalid JSON: {exc.msg} (column {exc.colno})",
-                path=shown,
-                line=line,
-                reason="malformed_json",
-            ) from None
+    for line, _text, row in iter_jsonl(p):
+        if isinstance(row, InputError):
+            raise row
         yield line, row_to_record(row, path=shown, line=line)

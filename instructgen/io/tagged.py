@@ -6,7 +6,6 @@ with the first line of the sentence for error messages and the rejects file.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..schema import Rejected
-from .readers import iter_text_lines
+from .readers import iter_jsonl, iter_text_lines
 
 
 @dataclass
@@ -99,19 +98,10 @@ def read_token_jsonl(
 ) -> Iterator[TaggedSentence | Rejected]:
     """{"tokens": [...], "tags": [...]} (or "ner_tags"); integer tags need --tag-names."""
     shown = str(path)
-    for line, text in iter_text_lines(path):
-        if not text.strip():
-            continue
+    for line, text, row in iter_jsonl(path):
         try:
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"invalid JSON: {exc.msg} (column {exc.colno})",
-                    path=shown,
-                    line=line,
-                    reason="malformed_json",
-                ) from None
+            if isinstance(row, InputError):
+                raise row
             yield row_to_sentence(
                 row,
                 tag_names=tag_names,

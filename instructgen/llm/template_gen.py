@@ -32,6 +32,18 @@ CONTRACTS: dict[str, dict[str, str]] = {
     "translation": {"input": "source", "src_lang": "src_lang", "tgt_lang": "tgt_lang"},
     "ner": {"input": "text", "entity_types": "entity_types", "format_hint": "format_hint"},
     "classification": {"input": "text", "options": "options"},
+    "identity": {"other": "other"},
+}
+IDENTITY_TOPICS = {
+    "greeting": "greetings that open a conversation",
+    "name": "who it is and what it is called",
+    "developer": "who made or trained it",
+    "capabilities": "what it can do",
+    "limitations": "its limits",
+    "languages": "which languages it speaks",
+    "denial": "whether it is another assistant, named [other]",
+    "adversarial": "insisting it is really another assistant, named [other]",
+    "short": "its identity, tersely",
 }
 REQUIRED = {
     "translation": {"input", "tgt_lang"},
@@ -94,6 +106,7 @@ class GenOptions:
     parallel: int = 2  # requests per round
     similarity: float = 0.7
     stall_rounds: int = 3
+    category: str | None = None  # identity question pools: which category
     max_rounds: int = 20
     reask: int = 2
     min_chars: int = 6
@@ -109,21 +122,62 @@ class TemplateGenerator:
         self.client = client
         self.options = options
         self.lang = normalize_code(options.language)
+        self.check = LanguageCheck(make_backend("fasttext"))
+        # names of real languages must be placeholders, not filled in
+        self.filled = {
+            language_name(code, self.lang).lower() for code in ("en", "zh", "de", "fr", "ja", "es")
+        }
+        if options.task == "identity":
+            self._init_identity()
+            return
         self.spec = get_task(options.task)
         pools = PoolSet.load(options.task, pool_files)
         self.existing = [t for lang in pools.languages for t in pools.by_language[lang]]
         self.examples = [t for t in pools.by_language.get(self.lang, []) if t.spec.kind == "original"][
             :4
         ] or [t for t in self.existing if t.spec.kind == "original"][:4]
-        self.check = LanguageCheck(make_backend("fasttext"))
         self.seen = [units(t.spec.instruction + " " + t.spec.input) for t in self.existing]
-        # names of real languages must be placeholders, not filled in
-        self.filled = {
-            language_name(code, self.lang).lower() for code in ("en", "zh", "de", "fr", "ja", "es")
-        }
+
+    def _init_identity(self) -> None:
+        from ..identity.seeds import builtin_seed_pools
+
+        cat = self.options.category
+        if cat not in IDENTITY_TOPICS:
+            raise ConfigError(f"identity questions need --category, one of {', '.join(IDENTITY_TOPICS)}")
+        pools = builtin_seed_pools()
+        if self.lang not in pools:
+            raise ConfigError(f"no identity seed pool for '{self.lang}' to take answers from")
+        self.seed_pool = pools[self.lang]
+        self.required = {"other"} if cat in ("denial", "adversarial") else set()
+        self.question_examples = [
+            to_brackets(q.text, "identity") for q in self.seed_pool.questions.get(cat, [])
+        ]
+        self.seen = [units(q) for q in self.question_examples]
+        self.filled = set()  # identity questions may name languages ("Can we talk in Chinese?")
 
     def prompt(self, accepted: list[dict[str, Any]], k: int) -> list[dict[str, str]]:
         task = self.options.task
+        if task == "identity":
+            cat = self.options.category or ""
+            text = (
+                f"Write {k} new, varied questions a user might ask an AI assistant about "
+                f"{IDENTITY_TOPICS[cat]}, written in {language_name(self.lang, 'en')} as a native speaker "
+                "would type them. "
+                + (
+                    "Write the other assistant's name as [other]. "
+                    if self.required
+                    else "Use no placeholders and no names. "
+                )
+                + "Existing questions (do not repeat them):\n"
+                + "\n".join(f"- {q}" for q in self.question_examples[:8])
+                + "\n"
+            )
+            if accepted:
+                text += (
+                    "Already accepted:\n" + "\n".join(f"- {a['instruction']}" for a in accepted[-20:]) + "\n"
+                )
+            text += 'Answer with JSON: {"templates": ["...", "..."]}'
+            return [{"role": "user", "content": text}]
         contract = ", ".join(f"[{b}]" for b in CONTRACTS[task])
         required = ", ".join(f"[{b}]" for b in sorted(REQUIRED[task]))
         examples = "\n".join(
@@ -156,15 +210,16 @@ class TemplateGenerator:
         o = self.options
         if not (o.min_chars <= len(raw) <= o.max_chars):
             return f"length {len(raw)} outside {o.min_chars}-{o.max_chars}"
-        allowed = {f"[{b}]" for b in CONTRACTS[o.task]}
+        required = self.required if o.task == "identity" else REQUIRED[o.task]
+        allowed = {f"[{b}]" for b in (required if o.task == "identity" else CONTRACTS[o.task])}
         for ph in _PLACEHOLDER_LIKE.findall(raw):
             if ph not in allowed:
                 return f"unknown or misspelt placeholder {ph}"
-        missing = [f"[{b}]" for b in sorted(REQUIRED[o.task]) if f"[{b}]" not in raw]
+        missing = [f"[{b}]" for b in sorted(required) if f"[{b}]" not in raw]
         if missing:
             return f"missing placeholder {', '.join(missing)}"
         plain = re.sub(r"\[[a-z_]+\]", " ", raw)
-        if len(units(plain)) < 3:
+        if len(units(plain)) < (2 if o.task == "identity" else 3):
             return "no instruction words besides the placeholders"
         lowered = plain.lower()
         for name in self.filled:
@@ -183,6 +238,17 @@ class TemplateGenerator:
         best = max((rouge_l(u, s) for s in self.seen), default=0.0)
         if best >= self.options.similarity:
             return f"too similar to an existing or accepted template (ROUGE-L {best:.2f})"
+        if self.options.task == "identity":
+            from ..identity.seeds import _entry
+
+            text = to_jinja(raw, "identity")
+            try:
+                _entry(text, f"identity-{self.lang}-llm", self.options.category or "", "<generated>")
+            except TemplateError as exc:
+                return f"invalid question: {exc}"
+            accepted.append({"instruction": text, "source": f"llm:{model}"})
+            self.seen.append(u)
+            return None
         entry = {
             "id": f"{self.options.task}-{self.lang}-llm-{len(accepted) + 1:03d}",
             "instruction": to_jinja(raw, self.options.task),
@@ -266,6 +332,24 @@ def pool_yaml(task: str, language: str, entries: list[dict[str, Any]], model: st
         "templates": entries,
     }
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)
+
+
+def identity_pool_yaml(language: str, category: str, questions: list[str], model: str) -> str:
+    """An identity seed pool: the generated questions with the shipped answers of that category."""
+    from ..identity.seeds import builtin_seed_pools
+
+    shipped = builtin_seed_pools()[normalize_code(language)]
+    data = {
+        "task": "identity",
+        "language": language,
+        "list_sep": shipped.list_sep,
+        "list_and": shipped.list_and,
+        "capability_names": shipped.capability_names,
+        "questions": {category: questions},
+        "answers": {category: [a.text for a in shipped.answers[category]]},
+    }
+    header = f"# generated by {model} ({len(questions)} {category} questions); review before use\n"
+    return header + yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)
 
 
 def generate_pool(client: LLMClient, options: GenOptions, pool_files: tuple[str, ...] = ()) -> GenResult:

@@ -18,7 +18,7 @@ import shutil
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,33 +135,6 @@ def _encode_range(bounds: tuple[int, int]) -> tuple[bytes, bytes, bytes, bytes, 
     return lengths.tobytes(), ids.tobytes(), labels.tobytes(), bytes(flags), rejected, delta
 
 
-def _unpack(payload: tuple[bytes, bytes, bytes, bytes, list, dict[str, Any]]) -> list[Encoded | Rejected]:
-    lengths_b, ids_b, labels_b, flags, rejected, _ = payload
-    lengths = array("i")
-    lengths.frombytes(lengths_b)
-    ids, labels = array("i"), array("i")
-    ids.frombytes(ids_b)
-    labels.frombytes(labels_b)
-    ids_l, labels_l = ids.tolist(), labels.tolist()
-    reasons = iter(rejected)
-    out: list[Encoded | Rejected] = []
-    pos = kept = 0
-    for n in lengths:
-        if n < 0:
-            _, reason, detail = next(reasons)
-            out.append(Rejected(reason=reason, detail=detail))
-            continue
-        out.append(Encoded(ids_l[pos : pos + n], labels_l[pos : pos + n], truncated=bool(flags[kept])))
-        pos += n
-        kept += 1
-    return out
-
-
-def _chunks(items: Sequence[Record], size: int) -> Iterator[list[Record]]:
-    for i in range(0, len(items), size):
-        yield list(items[i : i + size])
-
-
 def _init_spawned(
     tokenizer_path: str,
     fmt: PromptFormat | None,
@@ -209,61 +182,33 @@ def encode_records(
     progress: Any = None,
     tokenizer: Any = None,
 ) -> tuple[list[Encoded | Rejected], TokenizeReport]:
-    """Encode records in order; returns one Encoded or Rejected per record, and the report."""
-    report = TokenizeReport(format=fmt_name)
-    fmt = None if fmt_name == "chat_template" else get_format(fmt_name)
-    tok = tokenizer or load_tokenizer(tokenizer_path)
-    use_fast = False
-    if fast and fmt is not None and isinstance(tok, HFTokenizer):
-        sample = [t for r in records[:500] for t in (r.prompt_text(), r.output)]
-        twin, report.fast_path = fast_path(tok, sample)
-        if twin is not None:
-            tok, use_fast = twin, True
-    encoder = _make_encoder(tok, fmt, options)  # validates the format against the tokenizer up front
-    if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
-        report.warnings.append(
-            "pad token == end-of-turn token: padding is masked by position, so the real "
-            "end-of-turn keeps its label"
-        )
+    """Encode records in order; one Encoded or Rejected per record, and the report (the Python-object
+    view of `encode_columns`, for the API and for packing)."""
+    chunks, report = encode_columns(
+        records,
+        tokenizer_path,
+        fmt_name,
+        options,
+        num_proc=num_proc,
+        fast=fast,
+        progress=progress,
+        tokenizer=tokenizer,
+    )
     results: list[Encoded | Rejected] = []
-    chunks = list(_chunks(records, CHUNK))
-    _WORKER["encoder"] = encoder
-    if num_proc > 1 and len(chunks) > 1:
-        # forked workers inherit the ready encoder and the records; spawned ones get them once each
-        _WORKER["records"] = records
-        forking = "fork" in mp.get_all_start_methods()
-        ctx = mp.get_context("fork" if forking else "spawn")
-        init, initargs = (
-            (None, ())
-            if forking
-            else (_init_spawned, (tokenizer_path, fmt, options, use_fast, list(records)))
-        )
-        bounds = [(i, min(i + CHUNK, len(records))) for i in range(0, len(records), CHUNK)]
-        try:
-            with ctx.Pool(num_proc, initializer=init, initargs=initargs) as pool:
-                for payload in pool.imap(_encode_range, bounds):
-                    out = _unpack(payload)
-                    results.extend(out)
-                    _add(report, payload[-1])
-                    if progress is not None:
-                        progress.update(len(out))
-        finally:
-            _WORKER.pop("records", None)
-    else:
-        for chunk in chunks:
-            out, delta = _encode_chunk(chunk)
-            results.extend(out)
-            _add(report, delta)
-            if progress is not None:
-                progress.update(len(out))
-    report.rows_in = len(records)
-    for r in results:
-        if isinstance(r, Rejected):
-            report.rejected[r.reason] += 1
-        else:
-            report.rows_out += 1
-            report.tokens += len(r.input_ids)
-            report.trained_tokens += len(r.labels) - r.labels.count(IGNORE)
+    for c in chunks:
+        ids, labels = c.ids.tolist(), c.labels.tolist()
+        reasons = iter(c.rejected)
+        pos = kept = 0
+        for n in c.lengths.tolist():
+            if n < 0:
+                _, reason, detail = next(reasons)
+                results.append(Rejected(reason=reason, detail=detail))
+                continue
+            results.append(
+                Encoded(ids[pos : pos + n], labels[pos : pos + n], truncated=bool(c.truncated[kept]))
+            )
+            pos += n
+            kept += 1
     return results, report
 
 
