@@ -252,7 +252,7 @@ class NerConverter:
         self, text: str, entities: list[Entity], label_set: list[str], sent: TaggedSentence
     ) -> Record:
         opts = self.options
-        key = content_key(text, json.dumps([(e.text, e.label) for e in entities], ensure_ascii=False))
+        key = content_key(text, *(f"{e.label}\x1e{e.text}" for e in entities))
         lang = self.lang.split("-")[0]
         verb = self.verb
         types_text = ("、" if lang in ("zh", "ja") else ", ").join(verb(lab) for lab in label_set)
