@@ -127,3 +127,17 @@ def test_cli_classify(tmp_path, run_cli, shared_data):
     assert Counter(r["meta"]["label"] for r in rows) == {"positive": 444, "negative": 428}
     styles = Counter(r["meta"]["options_style"] for r in rows)
     assert {"dash", "letter_dot", "letter_paren", "number_dot", "inline"} <= set(styles)
+
+
+def test_json_file_must_be_an_array_and_bad_json_names_the_line(tmp_path):
+    obj = tmp_path / "obj.json"
+    obj.write_text('{"text": "fine", "label": "pos"}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"obj\.json: expected a JSON array of rows"):
+        instructgen.classify(obj)
+    bad = tmp_path / "bad.json"
+    bad.write_text('[\n  {"text": "a", "label": "pos"},\n  {"text": "b" "label": "neg"}\n]\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad\.json:3: invalid JSON: Expecting ',' delimiter"):
+        instructgen.classify(bad)
+    good = tmp_path / "good.json"
+    good.write_text('[{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}]', encoding="utf-8")
+    assert instructgen.classify(good).labels_out == {"pos": 1, "neg": 1}

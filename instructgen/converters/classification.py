@@ -19,7 +19,7 @@ from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError, InputError
-from ..io.readers import iter_jsonl, iter_text_lines
+from ..io.readers import iter_jsonl, iter_text_lines, load_json_array
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
@@ -115,9 +115,7 @@ def iter_rows(
                 continue
             yield line, row
     elif fmt == "json":
-        data = json.loads("\n".join(t for _, t in iter_text_lines(p)))
-        for i, row in enumerate(data if isinstance(data, list) else []):
-            yield i + 1, row
+        yield from ((i + 1, row) for i, row in enumerate(load_json_array(p, "rows")))
     elif fmt == "hf":
         import datasets
 

@@ -318,8 +318,8 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
         yield _pair_example(src, tgt, shown, line)
 
 
-def read_json(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> Iterator[Item]:
-    """A JSON array of objects; `line` is the 1-based position in the array."""
+def load_json_array(path: str | Path, what: str = "objects") -> list[Any]:
+    """A JSON array file ({"data": [...]} too), with the line of a syntax error in the message."""
     shown = str(path)
     text = "\n".join(t for _, t in iter_text_lines(path))
     try:
@@ -334,8 +334,13 @@ def read_json(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> 
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
-        raise InputError("expected a JSON array of objects", path=shown, reason="malformed_json")
-    yield from _iter_rows(data, spec, shown, on_error)
+        raise InputError(f"expected a JSON array of {what}", path=shown, reason="malformed_json")
+    return data
+
+
+def read_json(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> Iterator[Item]:
+    """A JSON array of objects; `line` is the 1-based position in the array."""
+    yield from _iter_rows(load_json_array(path), spec, str(path), on_error)
 
 
 def _iter_rows(rows: Iterable[Any], spec: FieldSpec, shown: str | None, on_error: str) -> Iterator[Item]:

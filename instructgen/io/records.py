@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..schema import Record, Turn
-from .readers import iter_jsonl, iter_text_lines
+from .readers import iter_jsonl, load_json_array
 
 ROLE_ALIASES = {
     "human": "user",
@@ -129,18 +129,7 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Record]]:
     if not p.is_file():
         raise InputError("file not found", path=shown)
     if p.suffix.lower() == ".json":
-        text = "\n".join(t for _, t in iter_text_lines(p))
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"invalid JSON: {exc.msg} (column {exc.colno})",
-                path=shown,
-                line=exc.lineno,
-                reason="malformed_json",
-            ) from None
-        if not isinstance(data, list):
-            raise InputError("expected a JSON array of records", path=shown, reason="malformed_json")
+        data = load_json_array(p, "records")
         for i, row in enumerate(data):
             yield i + 1, row_to_record(row, path=shown, line=i + 1)
         return

@@ -26,8 +26,9 @@ class TaggedSentence:
     text: str | None = None
 
 
-def read_conll(path: str | Path, *, tag_col: int = -1, token_col: int = 0,
-               on_error: str = "raise") -> Iterator[TaggedSentence | Rejected]:
+def read_conll(
+    path: str | Path, *, tag_col: int = -1, token_col: int = 0, on_error: str = "raise"
+) -> Iterator[TaggedSentence | Rejected]:
     """Whitespace/tab separated columns, token first and tag last by default; blank lines end
     sentences; `-DOCSTART-` lines are document markers, not tokens.
 
@@ -67,8 +68,9 @@ def read_conll(path: str | Path, *, tag_col: int = -1, token_col: int = 0,
         yield TaggedSentence([c[token_col] for c in cols], [c[tag_col].strip() for c in cols], shown, first)
 
 
-def _conll_lines(numbered: Iterable[tuple[int, str]], shown: str, need: int, tag_col: int, token_col: int,
-                 on_error: str) -> Iterator[TaggedSentence | Rejected]:
+def _conll_lines(
+    numbered: Iterable[tuple[int, str]], shown: str, need: int, tag_col: int, token_col: int, on_error: str
+) -> Iterator[TaggedSentence | Rejected]:
     """The line-by-line reader: exact line numbers for errors and unusual blocks."""
     tokens: list[str] = []
     tags: list[str] = []
@@ -84,12 +86,17 @@ def _conll_lines(numbered: Iterable[tuple[int, str]], shown: str, need: int, tag
         if cols[0].startswith("-DOCSTART-"):
             continue
         if len(cols) < need or (tag_col < 0 and len(cols) < 2):
-            exc = InputError(f"expected at least {max(need, 2)} columns (token and tag), found {len(cols)}",
-                             path=shown, line=line, reason="malformed_row")
+            exc = InputError(
+                f"expected at least {max(need, 2)} columns (token and tag), found {len(cols)}",
+                path=shown,
+                line=line,
+                reason="malformed_row",
+            )
             if on_error != "skip":
                 raise exc
-            yield Rejected(reason=exc.reason, detail=exc.message, source_file=shown, line=line,
-                           example={"raw": text})
+            yield Rejected(
+                reason=exc.reason, detail=exc.message, source_file=shown, line=line, example={"raw": text}
+            )
             continue
         if first is None:
             first = line

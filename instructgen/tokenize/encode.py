@@ -102,7 +102,9 @@ class Encoder:
         self.eot_text = tokenizer.token_text(eot_id)
         self.specials = [s for s in tokenizer.special_tokens() if s]
         # user text needs the (slower) escaped encoding only when it contains a special-token string
-        self._special_re = re.compile("|".join(re.escape(sp) for sp in self.specials)) if self.specials else None
+        self._special_re = (
+            re.compile("|".join(re.escape(sp) for sp in self.specials)) if self.specials else None
+        )
         self._template_cache: dict[str, list[int]] = {}
         self.stats = EncodeStats()
         self._audited = 0
