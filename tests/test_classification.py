@@ -135,7 +135,9 @@ def test_json_file_must_be_an_array_and_bad_json_names_the_line(tmp_path):
     with pytest.raises(InputError, match=r"obj\.json: expected a JSON array of rows"):
         instructgen.classify(obj)
     bad = tmp_path / "bad.json"
-    bad.write_text('[\n  {"text": "a", "label": "pos"},\n  {"text": "b" "label": "neg"}\n]\n', encoding="utf-8")
+    bad.write_text(
+        '[\n  {"text": "a", "label": "pos"},\n  {"text": "b" "label": "neg"}\n]\n', encoding="utf-8"
+    )
     with pytest.raises(InputError, match=r"bad\.json:3: invalid JSON: Expecting ',' delimiter"):
         instructgen.classify(bad)
     good = tmp_path / "good.json"

@@ -361,3 +361,12 @@ def test_generate_identity_questions_make_a_seed_pool_identity_loads(tmp_path, c
     assert res.exit_code == 0, res.stderr
     rows = [json.loads(line) for line in (tmp_path / "id.jsonl").read_text().splitlines()]
     assert {r["meta"]["category"] for r in rows} == {"denial"}
+
+
+def test_settings_that_would_hang_are_refused(cache_dir):
+    from instructgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--concurrency must be at least 1"):
+        LLMClient(LLMConfig(model="m", base_url="http://127.0.0.1:9/v1", cache_dir=cache_dir, concurrency=0))
+    with pytest.raises(ConfigError, match="--rpm must be positive"):
+        LLMClient(LLMConfig(model="m", base_url="http://127.0.0.1:9/v1", cache_dir=cache_dir, rpm=0))

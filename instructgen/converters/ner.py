@@ -313,12 +313,6 @@ def _labels_of(sent: TaggedSentence) -> set[str]:
     return out
 
 
-def records_from_dataset(ds: Any, options: NerOptions, tag_names: list[str] | None = None) -> NerRun:
-    from ..io.tagged import iter_dataset
-
-    return NerConverter(options).run(iter_dataset(ds, tag_names=tag_names))
-
-
 def iter_rows(rows: Iterable[dict[str, Any]], tag_names: list[str] | None) -> Iterator[TaggedSentence]:
     for i, row in enumerate(rows):
         yield row_to_sentence(row, tag_names=tag_names, line=i + 1)

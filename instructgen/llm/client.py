@@ -118,6 +118,7 @@ def cache_key(
 
 class LLMClient:
     def __init__(self, config: LLMConfig) -> None:
+        check_config(config)
         self.config = config
         self.usage = Usage()
         self.cache = ResponseCache(Path(config.cache_dir or default_cache_dir()) / "llm_cache.sqlite")
@@ -259,5 +260,8 @@ def _short(exc: Exception) -> str:
 
 
 def check_config(config: LLMConfig) -> None:
+    """Settings that would hang or loop instead of failing: a semaphore of 0 never lets a request through."""
     if config.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
+    if config.rpm is not None and config.rpm <= 0:
+        raise ConfigError("--rpm must be positive")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +48,3 @@ class Report:
             lines.append(f"  templates used: {len(self.templates)}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
-
-
-def rejected_to_json(item: Rejected) -> str:
-    return json.dumps(item.model_dump(), ensure_ascii=False)
