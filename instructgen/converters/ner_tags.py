@@ -18,16 +18,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from ..errors import ConfigError
 
 SCHEMES = ("iob1", "bio", "bioes")
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
+    """Tokens [start, end) of one entity. A tuple, not a dataclass: a file makes one per entity
+    and a frozen dataclass costs several times more to build."""
+
     start: int  # first token
     end: int  # one past the last token
     label: str
@@ -44,6 +46,19 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     raise ValueError(f"unknown tag '{tag}' (expected O, or B-/I-/E-/S- followed by a type)")
 
 
+_SPLIT: dict[str, tuple[str, str | None]] = {}
+
+
+def _split(tag: str) -> tuple[str, str | None]:
+    """split_tag through a plain dict (a file has a handful of distinct tags)."""
+    got = _SPLIT.get(tag)
+    if got is None:
+        got = split_tag(tag)  # raises on an unknown tag, which is then not cached
+        if len(_SPLIT) < 4096:
+            _SPLIT[tag] = got
+    return got
+
+
 def detect_scheme(sentences: Sequence[Sequence[str]]) -> str:
     """bioes if E-/S- tags occur; else iob1 when most entities start with I-, bio otherwise.
 
@@ -52,9 +67,18 @@ def detect_scheme(sentences: Sequence[Sequence[str]]) -> str:
     """
     starts = Counter()
     for tags in sentences:
-        prev = ("O", None)
+        if tags.count("O") == len(tags):  # most sentences of most files: nothing to learn
+            continue
+        prev: tuple[str, str | None] = ("O", None)
         for tag in tags:
-            p, t = split_tag(tag)
+            if tag == "O":
+                prev = ("O", None)
+                continue
+            try:
+                p, t = _split(tag)
+            except ValueError:  # the sentence is rejected when decoded; it has no say in the scheme
+                prev = ("O", None)
+                continue
             if p in ("E", "S"):
                 return "bioes"
             if p == "B":
@@ -69,71 +93,73 @@ def decode(tags: Sequence[str], scheme: str, repairs: Counter | None = None) -> 
     if scheme not in SCHEMES:
         raise ConfigError(f"unknown tag scheme '{scheme}' (choose {', '.join(SCHEMES)} or auto)")
     repairs = repairs if repairs is not None else Counter()
+    if scheme == "bioes":
+        return _decode_bioes(tags, repairs)
+    # IOB1 and BIO differ only in what an I- after another type means; both are one pass where an
+    # "O" (most tokens) costs one comparison.
     spans: list[Span] = []
-    start: int | None = None
+    start = -1
     label: str | None = None
-
-    def close(end: int) -> None:
-        nonlocal start, label
-        if start is not None:
-            spans.append(Span(start, end, label or ""))
-        start, label = None, None
-
+    bio = scheme == "bio"
+    same = None  # an I- tag just seen inside its own entity: the same tag again only continues it
     for i, tag in enumerate(tags):
-        if tag == "O":  # most tokens: close an open entity, nothing else
-            if start is not None:
-                if scheme == "bioes":
-                    repairs["unclosed_entity"] += 1
-                close(i)
+        if tag == "O":
+            if start >= 0:
+                spans.append(Span(start, i, label or ""))
+                start, label, same = -1, None, None
             continue
-        p, t = split_tag(tag)
-        if scheme == "iob1":
-            if p == "O":
-                close(i)
-            elif p == "B" or label != t:
-                close(i)
-                start, label = i, t
-        elif scheme == "bio":
-            if p == "O":
-                close(i)
-            elif p == "B":
-                close(i)
-                start, label = i, t
-            elif p == "I":
-                if label != t:
+        if tag == same:
+            continue
+        p, t = _split(tag)
+        same = tag if p == "I" else None
+        if p == "O":
+            if start >= 0:
+                spans.append(Span(start, i, label or ""))
+            start, label = -1, None
+        elif p == "B" or label != t:
+            if bio:
+                if p not in "BI":
+                    raise ValueError(f"tag '{tag}' is not BIO")
+                if p == "I":
                     repairs["i_starts_entity"] += 1
-                    close(i)
-                    start, label = i, t
-            else:
-                raise ValueError(f"tag '{tag}' is not BIO")
-        else:  # bioes
-            if p == "O":
-                if start is not None:
+            if start >= 0:
+                spans.append(Span(start, i, label or ""))
+            start, label = i, t
+        elif bio and p != "I":
+            raise ValueError(f"tag '{tag}' is not BIO")
+    if start >= 0:
+        spans.append(Span(start, len(tags), label or ""))
+    return spans
+
+
+def _decode_bioes(tags: Sequence[str], repairs: Counter) -> list[Span]:
+    spans: list[Span] = []
+    start = -1
+    label: str | None = None
+    for i, tag in enumerate(tags):
+        p, t = ("O", None) if tag == "O" else _split(tag)
+        if p == "I" or p == "E":
+            if label != t:
+                if start >= 0:
                     repairs["unclosed_entity"] += 1
-                close(i)
-            elif p == "S":
-                if start is not None:
-                    repairs["unclosed_entity"] += 1
-                close(i)
-                spans.append(Span(i, i + 1, t or ""))
-            elif p == "B":
-                if start is not None:
-                    repairs["unclosed_entity"] += 1
-                close(i)
+                    spans.append(Span(start, i, label or ""))
+                repairs["e_starts_entity"] += 1
                 start, label = i, t
-            elif p in ("I", "E"):
-                if label != t:
-                    if start is not None:
-                        repairs["unclosed_entity"] += 1
-                    repairs["e_starts_entity"] += 1
-                    close(i)
-                    start, label = i, t
-                if p == "E":
-                    close(i + 1)
-    if start is not None:
-        if scheme == "bioes":
+            if p == "E":
+                spans.append(Span(start, i + 1, label or ""))
+                start, label = -1, None
+            continue
+        if start >= 0:  # O, S and B all end an open entity, which should have ended with E-
             repairs["unclosed_entity"] += 1
-        close(len(tags))
+            spans.append(Span(start, i, label or ""))
+        start, label = -1, None
+        if p == "S":
+            spans.append(Span(i, i + 1, t or ""))
+        elif p == "B":
+            start, label = i, t
+    if start >= 0:
+        repairs["unclosed_entity"] += 1
+        spans.append(Span(start, len(tags), label or ""))
     return spans
 
 
