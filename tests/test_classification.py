@@ -143,3 +143,19 @@ def test_json_file_must_be_an_array_and_bad_json_names_the_line(tmp_path):
     good = tmp_path / "good.json"
     good.write_text('[{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}]', encoding="utf-8")
     assert instructgen.classify(good).labels_out == {"pos": 1, "neg": 1}
+
+
+def test_stream_checks_every_row_first_then_converts_lazily(tmp_path):
+    from instructgen.converters.classification import ClassificationConverter, ClassifyRun, iter_rows
+
+    p = tmp_path / "r.tsv"
+    p.write_text("text\tlabel\ngood film\tpos\n\tneg\nbad film\tneg\n", encoding="utf-8")
+    conv = ClassificationConverter(ClassifyOptions(seed=1))
+    run = ClassifyRun()
+    outcomes = conv.stream(iter_rows(p), run, str(p))
+    assert (run.report.read, run.report.written, dict(run.labels_in)) == (3, 0, {"pos": 1, "neg": 1})
+    items = list(outcomes)
+    assert [getattr(x, "reason", None) for x in items] == ["empty_text", None, None]
+    assert items[0].line == 3
+    assert [x.meta["label"] for x in items[1:]] == ["pos", "neg"]
+    assert (run.report.written, dict(run.labels_out), run.records) == (2, {"pos": 1, "neg": 1}, [])

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import instructgen
-from instructgen.converters.ner import Entity, NerConverter, NerOptions, parse_target
+from instructgen.converters.ner import Entity, NerConverter, NerOptions, NerRun, parse_target
 from instructgen.converters.ner_tags import Span, decode, detect_scheme, encode
 from instructgen.errors import ConfigError, InputError
 from instructgen.io.tagged import read_tagged
@@ -66,6 +66,7 @@ def test_scheme_detection_by_majority():
     assert detect_scheme([["I-PER", "O", "I-LOC", "B-LOC"]]) == "iob1"
     assert detect_scheme([["B-PER", "I-PER", "O"], ["I-LOC"], ["B-ORG"]]) == "bio"  # a chunked BIO file
     assert detect_scheme([["S-PER"]]) == "bioes"
+    assert detect_scheme([["B-PER", "VERB", "I-PER"]]) == "bio"  # an unknown tag is rejected later, not here
 
 
 def test_unknown_tag_is_a_counted_rejection(tmp_path):
@@ -88,6 +89,29 @@ def test_encode_decode_round_trip(parts, scheme):
         spans.append(Span(pos, pos + length, label))
         pos += length
     assert decode(encode(spans, pos, scheme), scheme) == spans
+
+
+_ALPHABET = {
+    "iob1": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+    "bio": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+    "bioes": ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"],
+}
+
+
+@given(st.data(), st.sampled_from(["iob1", "bio", "bioes"]))
+def test_decode_keeps_every_entity_token_of_any_sequence(data, scheme):
+    """Malformed sequences included: repairs may split or start entities, but every tagged token
+    ends up in exactly one span of its own type, and no O token in any."""
+    tags = data.draw(st.lists(st.sampled_from(_ALPHABET[scheme]), max_size=12))
+    spans = decode(tags, scheme)
+    covered = {}
+    prev_end = 0
+    for sp in spans:
+        assert prev_end <= sp.start < sp.end <= len(tags)
+        prev_end = sp.end
+        for i in range(sp.start, sp.end):
+            covered[i] = sp.label
+    assert covered == {i: t[2:] for i, t in enumerate(tags) if t != "O"}
 
 
 def test_reader_errors_name_file_and_line(tmp_path):
@@ -230,3 +254,44 @@ def test_cli_ner(tmp_path, run_cli, shared_data):
     assert (
         len({r["meta"]["template_id"] for r in rows}) == 10
     )  # 8 generic + 2 inverted (per-type ones unused)
+
+
+def test_stream_knows_the_total_first_and_holds_no_records(tmp_path):
+    p = tmp_path / "mixed.conll"
+    p.write_text("John B-PER\nruns O\n\nbroken\n\nAnn I-PER\n\nParis B-LOC\n", encoding="utf-8")
+    conv = NerConverter(NerOptions(scheme="bio"))
+    run = NerRun()
+    outcomes = conv.stream(read_tagged(p, on_error="skip"), run)
+    assert (run.report.read, run.report.written, run.records) == (4, 0, [])  # read, nothing converted yet
+    items = list(outcomes)
+    assert [type(x).__name__ for x in items] == ["Rejected", "Record", "Record", "Record"]
+    assert (items[0].reason, items[0].line) == ("malformed_row", 4)
+    assert [x.output for x in items[1:]] == ["person: John", "person: Ann", "location: Paris"]
+    assert run.repairs == {"i_starts_entity": 1}
+    assert (run.report.written, run.records, run.rejected) == (3, [], [])
+    again = conv.run(read_tagged(p, on_error="skip"))
+    assert [r.output for r in again.records] == [x.output for x in items[1:]]
+
+
+def test_only_per_type_records_name_an_asked_type(tmp_path):
+    p = tmp_path / "t.conll"
+    p.write_text("John B-PER\nin O\nParis B-LOC\n", encoding="utf-8")
+    assert instructgen.ner(p, target="list").records[0].meta["asked_type"] is None
+    asked = instructgen.ner(p, target="per-type").records[0].meta["asked_type"]
+    assert asked in ("PER", "LOC")
+
+
+def test_cli_ner_streams_rejects_and_summary(tmp_path, run_cli):
+    src = tmp_path / "in.conll"
+    src.write_text("John B-PER\nruns VERB\n\nbroken\n\nAnn B-PER\n", encoding="utf-8")
+    out, rej = tmp_path / "o.jsonl", tmp_path / "rej.jsonl"
+    res = run_cli("ner", src, "--on-error", "skip", "--rejects", rej, "-o", out)
+    assert res.exit_code == 0, res.stderr
+    assert [json.loads(x)["output"] for x in out.read_text().splitlines()] == ["person: Ann"]
+    rejected = [json.loads(x) for x in rej.read_text().splitlines()]
+    assert [(r["reason"], r["line"]) for r in rejected] == [("malformed_row", 4), ("bad_tag", 1)]
+    assert res.stderr.splitlines()[:3] == [
+        "ner: read 3, wrote 1, rejected 2",
+        "  rejected bad_tag: 1",
+        "  rejected malformed_row: 1",
+    ]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import click
+from collections.abc import Iterator
 
-from ..converters.classification import classify
+import click
+from tqdm import tqdm
+
+from ..converters.classification import ClassifyRun, open_classification
 from ..converters.ner import TARGETS
 from ..io.writers import JsonlSink, RecordWriter
-from .common import fail_cleanly, output_options, parse_columns
+from ..schema import Record, Rejected
+from .common import PROGRESS_MIN_ROWS, fail_cleanly, output_options, parse_columns
 
 NER_EPILOG = """\b
 Examples:
@@ -36,13 +40,31 @@ def _names(value: str | None) -> list[str] | None:
     return [n.strip() for n in value.split(",")] if value else None
 
 
-def _write(run, output, fmt, columns, meta, rejects) -> None:
-    with RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer:
-        for r in run.records:
-            writer.write(r)
-    with JsonlSink(rejects) as sink:
-        for r in run.rejected:
-            sink.write(r.model_dump())
+def _write(
+    outcomes: Iterator[Record | Rejected],
+    total: int,
+    *,
+    desc: str,
+    quiet: bool,
+    output,
+    fmt,
+    columns,
+    meta,
+    rejects,
+) -> None:
+    """Write records and rejections as the converter makes them: nothing is held in memory but
+    the parsed input, and the bar moves with the writing."""
+    show = not quiet and total >= PROGRESS_MIN_ROWS
+    with (
+        tqdm(outcomes, total=total, disable=not show, unit="row", desc=desc, leave=False) as bar,
+        RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer,
+        JsonlSink(rejects) as sink,
+    ):
+        for item in bar:
+            if isinstance(item, Record):
+                writer.write(item)
+            else:
+                sink.write(item.model_dump())
 
 
 @click.command("ner", epilog=NER_EPILOG)
@@ -122,8 +144,10 @@ def ner_cmd(
     Tags are decoded to spans in Python (IOB1, BIO, BIOES; malformed sequences follow one
     documented repair rule and are counted), then phrased by the NER template pool.
     """
-    from ..converters.ner import NerConverter, NerOptions
+    from ..converters.ner import NerConverter, NerOptions, NerRun
     from ..io.tagged import read_tagged
+
+    out = dict(output=output, fmt=fmt, columns=columns, meta=meta, rejects=rejects)
 
     options = NerOptions(
         seed=seed,
@@ -144,8 +168,13 @@ def ner_cmd(
         on_error=on_error,
         split=split,
     )
-    run = NerConverter(options).run(items)
-    _write(run, output, fmt, columns, meta, rejects)
+    run = NerRun()
+    # the whole file is read before the first record (the scheme is file-wide): a counter for
+    # that pass too, shown only if it takes long enough to wonder about
+    reading = tqdm(items, desc="ner: reading", unit="sentence", disable=quiet, delay=1.0, leave=False)
+    outcomes = NerConverter(options).stream(reading, run)
+    reading.close()
+    _write(outcomes, run.report.read, desc="ner", quiet=quiet, **out)
     run.report.notes.insert(0, f"scheme: {run.scheme}")
     for kind, n in sorted(run.repairs.items()):
         run.report.notes.append(f"repaired {kind}: {n}")
@@ -205,7 +234,8 @@ def classify_cmd(
     Options are shown in a seeded variety of styles; lettered options give lettered answers.
     """
     names = _names(label_names)
-    run = classify(
+    run = ClassifyRun()
+    converter, rows, source = open_classification(
         input_path,
         input_format=input_format,
         on_error=on_error,
@@ -220,7 +250,20 @@ def classify_cmd(
         inverted_ratio=inverted_ratio,
         meta=meta,
     )
-    _write(run, output, fmt, columns, meta, rejects)
+    reading = tqdm(rows, desc="classify: reading", unit="row", disable=quiet, delay=1.0, leave=False)
+    outcomes = converter.stream(reading, run, source)
+    reading.close()  # reads and checks every row: the total is known after
+    _write(
+        outcomes,
+        run.report.read,
+        desc="classify",
+        quiet=quiet,
+        output=output,
+        fmt=fmt,
+        columns=columns,
+        meta=meta,
+        rejects=rejects,
+    )
     dist = ", ".join(f"{k} {v}" for k, v in sorted(run.labels_out.items()))
     run.report.notes.append(f"labels written: {dist}")
     click.echo(run.report.summary(), err=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError, InputError
+from ..gcpause import collector_paused
 from ..io.readers import iter_jsonl, iter_text_lines, load_json_array
 from ..quality.report import Report
 from ..schema import Record, Rejected
@@ -191,61 +192,88 @@ class ClassificationConverter:
     def run(
         self, rows: Iterable[tuple[int, dict[str, Any]] | Rejected], source: str | None = None
     ) -> ClassifyRun:
+        """Every record and rejection in memory: the Python API's form (see `stream`)."""
         run = ClassifyRun()
+        for item in self.stream(rows, run, source):
+            (run.records if isinstance(item, Record) else run.rejected).append(item)
+        return run
+
+    def stream(
+        self,
+        rows: Iterable[tuple[int, dict[str, Any]] | Rejected],
+        run: ClassifyRun,
+        source: str | None = None,
+    ) -> Iterator[Record | Rejected]:
+        """Check every row now (the option list is the set of labels in the whole file), then
+        return an iterator that converts them one by one, so a writer can stream records out.
+        `run` gets the counts; after this call `run.report.read` is what the iterator accounts for."""
         opts = self.options
         items: list[tuple[int, dict[str, Any], str]] = []
-        for item in rows:
-            run.report.read += 1
-            if isinstance(item, Rejected):
-                run.rejected.append(item)
-                run.report.reject(item)
-                continue
-            line, row = item
-            try:
-                if opts.text_col not in row:
-                    raise InputError(
-                        f"no text column '{opts.text_col}' (the row has {', '.join(map(str, row))})",
-                        path=source,
+        rejected: list[Rejected] = []
+        with collector_paused():  # rows are held for the second pass (see gcpause)
+            for item in rows:
+                run.report.read += 1
+                if isinstance(item, Rejected):
+                    rejected.append(item)
+                    run.report.reject(item)
+                    continue
+                line, row = item
+                try:
+                    if opts.text_col not in row:
+                        raise InputError(
+                            f"no text column '{opts.text_col}' (the row has {', '.join(map(str, row))})",
+                            path=source,
+                            line=line,
+                            field=opts.text_col,
+                            reason="missing_field",
+                        )
+                    if opts.label_col not in row:
+                        raise InputError(
+                            f"no label column '{opts.label_col}' (the row has {', '.join(map(str, row))})",
+                            path=source,
+                            line=line,
+                            field=opts.label_col,
+                            reason="missing_field",
+                        )
+                    name = self.label_name(row[opts.label_col], source, line)
+                    if not str(row[opts.text_col] or "").strip():
+                        raise InputError(
+                            "empty text", path=source, line=line, field=opts.text_col, reason="empty_text"
+                        )
+                except InputError as exc:
+                    if exc.reason in ("missing_field", "missing_label_names") and run.report.read == 1:
+                        raise
+                    rej = Rejected(
+                        reason=exc.reason,
+                        detail=exc.message,
+                        source_file=source,
                         line=line,
-                        field=opts.text_col,
-                        reason="missing_field",
+                        example={k: row.get(k) for k in (opts.text_col, opts.label_col)},
                     )
-                if opts.label_col not in row:
-                    raise InputError(
-                        f"no label column '{opts.label_col}' (the row has {', '.join(map(str, row))})",
-                        path=source,
-                        line=line,
-                        field=opts.label_col,
-                        reason="missing_field",
-                    )
-                name = self.label_name(row[opts.label_col], source, line)
-                if not str(row[opts.text_col] or "").strip():
-                    raise InputError(
-                        "empty text", path=source, line=line, field=opts.text_col, reason="empty_text"
-                    )
-            except InputError as exc:
-                if exc.reason in ("missing_field", "missing_label_names") and run.report.read == 1:
-                    raise
-                rej = Rejected(
-                    reason=exc.reason,
-                    detail=exc.message,
-                    source_file=source,
-                    line=line,
-                    example={k: row.get(k) for k in (opts.text_col, opts.label_col)},
-                )
-                run.rejected.append(rej)
-                run.report.reject(rej)
-                continue
-            items.append((line, row, name))
-            run.labels_in[name] += 1
+                    rejected.append(rej)
+                    run.report.reject(rej)
+                    continue
+                items.append((line, row, name))
+                run.labels_in[name] += 1
         names = self.names or sorted({n for _, _, n in items})
+        return self._convert_all(items, rejected, names, run, source)
+
+    def _convert_all(
+        self,
+        items: list[tuple[int, dict[str, Any], str]],
+        rejected: list[Rejected],
+        names: list[str],
+        run: ClassifyRun,
+        source: str | None,
+    ) -> Iterator[Record | Rejected]:
+        yield from rejected
+        report, labels_out = run.report, run.labels_out
         for line, row, name in items:
             record = self.convert(row, name, names, line, source)
-            run.records.append(record)
-            run.labels_out[name] += 1
-            run.report.written += 1
-            run.report.templates[record.meta["template_id"]] += 1
-        return run
+            labels_out[name] += 1
+            report.written += 1
+            report.templates[record.meta["template_id"]] += 1
+            yield record
 
     def words(self, name: str) -> str:
         return self.verbal.get(name, name)
@@ -312,6 +340,14 @@ def classify(
 ) -> ClassifyRun:
     """Classification records from a file (CSV/TSV/JSONL/JSON/save_to_disk), a list of dicts, or a
     datasets.Dataset (ClassLabel names are used when `label_names` is not given)."""
+    conv, rows, source = open_classification(data, input_format=input_format, on_error=on_error, **options)
+    return conv.run(rows, source=source)
+
+
+def open_classification(
+    data: Any, *, input_format: str | None = None, on_error: str = "raise", **options: Any
+) -> tuple[ClassificationConverter, Iterable[tuple[int, dict[str, Any]] | Rejected], str | None]:
+    """The converter and the numbered rows for `data`, for callers that stream (the CLI)."""
     if "label_names" in options and options["label_names"] is not None:
         options["label_names"] = tuple(options["label_names"])
     if "verbalise" in options and isinstance(options["verbalise"], dict):
@@ -324,11 +360,11 @@ def classify(
         if options.get("label_names") is None and hasattr(feat, "names"):
             options["label_names"] = tuple(feat.names)
         conv = ClassificationConverter(ClassifyOptions(**options))
-        return conv.run((i + 1, row) for i, row in enumerate(data))
+        return conv, ((i + 1, row) for i, row in enumerate(data)), None
     conv = ClassificationConverter(ClassifyOptions(**options))
     if isinstance(data, (str, Path)):
-        return conv.run(iter_rows(data, input_format=input_format, on_error=on_error), source=str(data))
-    return conv.run((i + 1, row) for i, row in enumerate(data))
+        return conv, iter_rows(data, input_format=input_format, on_error=on_error), str(data)
+    return conv, ((i + 1, row) for i, row in enumerate(data)), None
 
 
 class ClassifyBatchFn:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError
+from ..gcpause import collector_paused
 from ..io.tagged import TaggedSentence, row_to_sentence
 from ..quality.report import Report
 from ..schema import Record, Rejected
@@ -75,7 +76,7 @@ FORMAT_HINTS = {
 def token_separator(tokens: list[str]) -> str:
     """No space between tokens of a CJK sentence (character-per-line files split even Latin words
     into letters: "N", "B", "A"), a space otherwise."""
-    return "" if any(_CJK.search(t) for t in tokens) else " "
+    return "" if _CJK.search("".join(tokens)) else " "
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ class Verbaliser:
     language: str
 
     def __call__(self, label: str) -> str:
-        return self.names.get(label, label.lower() if self.language == "en" else label)
+        words = self.names.get(label)
+        if words is None:
+            return label.lower() if self.language == "en" else label
+        return words
 
     def reverse(self) -> dict[str, str]:
         return {v: k for k, v in self.names.items()}
@@ -110,7 +114,7 @@ def linearise(
 ) -> str:
     sep_type, sep_ent, empty = STYLE.get(lang, STYLE["en"])
     if target == "json":
-        return json.dumps([{"entity": e.text, "type": verb(e.label)} for e in entities], ensure_ascii=False)
+        return _json([{"entity": e.text, "type": verb(e.label)} for e in entities])
     if target == "per-type":
         picked = [e.text for e in entities if e.label == only]
         return sep_ent.join(picked) if picked else empty
@@ -128,6 +132,9 @@ def linearise(
     if not entities:
         return empty
     return sep_ent.join(f"{verb(e.label)}{sep_type}{e.text}" for e in entities)
+
+
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds an encoder per call
 
 
 _INLINE = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])+?)\]\(([^()]+)\)")
@@ -196,38 +203,64 @@ class NerConverter:
         self.inverted = [t for t in templates if t.spec.kind == "inverted"]
         if not self.originals:
             raise ConfigError(f"no '{options.target}' NER templates in the '{self.lang}' pools")
+        self._types_text: dict[int, str] = {}
+        self._types_owner: list[str] | None = None
 
     def run(self, items: Iterable[TaggedSentence | Rejected]) -> NerRun:
-        """Two passes over the sentences: the scheme is detected on the whole file first."""
+        """Every record and rejection in memory: the Python API's form (see `stream`)."""
         run = NerRun()
+        for item in self.stream(items, run):
+            (run.records if isinstance(item, Record) else run.rejected).append(item)
+        return run
+
+    def stream(self, items: Iterable[TaggedSentence | Rejected], run: NerRun) -> Iterator[Record | Rejected]:
+        """Read every sentence now (the scheme, the label set and the empty quota need the whole
+        file), then return an iterator that converts them one by one, so a writer can stream
+        records out instead of holding them all. `run` gets the counts, scheme and repairs; after
+        this call `run.report.read` is the number of items the iterator will account for."""
         sentences: list[TaggedSentence] = []
-        for item in items:
-            run.report.read += 1
-            if isinstance(item, Rejected):
-                run.rejected.append(item)
-                run.report.reject(item)
-            else:
-                sentences.append(item)
+        read_rejects: list[Rejected] = []
+        with collector_paused():
+            for item in items:
+                if isinstance(item, Rejected):
+                    read_rejects.append(item)
+                    run.report.reject(item)
+                else:
+                    sentences.append(item)
+        run.report.read += len(sentences) + len(read_rejects)
         scheme = self.options.scheme
         if scheme == "auto":
             scheme = detect_scheme([s.tags for s in sentences if s.char_spans is None])
         run.scheme = scheme
-        label_set = sorted({lab for s in sentences for lab in _labels_of(s)})
+        label_set = _label_set(sentences)
         empties_allowed = None
         if self.options.max_empty_ratio is not None:
-            non_empty = sum(1 for s in sentences if _labels_of(s))
+            non_empty = sum(1 for s in sentences if _has_entity(s))
             r = self.options.max_empty_ratio
             empties_allowed = int(non_empty * r / (1 - r)) if r < 1 else None
+        return self._convert_all(sentences, read_rejects, scheme, label_set, empties_allowed, run)
+
+    def _convert_all(
+        self,
+        sentences: list[TaggedSentence],
+        read_rejects: list[Rejected],
+        scheme: str,
+        label_set: list[str],
+        empties_allowed: int | None,
+        run: NerRun,
+    ) -> Iterator[Record | Rejected]:
+        yield from read_rejects
+        report, repairs = run.report, run.repairs
         kept_empty = 0
         for sent in sentences:
             try:
-                text, entities = sentence_entities(sent, scheme, run.repairs)
+                text, entities = sentence_entities(sent, scheme, repairs)
             except ValueError as exc:
                 item = Rejected(
                     reason="bad_tag", detail=str(exc), source_file=sent.source_file, line=sent.line
                 )
-                run.rejected.append(item)
-                run.report.reject(item)
+                report.reject(item)
+                yield item
                 continue
             if not entities and empties_allowed is not None:
                 if kept_empty >= empties_allowed:
@@ -238,15 +271,14 @@ class NerConverter:
                         line=sent.line,
                         example={"text": text},
                     )
-                    run.rejected.append(item)
-                    run.report.reject(item)
+                    report.reject(item)
+                    yield item
                     continue
                 kept_empty += 1
             record = self.convert(text, entities, label_set, sent)
-            run.records.append(record)
-            run.report.written += 1
-            run.report.templates[record.meta["template_id"]] += 1
-        return run
+            report.written += 1
+            report.templates[record.meta["template_id"]] += 1
+            yield record
 
     def convert(
         self, text: str, entities: list[Entity], label_set: list[str], sent: TaggedSentence
@@ -255,7 +287,11 @@ class NerConverter:
         key = content_key(text, *(f"{e.label}\x1e{e.text}" for e in entities))
         lang = self.lang.split("-")[0]
         verb = self.verb
-        types_text = ("、" if lang in ("zh", "ja") else ", ").join(verb(lab) for lab in label_set)
+        types_text = self._types_text.get(id(label_set))
+        if types_text is None:  # one label set per file: join it once, not per sentence
+            types_text = ("、" if lang in ("zh", "ja") else ", ").join(verb(lab) for lab in label_set)
+            self._types_text = {id(label_set): types_text}
+            self._types_owner = label_set  # keeps the id valid while cached
         inverted = (
             self.inverted
             and entities
@@ -277,7 +313,9 @@ class NerConverter:
             target_text = text
         else:
             template = self.originals[choose_index(len(self.originals), opts.seed, TASK, key, "template")]
-            only = label_set[choose_index(len(label_set), opts.seed, TASK, key, "type")] if label_set else ""
+            only = ""  # the type a per-type record asks about; the other targets ask for all
+            if opts.target == "per-type" and label_set:
+                only = label_set[choose_index(len(label_set), opts.seed, TASK, key, "type")]
             target_text = linearise(entities, opts.target, lang, verb, text, only=only)
             hints = FORMAT_HINTS.get(lang, FORMAT_HINTS["en"])
             values = {
@@ -303,14 +341,23 @@ class NerConverter:
         )
 
 
-def _labels_of(sent: TaggedSentence) -> set[str]:
+def _label_set(sentences: list[TaggedSentence]) -> list[str]:
+    """The entity types of the file, from its distinct tags (a handful) rather than every token."""
+    tags: set[str] = set()
+    labels: set[str] = set()
+    for sent in sentences:
+        if sent.char_spans is not None:
+            labels.update(lab for _, _, lab in sent.char_spans)
+        else:
+            tags.update(sent.tags)
+    labels.update(tag[2:] for tag in tags if tag != "O" and len(tag) > 2)
+    return sorted(labels)
+
+
+def _has_entity(sent: TaggedSentence) -> bool:
     if sent.char_spans is not None:
-        return {lab for _, _, lab in sent.char_spans}
-    out = set()
-    for tag in sent.tags:
-        if tag != "O" and len(tag) > 2:
-            out.add(tag[2:])
-    return out
+        return bool(sent.char_spans)
+    return any(tag != "O" and len(tag) > 2 for tag in sent.tags)
 
 
 def iter_rows(rows: Iterable[dict[str, Any]], tag_names: list[str] | None) -> Iterator[TaggedSentence]:
