@@ -12,7 +12,7 @@ import hashlib
 
 def stable_hash(*parts: object) -> int:
     """A 64-bit integer from the parts' text, identical across runs, Python versions and machines."""
-    data = "\x1f".join(str(p) for p in parts).encode("utf-8")
+    data = "\x1f".join(map(str, parts)).encode("utf-8")
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 

@@ -16,7 +16,7 @@ from ..schema import Rejected
 from .readers import iter_jsonl, iter_text_lines
 
 
-@dataclass
+@dataclass(slots=True)
 class TaggedSentence:
     tokens: list[str]
     tags: list[str] = field(default_factory=list)

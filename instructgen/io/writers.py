@@ -19,8 +19,8 @@ from ..schema import Record
 FORMATS = ("alpaca", "alpaca-json", "sharegpt", "messages", "query-response", "columns")
 
 
-def _dumps(row: dict[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False)
+# One encoder for every line: json.dumps(..., ensure_ascii=False) builds a new one per call.
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def record_to_row(
