@@ -86,7 +86,7 @@ def main() -> None:
         ):
             src = tmp / name
             repeat_file(SHARED / rel, src, args.rows, header=False, blocks=True)
-            for target in ("list", "json", "inline"):
+            for target in ("list", "json", "inline", "per-type"):
 
                 def go(src=src, target=target, lang=lang) -> int:
                     run = NerRun()
