@@ -159,3 +159,24 @@ def test_stream_checks_every_row_first_then_converts_lazily(tmp_path):
     assert items[0].line == 3
     assert [x.meta["label"] for x in items[1:]] == ["pos", "neg"]
     assert (run.report.written, dict(run.labels_out), run.records) == (2, {"pos": 1, "neg": 1}, [])
+
+
+def test_option_order_is_seeded_per_record_so_letters_do_not_stand_for_labels(shared_data):
+    src = shared_data / SETS[0][0]
+    kw = dict(SETS[0][1], seed=5, meta=True)
+    letters = Counter()
+    for r in instructgen.classify(src, **kw).records:
+        if r.meta["options_style"] == "letter_dot":
+            assert r.output == f"{chr(65 + r.meta['options'].index(r.meta['label']))}. {r.meta['label']}"
+            assert f"\n{r.output}\n" in f"\n{r.instruction}\n{r.input}\n"
+            letters[r.meta["label"], r.output[0]] += 1
+    assert set(letters) == {("negative", "A"), ("negative", "B"), ("positive", "A"), ("positive", "B")}
+    fixed = instructgen.classify(src, option_order="fixed", **kw).records
+    assert {r.output for r in fixed if r.meta["options_style"] == "letter_dot"} == {
+        "A. negative",
+        "B. positive",
+    }
+    with pytest.raises(
+        instructgen.ConfigError, match="option_order must be 'shuffled' or 'fixed', not 'abc'"
+    ):
+        instructgen.classify(src, option_order="abc", **kw)

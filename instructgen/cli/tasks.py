@@ -205,6 +205,13 @@ def ner_cmd(
     show_default=True,
     help="Share of records from inverted templates ('write a text labelled X').",
 )
+@click.option(
+    "--option-order",
+    type=click.Choice(["shuffled", "fixed"]),
+    default="shuffled",
+    show_default=True,
+    help="Order of the options shown: seeded per record, or the label-name order (every 'A' the same label).",
+)
 @click.option("--input-format", type=click.Choice(["csv", "tsv", "jsonl", "json", "hf"]))
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @output_options
@@ -219,6 +226,7 @@ def classify_cmd(
     instruction_lang,
     template_files,
     inverted_ratio,
+    option_order,
     input_format,
     on_error,
     output,
@@ -248,6 +256,7 @@ def classify_cmd(
         instruction_lang=instruction_lang,
         templates=tuple(template_files),
         inverted_ratio=inverted_ratio,
+        option_order=option_order,
         meta=meta,
     )
     reading = tqdm(rows, desc="classify: reading", unit="row", disable=quiet, delay=1.0, leave=False)

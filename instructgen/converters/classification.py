@@ -55,6 +55,9 @@ class ClassifyOptions:
     builtin_templates: bool = True
     inverted_ratio: float = 0.0
     meta: bool = False
+    # "shuffled": each record shows the options in its own seeded order, so a letter is not a
+    # proxy for a label (with a fixed order every "negative" is "A"); "fixed": label-name order.
+    option_order: str = "shuffled"
 
 
 def iter_rows(
@@ -147,6 +150,8 @@ class ClassificationConverter:
         templates = self.pools.by_language[self.lang]
         self.originals = [t for t in templates if t.spec.kind == "original"]
         self.inverted = [t for t in templates if t.spec.kind == "inverted"]
+        if options.option_order not in ("shuffled", "fixed"):
+            raise ConfigError(f"option_order must be 'shuffled' or 'fixed', not '{options.option_order}'")
         self.verbal = dict(options.verbalise)
         self.names: list[str] | None = list(options.label_names) if options.label_names else None
 
@@ -278,6 +283,12 @@ class ClassificationConverter:
     def words(self, name: str) -> str:
         return self.verbal.get(name, name)
 
+    def option_order(self, names: list[str], key: str) -> list[str]:
+        if self.options.option_order == "fixed":
+            return names
+        seed = self.options.seed
+        return sorted(names, key=lambda n: stable_hash(seed, TASK, key, "order", n))
+
     def options_block(self, names: list[str], key: str) -> tuple[str, str, Any, bool]:
         lang = self.lang.split("-")[0]
         headers = HEADERS.get(lang, HEADERS["en"])
@@ -308,10 +319,12 @@ class ClassificationConverter:
         style = None
         answer = label_words
         block = ""
+        shown: list[str] | None = None
         if "options" in template.variables() and not inverted:
-            block, style, marker, lettered = self.options_block(names, key)
+            shown = self.option_order(names, key)
+            block, style, marker, lettered = self.options_block(shown, key)
             if lettered:
-                answer = marker(names.index(name)) + label_words
+                answer = marker(shown.index(name)) + label_words
         full_text = f"{text}\n{text2}" if text2 else text
         values = {
             "text": full_text,
@@ -326,6 +339,7 @@ class ClassificationConverter:
             "label": name,
             "answer": answer,
             "options_style": style,
+            "options": shown,  # label names in the order shown, None when the prompt has no options
             "inverted": bool(inverted),
             "source_file": source,
             "line": line,
