@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import click
 from tqdm import tqdm
@@ -40,23 +41,29 @@ def _names(value: str | None) -> list[str] | None:
     return [n.strip() for n in value.split(",")] if value else None
 
 
-def _write(
-    outcomes: Iterator[Record | Rejected],
-    total: int,
+def _convert_and_write(
+    stream: Callable[[Iterable[Any], Any], Iterator[Record | Rejected]],
+    items: Iterable[Any],
+    run: Any,
     *,
     desc: str,
+    unit: str,
     quiet: bool,
-    output,
-    fmt,
-    columns,
-    meta,
-    rejects,
+    output: str,
+    fmt: str,
+    columns: str | None,
+    meta: bool,
+    rejects: str | None,
 ) -> None:
-    """Write records and rejections as the converter makes them: nothing is held in memory but
-    the parsed input, and the bar moves with the writing."""
+    """Read the whole input (a counter shows only if that takes a while), then write records and
+    rejections as the converter makes them, under a bar: nothing is held but the parsed input."""
+    reading = tqdm(items, desc=f"{desc}: reading", unit=unit, disable=quiet, delay=1.0, leave=False)
+    outcomes = stream(reading, run)  # reads and checks everything: run.report.read is the total now
+    reading.close()
+    total = run.report.read
     show = not quiet and total >= PROGRESS_MIN_ROWS
     with (
-        tqdm(outcomes, total=total, disable=not show, unit="row", desc=desc, leave=False) as bar,
+        tqdm(outcomes, total=total, disable=not show, unit=unit, desc=desc, leave=False) as bar,
         RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer,
         JsonlSink(rejects) as sink,
     ):
@@ -147,8 +154,6 @@ def ner_cmd(
     from ..converters.ner import NerConverter, NerOptions, NerRun
     from ..io.tagged import read_tagged
 
-    out = dict(output=output, fmt=fmt, columns=columns, meta=meta, rejects=rejects)
-
     options = NerOptions(
         seed=seed,
         target=target,
@@ -169,12 +174,19 @@ def ner_cmd(
         split=split,
     )
     run = NerRun()
-    # the whole file is read before the first record (the scheme is file-wide): a counter for
-    # that pass too, shown only if it takes long enough to wonder about
-    reading = tqdm(items, desc="ner: reading", unit="sentence", disable=quiet, delay=1.0, leave=False)
-    outcomes = NerConverter(options).stream(reading, run)
-    reading.close()
-    _write(outcomes, run.report.read, desc="ner", quiet=quiet, **out)
+    _convert_and_write(
+        NerConverter(options).stream,
+        items,
+        run,
+        desc="ner",
+        unit="sentence",
+        quiet=quiet,
+        output=output,
+        fmt=fmt,
+        columns=columns,
+        meta=meta,
+        rejects=rejects,
+    )
     run.report.notes.insert(0, f"scheme: {run.scheme}")
     for kind, n in sorted(run.repairs.items()):
         run.report.notes.append(f"repaired {kind}: {n}")
@@ -239,7 +251,7 @@ def classify_cmd(
 ):
     """Turn labelled texts (CSV/TSV/JSONL/JSON/save_to_disk) into classification instruction records.
 
-    Options are shown in a seeded variety of styles; lettered options give lettered answers.
+    Options are shown in a seeded order and style per record; lettered options give lettered answers.
     """
     names = _names(label_names)
     run = ClassifyRun()
@@ -259,13 +271,12 @@ def classify_cmd(
         option_order=option_order,
         meta=meta,
     )
-    reading = tqdm(rows, desc="classify: reading", unit="row", disable=quiet, delay=1.0, leave=False)
-    outcomes = converter.stream(reading, run, source)
-    reading.close()  # reads and checks every row: the total is known after
-    _write(
-        outcomes,
-        run.report.read,
+    _convert_and_write(
+        lambda items, run: converter.stream(items, run, source),
+        rows,
+        run,
         desc="classify",
+        unit="row",
         quiet=quiet,
         output=output,
         fmt=fmt,

@@ -203,8 +203,7 @@ class NerConverter:
         self.inverted = [t for t in templates if t.spec.kind == "inverted"]
         if not self.originals:
             raise ConfigError(f"no '{options.target}' NER templates in the '{self.lang}' pools")
-        self._types_text: dict[int, str] = {}
-        self._types_owner: list[str] | None = None
+        self._types_text: dict[tuple[str, ...], str] = {}
 
     def run(self, items: Iterable[TaggedSentence | Rejected]) -> NerRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
@@ -287,11 +286,10 @@ class NerConverter:
         key = content_key(text, *(f"{e.label}\x1e{e.text}" for e in entities))
         lang = self.lang.split("-")[0]
         verb = self.verb
-        types_text = self._types_text.get(id(label_set))
+        types_text = self._types_text.get(tuple(label_set))
         if types_text is None:  # one label set per file: join it once, not per sentence
             types_text = ("、" if lang in ("zh", "ja") else ", ").join(verb(lab) for lab in label_set)
-            self._types_text = {id(label_set): types_text}
-            self._types_owner = label_set  # keeps the id valid while cached
+            self._types_text[tuple(label_set)] = types_text
         inverted = (
             self.inverted
             and entities
