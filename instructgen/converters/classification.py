@@ -224,22 +224,15 @@ class ClassificationConverter:
                     continue
                 line, row = item
                 try:
-                    if opts.text_col not in row:
-                        raise InputError(
-                            f"no text column '{opts.text_col}' (the row has {', '.join(map(str, row))})",
-                            path=source,
-                            line=line,
-                            field=opts.text_col,
-                            reason="missing_field",
-                        )
-                    if opts.label_col not in row:
-                        raise InputError(
-                            f"no label column '{opts.label_col}' (the row has {', '.join(map(str, row))})",
-                            path=source,
-                            line=line,
-                            field=opts.label_col,
-                            reason="missing_field",
-                        )
+                    for what, col in (("text", opts.text_col), ("label", opts.label_col)):
+                        if col not in row:
+                            raise InputError(
+                                f"no {what} column '{col}' (the row has {', '.join(map(str, row))})",
+                                path=source,
+                                line=line,
+                                field=col,
+                                reason="missing_field",
+                            )
                     name = self.label_name(row[opts.label_col], source, line)
                     if not str(row[opts.text_col] or "").strip():
                         raise InputError(
