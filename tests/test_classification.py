@@ -180,3 +180,17 @@ def test_option_order_is_seeded_per_record_so_letters_do_not_stand_for_labels(sh
         instructgen.ConfigError, match="option_order must be 'shuffled' or 'fixed', not 'abc'"
     ):
         instructgen.classify(src, option_order="abc", **kw)
+
+
+def test_batch_fn_reports_bad_rows_in_a_column_instead_of_stopping():
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"text": ["great", "  ", "fine"], "label": ["pos", "neg", "meh"]})
+    fn = instructgen.ClassifyBatchFn(ClassifyOptions(label_names=("neg", "pos")))
+    mapped = ds.map(fn, batched=True, remove_columns=ds.column_names)
+    assert mapped["rejected"] == [
+        None,
+        "empty_text: empty text",
+        "unknown_label: label 'meh' is not one of neg, pos",
+    ]
+    assert [bool(o) for o in mapped["output"]] == [True, False, False]

@@ -295,3 +295,62 @@ def test_cli_ner_streams_rejects_and_summary(tmp_path, run_cli):
         "  rejected bad_tag: 1",
         "  rejected malformed_row: 1",
     ]
+
+
+def _spans_file(tmp_path, rows):
+    p = tmp_path / "spans.jsonl"
+    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return p
+
+
+def test_an_answer_that_would_not_read_back_is_rejected_not_written(tmp_path):
+    p = _spans_file(
+        tmp_path,
+        [
+            {"text": "Tom; Jerry live here", "entities": [{"start": 0, "end": 10, "label": "PER"}]},
+            {"text": "Read [docs](person) by Ann", "entities": [{"start": 23, "end": 26, "label": "PER"}]},
+            {"text": "Ann [smiles]", "entities": [{"start": 0, "end": 3, "label": "PER"}]},
+        ],
+    )
+    listed = instructgen.ner(p, target="list")
+    assert [r.output for r in listed.records] == ["person: Ann", "person: Ann"]
+    assert listed.report.rejected == {"ambiguous_target": 1}
+    assert listed.rejected[0].line == 1
+    assert listed.rejected[0].detail == (
+        "the list answer 'person: Tom; Jerry' does not read back as the sentence's entities (an entity "
+        "or the text contains the answer's separators); --target json has no such limit"
+    )
+    inline = instructgen.ner(p, target="inline")
+    assert [r.output for r in inline.records] == ["[Tom; Jerry](person) live here", "[Ann](person) [smiles]"]
+    assert [(r.reason, r.line) for r in inline.rejected] == [("ambiguous_target", 2)]
+    as_json = instructgen.ner(p, target="json")
+    assert len(as_json.records) == 3 and not as_json.rejected
+
+
+def test_label_words_must_not_contain_the_answer_syntax():
+    with pytest.raises(ConfigError) as info:
+        NerConverter(NerOptions(target="list", labels=(("PER", "person; human"),)))
+    assert str(info.value) == (
+        "label words 'person; human' (for PER) contain '; ', which --target list uses as syntax; "
+        "choose other words (--label PER=...)"
+    )
+    NerConverter(NerOptions(target="json", labels=(("PER", "person; human"),)))  # json has no such syntax
+
+
+def test_batch_fn_reports_bad_rows_in_a_column_instead_of_stopping():
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {
+            "tokens": [["John", "runs"], ["Bob", "x"], ["Ann"]],
+            "tags": [["B-PER", "O"], ["B-PER", "VERB"], ["B-PER"]],
+        }
+    )
+    fn = instructgen.NerBatchFn(NerOptions(scheme="bio"), label_set=["PER"])
+    mapped = ds.map(fn, batched=True, remove_columns=ds.column_names)
+    assert mapped["rejected"] == [
+        None,
+        "bad_tag: unknown tag 'VERB' (expected O, or B-/I-/E-/S- followed by a type)",
+        None,
+    ]
+    assert mapped["output"] == ["person: John", "", "person: Ann"]

@@ -376,7 +376,9 @@ def open_classification(
 
 class ClassifyBatchFn:
     """A picklable `fn(batch) -> columns` for Dataset.map(batched=True); `label_names` fixes the
-    option order so every worker renders the same options."""
+    option list so every worker renders the same options. A `rejected` column holds None for a
+    record and "reason: detail" for a row that could not become one (empty texts then), as the
+    converter would have rejected it: one bad row does not stop a long map."""
 
     def __init__(self, options: ClassifyOptions) -> None:
         if not options.label_names:
@@ -392,12 +394,24 @@ class ClassifyBatchFn:
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         conv = self._conv = self._conv or ClassificationConverter(self.options)
+        opts = self.options
         names = list(batch)
-        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": []}
+        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": [], "rejected": []}
         for i in range(len(batch[names[0]]) if names else 0):
             row = {n: batch[n][i] for n in names}
-            label = conv.label_name(row[self.options.label_col], None, None)
-            rec = conv.convert(row, label, list(self.options.label_names), None, None)
+            reason: str | None = None
+            try:
+                label = conv.label_name(row[opts.label_col], None, None)
+            except InputError as exc:
+                reason = f"{exc.reason}: {exc.message}"
+            if reason is None and not str(row[opts.text_col] or "").strip():
+                reason = "empty_text: empty text"
+            out["rejected"].append(reason)
+            if reason is not None:
+                for col in ("instruction", "input", "output", "meta"):
+                    out[col].append("")
+                continue
+            rec = conv.convert(row, label, list(opts.label_names or ()), None, None)
             out["instruction"].append(rec.instruction)
             out["input"].append(rec.input)
             out["output"].append(rec.output)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..gcpause import collector_paused
 from ..io.tagged import TaggedSentence, row_to_sentence
 from ..quality.report import Report
@@ -204,6 +204,19 @@ class NerConverter:
         if not self.originals:
             raise ConfigError(f"no '{options.target}' NER templates in the '{self.lang}' pools")
         self._types_text: dict[tuple[str, ...], str] = {}
+        self._check_label_words()
+
+    def _check_label_words(self) -> None:
+        """A label's words must not contain the syntax of the answer, or no answer reads back."""
+        sep_type, sep_ent, _ = STYLE.get(self.verb.language, STYLE["en"])
+        reserved = {"list": (sep_type, sep_ent), "inline": ("[", "]", "(", ")")}.get(self.options.target, ())
+        for label, words in sorted(self.verb.names.items()):
+            bad = [r for r in reserved if r in words]
+            if bad:
+                raise ConfigError(
+                    f"label words '{words}' (for {label}) contain {bad[0]!r}, which --target "
+                    f"{self.options.target} uses as syntax; choose other words (--label {label}=...)"
+                )
 
     def run(self, items: Iterable[TaggedSentence | Rejected]) -> NerRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
@@ -274,7 +287,19 @@ class NerConverter:
                     yield item
                     continue
                 kept_empty += 1
-            record = self.convert(text, entities, label_set, sent)
+            try:
+                record = self.convert(text, entities, label_set, sent)
+            except AmbiguousTarget as exc:
+                item = Rejected(
+                    reason="ambiguous_target",
+                    detail=str(exc),
+                    source_file=sent.source_file,
+                    line=sent.line,
+                    example={"text": text},
+                )
+                report.reject(item)
+                yield item
+                continue
             report.written += 1
             report.templates[record.meta["template_id"]] += 1
             yield record
@@ -315,6 +340,14 @@ class NerConverter:
             if opts.target == "per-type" and label_set:
                 only = label_set[choose_index(len(label_set), opts.seed, TASK, key, "type")]
             target_text = linearise(entities, opts.target, lang, verb, text, only=only)
+            if opts.target != "json" and _may_be_ambiguous(opts.target, lang, text, entities):
+                wanted = [e for e in entities if e.label == only] if opts.target == "per-type" else entities
+                if parse_target(target_text, opts.target, lang, verb, only=only or None) != wanted:
+                    raise AmbiguousTarget(
+                        f"the {opts.target} answer {target_text!r} does not read back as the sentence's "
+                        "entities (an entity or the text contains the answer's separators); --target json "
+                        "has no such limit"
+                    )
             hints = FORMAT_HINTS.get(lang, FORMAT_HINTS["en"])
             values = {
                 "text": text,
@@ -337,6 +370,19 @@ class NerConverter:
         return Record(
             instruction=rendered["instruction"], input=rendered["input"], output=rendered["output"], meta=meta
         )
+
+
+class AmbiguousTarget(ValueError):
+    """A linearised answer that would not parse back to the gold entities."""
+
+
+def _may_be_ambiguous(target: str, lang: str, text: str, entities: list[Entity]) -> bool:
+    """A cheap test for the rare answers worth parsing back: a separator or the empty answer inside
+    an entity (list, per-type), brackets anywhere in the sentence (inline)."""
+    if target == "inline":
+        return "[" in text or "]" in text
+    _, sep_ent, empty = STYLE.get(lang, STYLE["en"])
+    return any(sep_ent in e.text or e.text == empty for e in entities)
 
 
 def _label_set(sentences: list[TaggedSentence]) -> list[str]:
@@ -391,8 +437,10 @@ def ner(
 
 class NerBatchFn:
     """A picklable `fn(batch) -> columns` for Dataset.map(batched=True): each row becomes one
-    record (instruction, input, output, meta as JSON). The scheme must be explicit here: auto
-    detection needs the whole file."""
+    record (instruction, input, output, meta as JSON) and a `rejected` column, None for a record
+    and "reason: detail" for a row that could not become one (empty texts then), so one bad row
+    does not stop a long map and none is lost. The scheme must be explicit here: auto detection
+    needs the whole file."""
 
     def __init__(self, options: NerOptions, label_set: list[str], tag_names: list[str] | None = None) -> None:
         if options.scheme == "auto":
@@ -409,13 +457,26 @@ class NerBatchFn:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         conv = self._conv = self._conv or NerConverter(self.options)
         names = list(batch)
-        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": []}
+        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": [], "rejected": []}
         for i in range(len(batch[names[0]]) if names else 0):
-            sent = row_to_sentence({n: batch[n][i] for n in names}, tag_names=self.tag_names)
-            text, entities = sentence_entities(sent, self.options.scheme, Counter())
-            rec = conv.convert(text, entities, self.label_set, sent)
+            reason: str | None = None
+            try:
+                sent = row_to_sentence({n: batch[n][i] for n in names}, tag_names=self.tag_names)
+                text, entities = sentence_entities(sent, self.options.scheme, Counter())
+                rec = conv.convert(text, entities, self.label_set, sent)
+            except AmbiguousTarget as exc:
+                reason = f"ambiguous_target: {exc}"
+            except InputError as exc:
+                reason = f"{exc.reason}: {exc.message}"
+            except ValueError as exc:  # an unknown tag, as the converter's bad_tag
+                reason = f"bad_tag: {exc}"
+            out["rejected"].append(reason)
+            if reason is not None:
+                for col in ("instruction", "input", "output", "meta"):
+                    out[col].append("")
+                continue
             out["instruction"].append(rec.instruction)
             out["input"].append(rec.input)
             out["output"].append(rec.output)
-            out["meta"].append(json.dumps(rec.meta, ensure_ascii=False))
+            out["meta"].append(_json(rec.meta))
         return out
