@@ -20,7 +20,7 @@ from typing import Any
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError, InputError
 from ..gcpause import collector_paused
-from ..io.readers import iter_jsonl, iter_text_lines, load_json_array
+from ..io.readers import iter_jsonl, iter_text_lines, load_json_array, rejected_from
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
@@ -99,9 +99,7 @@ def iter_rows(
                 )
                 if on_error != "skip":
                     raise exc
-                yield Rejected(
-                    reason=exc.reason, detail=exc.message, source_file=shown, line=line, example={"raw": row}
-                )
+                yield rejected_from(exc, row)
                 continue
             yield line, dict(zip(header, row))
     elif fmt == "jsonl":
@@ -109,13 +107,7 @@ def iter_rows(
             if isinstance(row, InputError):
                 if on_error != "skip":
                     raise row
-                yield Rejected(
-                    reason=row.reason,
-                    detail=row.message,
-                    source_file=shown,
-                    line=line,
-                    example={"raw": text[:2000]},
-                )
+                yield rejected_from(row, text)
                 continue
             yield line, row
     elif fmt == "json":

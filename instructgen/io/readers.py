@@ -188,7 +188,8 @@ def extract_pair(
     return out[0], out[1]
 
 
-def _rejected(exc: InputError, raw: Any = None) -> Rejected:
+def rejected_from(exc: InputError, raw: Any = None) -> Rejected:
+    """The Rejected an --on-error skip run keeps for a bad input row: reason, field, file, line."""
     example = {} if raw is None else {"raw": raw if not isinstance(raw, str) else raw[:2000]}
     return Rejected(
         reason=exc.reason,
@@ -264,7 +265,7 @@ def read_tabular(
             except InputError as exc:
                 if on_error != "skip":
                     raise
-                yield _rejected(exc, delimiter.join(row))
+                yield rejected_from(exc, delimiter.join(row))
                 continue
             yield _pair_example(src, tgt, shown, line)
     except csv.Error as exc:
@@ -313,7 +314,7 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield _rejected(exc, text)
+            yield rejected_from(exc, text)
             continue
         yield _pair_example(src, tgt, shown, line)
 
@@ -357,7 +358,7 @@ def _iter_rows(rows: Iterable[Any], spec: FieldSpec, shown: str | None, on_error
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield _rejected(exc, json.dumps(row, ensure_ascii=False, default=str))
+            yield rejected_from(exc, json.dumps(row, ensure_ascii=False, default=str))
             continue
         yield _pair_example(src, tgt, shown, i + 1)
 
@@ -449,6 +450,6 @@ def _one_row(row: Any, spec: FieldSpec, i: int, on_error: str) -> Iterator[Item]
     except InputError as exc:
         if on_error != "skip":
             raise
-        yield _rejected(exc, json.dumps(row, ensure_ascii=False, default=str))
+        yield rejected_from(exc, json.dumps(row, ensure_ascii=False, default=str))
         return
     yield _pair_example(src, tgt, None, i + 1)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..schema import Rejected
-from .readers import iter_jsonl, iter_text_lines
+from .readers import iter_jsonl, iter_text_lines, rejected_from
 
 
 @dataclass(slots=True)
@@ -94,9 +94,7 @@ def _conll_lines(
             )
             if on_error != "skip":
                 raise exc
-            yield Rejected(
-                reason=exc.reason, detail=exc.message, source_file=shown, line=line, example={"raw": text}
-            )
+            yield rejected_from(exc, text)
             continue
         if first is None:
             first = line
@@ -152,13 +150,7 @@ def read_token_jsonl(
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield Rejected(
-                reason=exc.reason,
-                detail=exc.message,
-                source_file=shown,
-                line=line,
-                example={"raw": text[:2000]},
-            )
+            yield rejected_from(exc, text)
 
 
 def row_to_sentence(
