@@ -268,37 +268,18 @@ class NerConverter:
             try:
                 text, entities = sentence_entities(sent, scheme, repairs)
             except ValueError as exc:
-                item = Rejected(
-                    reason="bad_tag", detail=str(exc), source_file=sent.source_file, line=sent.line
-                )
-                report.reject(item)
-                yield item
+                yield _reject(report, sent, "bad_tag", str(exc))
                 continue
             if not entities and empties_allowed is not None:
                 if kept_empty >= empties_allowed:
-                    item = Rejected(
-                        reason="too_many_empty",
-                        detail="sentence without entities over --max-empty-ratio",
-                        source_file=sent.source_file,
-                        line=sent.line,
-                        example={"text": text},
-                    )
-                    report.reject(item)
-                    yield item
+                    detail = "sentence without entities over --max-empty-ratio"
+                    yield _reject(report, sent, "too_many_empty", detail, text)
                     continue
                 kept_empty += 1
             try:
                 record = self.convert(text, entities, label_set, sent)
             except AmbiguousTarget as exc:
-                item = Rejected(
-                    reason="ambiguous_target",
-                    detail=str(exc),
-                    source_file=sent.source_file,
-                    line=sent.line,
-                    example={"text": text},
-                )
-                report.reject(item)
-                yield item
+                yield _reject(report, sent, "ambiguous_target", str(exc), text)
                 continue
             report.written += 1
             report.templates[record.meta["template_id"]] += 1
@@ -370,6 +351,21 @@ class NerConverter:
         return Record(
             instruction=rendered["instruction"], input=rendered["input"], output=rendered["output"], meta=meta
         )
+
+
+def _reject(
+    report: Report, sent: TaggedSentence, reason: str, detail: str, text: str | None = None
+) -> Rejected:
+    """A counted rejection of one sentence, pointing at its first line."""
+    item = Rejected(
+        reason=reason,
+        detail=detail,
+        source_file=sent.source_file,
+        line=sent.line,
+        example={} if text is None else {"text": text},
+    )
+    report.reject(item)
+    return item
 
 
 class AmbiguousTarget(ValueError):
