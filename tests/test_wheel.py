@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -11,6 +12,24 @@ import pytest
 from helpers import REPO
 
 pytestmark = pytest.mark.slow
+
+
+def _see_running_site_packages(py: Path) -> None:
+    """Let the new venv import the dependencies of the interpreter running the suite, with no network.
+
+    `system_site_packages=True` points at the *base* interpreter, which has none of them when the suite itself
+    runs in a virtual environment (what a newcomer and CI do). A `.pth` line appends the running interpreter's
+    site-packages instead; it is appended after the venv's own site-packages, so the installed wheel wins over
+    an editable checkout, and `.pth` files inside the appended folder (the editable hook) are not executed.
+    """
+    inner = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(inner) / "_running_suite.pth").write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
 
 
 def test_wheel_installs_and_lists_pools(tmp_path):
@@ -25,9 +44,9 @@ def test_wheel_installs_and_lists_pools(tmp_path):
     (wheel,) = dist.glob("instructgen-*.whl")
 
     env_dir = tmp_path / "venv"
-    # system site-packages give the dependencies without a network; the wheel itself goes in the venv
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
+    _see_running_site_packages(py)
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
         capture_output=True,
