@@ -107,6 +107,10 @@ class Persona(BaseModel):
     knowledge_cutoff: str | None = None
     contact: str | None = None
     deny: list[str] = Field(default_factory=lambda: list(DEFAULT_DENY))
+    # The model this one was fine-tuned from ("Llama 2" / "BayLing"): answers about it tell the
+    # truth ("built on top of X") instead of denying it, and it is never among the names denied.
+    base_model: LocalText | None = None
+    disclose_base_model: bool = True  # False: "I can't share which model I was built from", never a denial
 
     def text(self, field: str, language: str) -> str | None:
         """A text field in `language`, else its plain/default value, else None."""
