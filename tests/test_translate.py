@@ -221,6 +221,24 @@ def test_duplicates_are_counted_and_first_kept():
     assert len(instructgen.translate(data, "de", "en", dedup=False).records) == 3
 
 
+def test_duplicate_key_tells_apart_pairs_that_differ_where_a_unit_separator_sits():
+    # issue 11 item 11: the key joined the texts with U+001F, so these two pairs had one key and
+    # the second was dropped as a duplicate of the first
+    data = [("Guten\x1fTag.", "Good day."), ("Guten", "Tag.\x1fGood day.")]
+    result = instructgen.translate(data, "de", "en", langid="none", max_ratio=None)
+    assert [r.output for r in result.records] == ["Good day.", "Tag.\x1fGood day."]
+    assert result.rejected == []
+
+
+def test_duplicate_key_is_a_fixed_size_digest_of_direction_and_texts():
+    from instructgen.converters.translation import dedup_key
+
+    long = "x" * 100_000
+    assert len(dedup_key("src2tgt", long, long)) == 16  # never the texts themselves (issue 11 item 16)
+    assert dedup_key("src2tgt", "a", "b") != dedup_key("tgt2src", "a", "b")
+    assert dedup_key("src2tgt", "ab", "c") != dedup_key("src2tgt", "a", "bc")
+
+
 def test_leftover_placeholder_from_a_user_template_is_rejected(tmp_path):
     pool = tmp_path / "pool.yaml"
     pool.write_text(

@@ -10,6 +10,7 @@ processes and still give the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -56,10 +57,22 @@ class Outcome:
     """A converter's answer for one direction of one pair, with what dedup needs to know."""
 
     item: Record | Rejected
-    dedup_key: str = ""
+    dedup_key: bytes = b""  # `dedup_key()`: a fixed-size digest, so the duplicate pass holds 16 bytes a record
     source_file: str | None = None
     line: int | None = None
     example: dict[str, Any] = field(default_factory=dict)
+
+
+def dedup_key(direction: str, src: str, tgt: str) -> bytes:
+    """A 16-byte BLAKE2b digest of (direction, source, target), each length-prefixed.
+
+    Joining the texts with a separator merged pairs that differ in where that separator sits
+    ("a\x1f" + "b" and "a" + "\x1fb"); the prefixes make the encoding unambiguous. Keeping the
+    digest instead of the texts holds the duplicate pass to a fixed size per pair, whatever
+    the sentence lengths (840 MB at 2M pairs when it kept the texts).
+    """
+    data = f"{len(direction)}:{direction}{len(src)}:{src}{len(tgt)}:{tgt}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class TranslationConverter:
@@ -199,7 +212,7 @@ class TranslationConverter:
             out.append(
                 Outcome(
                     record,
-                    dedup_key=f"{direction}\x1f{src}\x1f{tgt}",
+                    dedup_key=dedup_key(direction, src, tgt),
                     example={
                         **pair,
                         "direction": direction,
@@ -251,7 +264,7 @@ def outcomes_to_columns(outcomes: list[Outcome]) -> dict[str, list]:
             "example": o.example,
         }
         cols["payload"].append(json.dumps(body, ensure_ascii=False))
-        cols["dedup_key"].append(o.dedup_key)
+        cols["dedup_key"].append(o.dedup_key.hex())
     return cols
 
 
@@ -265,7 +278,7 @@ def outcomes_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Outcome]:
         )
         yield Outcome(
             item,
-            dedup_key=row["dedup_key"],
+            dedup_key=bytes.fromhex(row["dedup_key"]),
             source_file=body["source_file"],
             line=body["line"],
             example=body["example"],
@@ -274,7 +287,7 @@ def outcomes_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Outcome]:
 
 def finalize(outcomes: Iterable[Outcome], *, dedup: bool = True) -> Iterator[Outcome]:
     """The sequential tail of every run: drop exact duplicates, keeping the first occurrence."""
-    seen: dict[str, int | None] = {}
+    seen: dict[bytes, int | None] = {}
     for o in outcomes:
         if dedup and isinstance(o.item, Record):
             if o.dedup_key in seen:
