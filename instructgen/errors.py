@@ -47,6 +47,7 @@ class TemplateError(InstructgenError):
     def __init__(self, message: str, *, path: str | None = None, template_id: str | None = None) -> None:
         self.path = path
         self.template_id = template_id
+        self.message = message
         where = []
         if path is not None:
             where.append(str(path))
@@ -54,6 +55,10 @@ class TemplateError(InstructgenError):
             where.append(f"template '{template_id}'")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class TemplateLimitError(TemplateError):
+    """A template ran past a sandbox bound (CPU time, output size, range, integer size): untrusted code."""
 
 
 class ConfigError(InstructgenError):
