@@ -1,0 +1,170 @@
+"""Converters and writers under hostile conditions (issue 11): killed runs, umask, unwritable
+outputs, rows that are not objects, labels and entities that contain the answer syntax."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+import instructgen
+from instructgen.errors import ConfigError
+from instructgen.io.writers import STALE_AFTER_S, JsonlSink, RecordWriter, remove_stale_temps
+from instructgen.schema import Record
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _temps(folder: Path, name: str) -> list[str]:
+    return sorted(
+        p.name for p in folder.iterdir() if p.name.startswith(f".{name}.") and p.name.endswith(".tmp")
+    )
+
+
+# --- item 21: temp files of killed runs, and the umask -------------------------------------------
+
+
+def test_stale_temp_of_a_dead_writer_is_removed_and_a_live_ones_kept(tmp_path):
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+    dead = tmp_path / f".out.jsonl.ig-{host}-{_dead_pid()}-0badc0de.tmp"
+    live = tmp_path / f".out.jsonl.ig-{host}-{os.getppid()}-00c0ffee.tmp"  # pytest's parent runs
+    other_host_recent = tmp_path / ".out.jsonl.ig-elsewhere-12345-0abc.tmp"
+    other_host_old = tmp_path / ".out.jsonl.ig-elsewhere-12346-0abd.tmp"
+    not_ours = tmp_path / ".out.jsonl.abcd1234.tmp"  # mkstemp's shape: could be anyone's
+    for p in (dead, live, other_host_recent, other_host_old, not_ours):
+        p.write_text("partial")
+    old = time.time() - STALE_AFTER_S - 60
+    os.utime(other_host_old, (old, old))
+    removed = remove_stale_temps(tmp_path / "out.jsonl")
+    assert sorted(p.name for p in removed) == sorted([dead.name, other_host_old.name])
+    assert _temps(tmp_path, "out.jsonl") == sorted([live.name, other_host_recent.name, not_ours.name])
+
+
+def test_writer_cleans_up_after_a_sigkilled_translate(tmp_path):
+    """issue 11 item 21: SIGKILL during a write left `.out.jsonl.*.tmp` behind for good."""
+    src = tmp_path / "big.tsv"
+    with open(src, "w", encoding="utf-8") as f:
+        for i in range(400_000):
+            f.write(f"Guten Tag Nummer {i}.\tGood day number {i}.\n")
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-c", "from instructgen.cli.main import main; main()", "translate", str(src), "--src-lang", "de",
+           "--tgt-lang", "en", "--langid", "none", "-q", "-o", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not _temps(tmp_path, "out.jsonl") and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (leftover,) = _temps(tmp_path, "out.jsonl")
+    assert not out.exists()
+    assert f"-{proc.pid}-" in leftover  # the name says which process wrote it
+    small = tmp_path / "small.tsv"
+    small.write_text("Guten Tag.\tGood day.\n", encoding="utf-8")
+    cmd[4] = str(small)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert _temps(tmp_path, "out.jsonl") == []
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 1
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_follow_the_umask(tmp_path, umask, mode):
+    """issue 11 item 21: mkstemp made every output 0600 whatever the umask."""
+    old = os.umask(umask)
+    try:
+        with RecordWriter(tmp_path / "o.jsonl") as w:
+            w.write(Record(instruction="i", input="", output="o"))
+        with JsonlSink(tmp_path / "r.jsonl") as sink:
+            sink.write({"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o.jsonl").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "r.jsonl").stat().st_mode & 0o777 == mode
+
+
+def test_failed_run_leaves_neither_output_nor_temp(tmp_path):
+    with pytest.raises(RuntimeError), RecordWriter(tmp_path / "o.jsonl") as w:
+        w.write(Record(instruction="i", input="", output="o"))
+        raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- item 15: an output that cannot be written ----------------------------------------------------
+
+
+def test_unwritable_output_is_an_error_naming_it(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError) as info, RecordWriter(blocker / "sub" / "o.jsonl"):
+        pass
+    assert str(info.value).startswith(f"cannot write {blocker / 'sub' / 'o.jsonl'}: ")
+
+
+@pytest.mark.parametrize("command", ["translate", "ner", "classify"])
+def test_cli_unwritable_output_dir_prints_an_error_line(tmp_path, run_cli, command):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    args = {
+        "translate": [REPO / "examples/data/zh_en.tsv", "--src-lang", "zh", "--tgt-lang", "en"],
+        "ner": [_conll(tmp_path)],
+        "classify": [_tsv(tmp_path)],
+    }[command]
+    res = run_cli(command, *args, "-o", blocker / "out" / "o.jsonl")
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: cannot write {blocker / 'out' / 'o.jsonl'}: ")
+    assert "Traceback" not in res.stderr
+
+
+def _conll(tmp_path: Path) -> Path:
+    p = tmp_path / "t.conll"
+    p.write_text("John B-PER\nlives O\nin O\nParis B-LOC\n", encoding="utf-8")
+    return p
+
+
+def _tsv(tmp_path: Path) -> Path:
+    p = tmp_path / "t.tsv"
+    p.write_text("text\tlabel\ngood film\tpos\nbad film\tneg\n", encoding="utf-8")
+    return p
+
+
+# --- item 15: classification rows that are not objects --------------------------------------------
+
+
+def test_classify_rows_that_are_not_objects_are_counted_rejections(tmp_path, run_cli):
+    p = tmp_path / "rows.jsonl"
+    rows = [{"text": "good film", "label": "pos"}, [1, 2], "just text", None, {"text": "bad", "label": "neg"}]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run = instructgen.classify(p, on_error="skip")
+    assert run.report.rejected == {"malformed_json": 3}
+    assert [(r.line, r.detail) for r in run.rejected] == [
+        (2, "expected a JSON object, found array"),
+        (3, "expected a JSON object, found string"),
+        (4, "expected a JSON object, found null"),
+    ]
+    assert [r.meta["label"] for r in run.records] == ["pos", "neg"]
+    with pytest.raises(instructgen.errors.InputError) as info:
+        instructgen.classify(p)
+    assert str(info.value) == f"{p}:2: expected a JSON object, found array"
+    res = run_cli("classify", p, "-o", tmp_path / "o.jsonl")
+    assert res.exit_code == 2
+    assert res.stderr == f"error: {p}:2: expected a JSON object, found array\n"
+    as_list = instructgen.classify(rows)  # the Python API with rows in memory: counted, not a crash
+    assert as_list.report.rejected == {"malformed_json": 3}
+    assert [r.meta["label"] for r in as_list.records] == ["pos", "neg"]
