@@ -104,6 +104,8 @@ def iter_rows(
             yield line, dict(zip(header, row))
     elif fmt == "jsonl":
         for line, text, row in iter_jsonl(p):
+            if not isinstance(row, (dict, InputError)):
+                row = not_an_object(row, shown, line)
             if isinstance(row, InputError):
                 if on_error != "skip":
                     raise row
@@ -111,7 +113,14 @@ def iter_rows(
                 continue
             yield line, row
     elif fmt == "json":
-        yield from ((i + 1, row) for i, row in enumerate(load_json_array(p, "rows")))
+        for i, row in enumerate(load_json_array(p, "rows")):
+            if not isinstance(row, dict):
+                exc = not_an_object(row, shown, i + 1)
+                if on_error != "skip":
+                    raise exc
+                yield rejected_from(exc, row)
+                continue
+            yield i + 1, row
     elif fmt == "hf":
         import datasets
 
@@ -123,6 +132,16 @@ def iter_rows(
         yield from ((i + 1, row) for i, row in enumerate(ds))
     else:
         raise ConfigError(f"{p}: cannot tell the format; pass --input-format csv|tsv|jsonl|json|hf")
+
+
+_JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array"}
+
+
+def not_an_object(value: Any, path: str | None, line: int | None) -> InputError:
+    """The error for a row that is not an object (`[1, 2]`, `"text"`, `null`): a counted
+    `malformed_json`, where `"label" in row` used to test a list or a substring, then crash."""
+    kind = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
+    return InputError(f"expected a JSON object, found {kind}", path=path, line=line, reason="malformed_json")
 
 
 @dataclass
@@ -216,6 +235,8 @@ class ClassificationConverter:
                     continue
                 line, row = item
                 try:
+                    if not isinstance(row, dict):
+                        raise not_an_object(row, source, line)
                     for what, col in (("text", opts.text_col), ("label", opts.label_col)):
                         if col not in row:
                             raise InputError(
@@ -238,7 +259,11 @@ class ClassificationConverter:
                         detail=exc.message,
                         source_file=source,
                         line=line,
-                        example={k: row.get(k) for k in (opts.text_col, opts.label_col)},
+                        example=(
+                            {k: row.get(k) for k in (opts.text_col, opts.label_col)}
+                            if isinstance(row, dict)
+                            else {"raw": row}
+                        ),
                     )
                     rejected.append(rej)
                     run.report.reject(rej)
