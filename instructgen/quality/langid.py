@@ -18,10 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
+
+import langcodes
 
 from ..errors import ConfigError
-from ..templates.languages import base_language, default_script
+from ..templates.languages import base_language, default_script, normalize_code
 
 # Languages that detectors confuse with the expected one for honest reasons: Chinese text
 # often comes back as Cantonese/Wu, Czech as Slovak, Bokmål as Danish, Malay as Indonesian.
@@ -158,6 +160,86 @@ def _script_pattern(code: str) -> re.Pattern[str] | None:
     return re.compile(f"[{ranges}]") if ranges else None
 
 
+def _impossible_script(detected: str, text: str) -> bool:
+    """A verdict for a language whose own script has no letter in the text (Latin-script verdict, no Latin).
+
+    Only languages written in one script (Latin, Cyrillic, ...) are judged this way; Han-script languages are
+    left to `_DISTINCTIVE`, because Japanese and Korean text may consist of Han characters alone.
+    """
+    script = default_script(detected) if _is_code(detected) else None
+    if script is None or script in _SCRIPT_SETS or script not in _SCRIPT_RANGES:
+        return False
+    pattern = _script_pattern(detected)
+    return pattern is not None and not pattern.search(text)
+
+
+@lru_cache(maxsize=512)
+def _is_code(code: str) -> bool:
+    try:
+        normalize_code(code)
+    except ConfigError:
+        return False
+    return True
+
+
+# --- Simplified vs Traditional Chinese --------------------------------------------------
+
+_HAN = re.compile(f"[{_SCRIPT_RANGES['Hani']}]")
+
+
+@lru_cache(maxsize=1)
+def _opencc() -> tuple[Any, Any]:
+    """OpenCC's character tables (a well-kept converter, so no hand-made list of simplified forms)."""
+    import opencc
+
+    return opencc.OpenCC("s2t"), opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=256)
+def _declared_chinese_script(expected: str) -> str | None:
+    """'Hans' or 'Hant' when the tag itself says which (zh-Hant, zh-TW, zh-HK, zh-CN), else None.
+
+    A bare `zh` declares no script: both are accepted, as before.
+    """
+    try:
+        tag = langcodes.Language.get(normalize_code(expected))
+    except ConfigError:
+        return None
+    if tag.language != "zh" or (tag.script is None and tag.territory is None):
+        return None
+    script = default_script(expected)
+    return script if script in ("Hans", "Hant") else None
+
+
+def script_variant_counts(text: str) -> tuple[int, int]:
+    """(characters only Simplified writing uses, characters only Traditional writing uses)."""
+    s2t, t2s = _opencc()
+    simplified_only = traditional_only = 0
+    for ch in set(_HAN.findall(text)):
+        if s2t.convert(ch) != ch:
+            simplified_only += 1
+        elif t2s.convert(ch) != ch:
+            traditional_only += 1
+    return simplified_only, traditional_only
+
+
+def chinese_script_mismatch(text: str, expected: str, minimum: int = 2) -> str | None:
+    """Simplified text declared Traditional (or the reverse), judged by distinct characters of each kind.
+
+    A text needs at least `minimum` distinct characters of the other script and more of them than of its
+    own before it is rejected: shared characters decide nothing, and a quoted name may use the other form.
+    """
+    declared = _declared_chinese_script(expected)
+    if declared is None or not _HAN.search(text):
+        return None
+    simplified_only, traditional_only = script_variant_counts(text)
+    wrong, right = (simplified_only, traditional_only) if declared == "Hant" else (traditional_only, simplified_only)
+    if wrong >= minimum and wrong > right:
+        other = "Simplified" if declared == "Hant" else "Traditional"
+        return f"{wrong} {other}-only Chinese characters in a text declared '{expected}' ({declared})"
+    return None
+
+
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -184,6 +266,9 @@ class LanguageCheck:
         letters = letter_count(text, cap=self.min_chars)
         if letters == 0:
             return None  # numbers, punctuation, URLs: nothing to judge
+        variant = chinese_script_mismatch(text, expected)
+        if variant is not None:
+            return variant
         pattern = _script_pattern(expected)
         if letters < self.min_chars or self.backend is None:
             if pattern is not None and not pattern.search(text):
@@ -199,6 +284,8 @@ class LanguageCheck:
         distinctive = _DISTINCTIVE.get(detected)
         if distinctive is not None and not distinctive.search(text):
             return None  # the verdict is impossible for this text's script
+        if _impossible_script(detected, text):
+            return None  # e.g. "Norwegian" for a Han-only headline: not one letter of its script
         mine = _DISTINCTIVE.get(want)
         if mine is not None and mine.search(text) and detected in _COMPATIBLE["zh"]:
             return None  # kana/hangul present: Japanese/Korean with many Han characters

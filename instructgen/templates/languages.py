@@ -36,8 +36,42 @@ def base_language(code: str) -> str:
 
 @lru_cache(maxsize=4096)
 def language_name(code: str, in_language: str) -> str:
-    """The name of language `code` written in language `in_language` (`de`, `zh` -> 德语)."""
-    return langcodes.Language.get(normalize_code(code)).display_name(normalize_code(in_language))
+    """The name of language `code` written in language `in_language` (`de`, `zh` -> 德语).
+
+    Variants are named as people say them, not as data labels: CLDR's own variant names first
+    (`en-GB` -> "British English", `zh-Hant` -> "Traditional Chinese" / 繁体中文); a Chinese tag with
+    only a region is named by the script it implies (`zh-HK`, `zh-TW` -> 繁体中文), because a translation
+    instruction needs the script, and "Chinese (Hong Kong SAR China)" or 中文（繁体） inside a
+    template's own brackets reads like a form field. Other variants fall back to CLDR's display name.
+    """
+    tag = normalize_code(code)
+    target = normalize_code(in_language)
+    lang = langcodes.Language.get(tag)
+    if lang.script is None and lang.territory is None:
+        return lang.display_name(target)
+    for candidate in _variant_candidates(lang):
+        name = _cldr_variant_name(candidate, target)
+        if name:
+            return name
+    return lang.display_name(target)
+
+
+def _variant_candidates(lang: langcodes.Language) -> list[str]:
+    """Tags whose CLDR name may stand for `lang`: itself, then language+script (implied for zh regions)."""
+    candidates = [lang.to_tag()]
+    script = lang.script
+    if script is None and lang.language == "zh":
+        script = lang.maximize().script
+    if script:
+        candidates.append(f"{lang.language}-{script}")
+    return candidates
+
+
+def _cldr_variant_name(tag: str, in_language: str) -> str | None:
+    from language_data.names import code_to_names
+
+    names = code_to_names(tag)
+    return names.get(in_language) or names.get(langcodes.Language.get(in_language).language or "")
 
 
 @lru_cache(maxsize=4096)
