@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,54 +58,200 @@ def count_rows(path: str | Path) -> int | None:
     return n
 
 
-def iter_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text) with BOM and CR removed; undecodable bytes name the line.
+# Fields longer than csv's default 131,072 characters are real (whole documents in one cell):
+# allow up to 64 MiB per field instead of failing with csv's "field larger than field limit".
+CSV_FIELD_LIMIT = 1 << 26
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
 
-    Lines are split on LF only: a stray CR inside a Moses line must not shift the alignment.
+# Undecodable bytes (surrogateescape) and JSON-escaped lone surrogates both show up as lone
+# surrogates in decoded text: text no UTF-8 writer can encode.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def require_file(path: str | Path) -> Path:
+    """The path if it is a readable file; otherwise an InputError that says what it is instead."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        raise InputError("is a folder, not a file", path=str(path), reason="bad_input")
+    if p.exists():
+        raise InputError("is not a regular file", path=str(path), reason="bad_input")
+    raise InputError("file not found", path=str(path))
+
+
+def sniff_encoding(path: str | Path) -> tuple[str, int]:
+    """(codec, BOM length) from the first bytes: UTF-8 with or without BOM, UTF-16 LE/BE with BOM.
+
+    UTF-32 and BOM-less UTF-16 are refused by name: read as UTF-8 they would decode "successfully"
+    into text full of NUL characters, which is garbage written without a word.
     """
-    shown = str(path)
-    if not Path(path).is_file():
-        raise InputError("file not found", path=shown)
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
+        head = f.read(4096)
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise InputError(
+            "the file starts with a UTF-32 byte order mark; save it as UTF-8",
+            path=str(path),
+            line=1,
+            reason="encoding_error",
+        )
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8", 3
+    if head.startswith(b"\xff\xfe"):
+        return "utf-16-le", 2
+    if head.startswith(b"\xfe\xff"):
+        return "utf-16-be", 2
+    pairs = len(head) // 2
+    if pairs >= 2:
+        even = head[0 : 2 * pairs : 2].count(0)
+        odd = head[1 : 2 * pairs : 2].count(0)
+        if max(even, odd) >= pairs // 2 and min(even, odd) == 0:
+            order = "BE" if even > odd else "LE"
+            raise InputError(
+                f"looks like UTF-16 {order} without a byte order mark (every other byte is NUL); "
+                "save it as UTF-8, or as UTF-16 with a BOM",
+                path=str(path),
+                line=1,
+                reason="encoding_error",
+            )
+    return "utf-8", 0
+
+
+def printable(text: str) -> str:
+    """Text safe to write anywhere: lone surrogates (undecodable bytes) become backslash escapes."""
+    return text if not _SURROGATE.search(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def encoding_problem(text: str, codec: str = "utf-8") -> str | None:
+    """What is wrong with a line decoded leniently (undecodable bytes became lone surrogates)."""
+    m = _SURROGATE.search(text)
+    if m is None:
+        return None
+    ch = m.group()
+    if codec == "utf-8" and 0xDC80 <= ord(ch) <= 0xDCFF:
+        return f"not valid UTF-8 (byte 0x{ord(ch) - 0xDC00:02x} at column {m.start() + 1})"
+    return f"not valid {codec.upper()} (a lone surrogate U+{ord(ch):04X} at column {m.start() + 1})"
+
+
+def iter_lines(path: str | Path, *, newlines: str = "lf") -> Iterator[tuple[int, str, str | None]]:
+    """(1-based line number, text, encoding problem or None) for every line, BOM and line end removed.
+
+    The encoding is detected (`sniff_encoding`). Undecodable bytes never stop the iteration: the
+    line comes back with them escaped and a problem that names them, so a reader can raise or count
+    an `encoding_error` per --on-error. `newlines="lf"` splits on LF only (a stray CR inside a Moses
+    line must not shift the alignment; CRLF still ends a line); `"any"` treats CR, LF and CRLF alike.
+    """
+    p = require_file(path)
+    codec, bom = sniff_encoding(p)
+    split_cr = newlines == "any"
+    if codec != "utf-8":
+        yield from _utf16_lines(p, codec, bom, split_cr)
+        return
+    number = 0
+    with open(p, "rb") as f:
+        if bom:
+            f.read(bom)
+        for raw in f:
             if raw.endswith(b"\n"):
                 raw = raw[:-1]
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    f"not valid UTF-8 ({exc.reason} at byte {exc.start} of the line)",
-                    path=shown,
-                    line=number,
-                    reason="encoding_error",
-                ) from None
-            if number == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            yield number, text
+            for part in raw.split(b"\r") if split_cr and b"\r" in raw else (raw,):
+                number += 1
+                try:
+                    yield number, part.decode("utf-8"), None
+                except UnicodeDecodeError as exc:
+                    problem = f"not valid UTF-8 ({exc.reason} at byte {exc.start} of the line)"
+                    yield number, part.decode("utf-8", "surrogateescape"), problem
+
+
+def _utf16_lines(p: Path, codec: str, bom: int, split_cr: bool) -> Iterator[tuple[int, str, str | None]]:
+    """UTF-16 files are decoded whole: LF is two bytes there, so a byte-wise line split is wrong."""
+    data = p.read_bytes()[bom:]
+    tail = ""
+    if len(data) % 2:
+        data, tail = data[:-1], chr(0xDC00 + data[-1])  # a dangling byte: reported on its line
+    text = data.decode(codec, "surrogatepass") + tail
+    text = text.replace("\r\n", "\n")
+    if split_cr:
+        text = text.replace("\r", "\n")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if not split_cr and line.endswith("\r"):
+            line = line[:-1]
+        yield number, line, encoding_problem(line, codec) if _SURROGATE.search(line) else None
+
+
+def iter_text_lines(path: str | Path, *, newlines: str = "lf") -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) with BOM and line end removed; undecodable bytes stop the run
+    with an `encoding_error` naming the line (use `iter_lines` to count them instead)."""
+    shown = str(path)
+    for number, text, problem in iter_lines(path, newlines=newlines):
+        if problem is not None:
+            raise InputError(problem, path=shown, line=number, reason="encoding_error")
+        yield number, text
+
+
+def find_lone_surrogate(value: Any, where: str = "") -> str | None:
+    """The field path of the first string (or key) holding a lone surrogate, else None.
+
+    `json.loads` turns the escape `"\\ud800"` into a one-character string that no UTF-8 writer can
+    encode; such text must be refused where it is read, not crash the writer later. Iterative, so
+    a deeply nested value cannot exhaust the stack.
+    """
+    stack: list[tuple[str, Any]] = [(where, value)]
+    while stack:
+        at, v = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE.search(v):
+                return at or "value"
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if isinstance(k, str) and _SURROGATE.search(k):
+                    return at or "key"
+                stack.append((f"{at}.{k}" if at else str(k), item))
+        elif isinstance(v, list):
+            stack.extend((f"{at}[{i}]", item) for i, item in enumerate(v))
+    return None
+
+
+def parse_json(text: str, *, path: str, line: int, escapes: bool | None = None) -> Any:
+    """json.loads with every failure as an InputError naming the line: syntax, nesting too deep,
+    integers too long, and JSON escapes of lone surrogates (`encoding_error`, naming the field)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"invalid JSON: {exc.msg} (column {exc.colno})", path=path, line=line, reason="malformed_json"
+        ) from None
+    except RecursionError:
+        raise InputError(
+            "invalid JSON: nested too deeply to read", path=path, line=line, reason="malformed_json"
+        ) from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise InputError(f"invalid JSON: {exc}", path=path, line=line, reason="malformed_json") from None
+    if escapes if escapes is not None else _SURROGATE_ESCAPE.search(text):
+        check_text(value, path=path, line=line)
+    return value
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, str, Any]]:
     """(line, text, value) for each non-blank line; value is the parsed JSON, or the InputError that
-    names the line when it is not JSON (callers raise it or count it, per --on-error)."""
+    names the line when it is not JSON or not text (callers raise it or count it, per --on-error)."""
     shown = str(path)
-    for line, text in iter_text_lines(path):
+    for line, text, problem in iter_lines(path):
         if not text.strip():
             continue
+        if problem is not None:
+            yield line, printable(text), InputError(problem, path=shown, line=line, reason="encoding_error")
+            continue
         try:
-            yield line, text, json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield (
-                line,
-                text,
-                InputError(
-                    f"invalid JSON: {exc.msg} (column {exc.colno})",
-                    path=shown,
-                    line=line,
-                    reason="malformed_json",
-                ),
-            )
+            yield line, text, parse_json(text, path=shown, line=line)
+        except InputError as exc:
+            yield line, text, exc
 
 
 @dataclass(frozen=True)
@@ -163,11 +310,11 @@ def extract_pair(
         for cand in usable:
             found, value = _lookup(row, cand)
             if found:
-                if value is None:
-                    value = ""
                 if not isinstance(value, str):
+                    # null is not an empty string, and str(value) would write "None" as a translation
+                    found_what = "null" if value is None else type(value).__name__
                     raise InputError(
-                        f"expected text for the {side} side, found {type(value).__name__}",
+                        f"expected text for the {side} side, found {found_what}",
                         path=path,
                         line=line,
                         field=f"{where_field}{cand}",
@@ -204,28 +351,51 @@ def _pair_example(src: str, tgt: str, path: str | None, line: int | None, key: s
     return Example(key=key, fields={"source": src, "target": tgt}, source_file=path, line=line)
 
 
-def read_line_aligned(src_file: str | Path, tgt_file: str | Path) -> Iterator[Item]:
+def read_line_aligned(
+    src_file: str | Path, tgt_file: str | Path, *, on_error: str = "raise"
+) -> Iterator[Item]:
     """Moses/OPUS style: line i of one file translates line i of the other.
 
     Line counts are compared here, before the iterator is returned, so a misaligned pair of
     files fails before any output is opened instead of giving a corpus shifted by one line.
+    Each file's encoding is detected on its own (UTF-16 with a BOM counts lines as text, not bytes).
     """
-    n_src, n_tgt = count_rows(src_file), count_rows(tgt_file)
-    if n_src is None or n_tgt is None:
-        missing = src_file if n_src is None else tgt_file
-        raise InputError("file not found", path=str(missing))
-    n_src += _no_final_newline(src_file)
-    n_tgt += _no_final_newline(tgt_file)
+    n_src, enc_src = _count_lines(src_file)
+    n_tgt, enc_tgt = _count_lines(tgt_file)
     if n_src != n_tgt:
+        found = ""
+        if {enc_src, enc_tgt} != {"utf-8"}:
+            found = f" (encodings found: {src_file} {enc_src.upper()}, {tgt_file} {enc_tgt.upper()})"
         raise MisalignedFilesError(
-            f"line-aligned files differ in length: {src_file} has {n_src} lines, {tgt_file} has {n_tgt} lines; nothing was written",
+            f"line-aligned files differ in length: {src_file} has {n_src} lines, {tgt_file} has {n_tgt} lines"
+            f"{found}; nothing was written",
             reason="misaligned",
         )
+    return _aligned_pairs(src_file, tgt_file, on_error)
+
+
+def _aligned_pairs(src_file: str | Path, tgt_file: str | Path, on_error: str) -> Iterator[Item]:
     shown = str(src_file)
-    return (
-        _pair_example(src, tgt, shown, line)
-        for (line, src), (_, tgt) in zip(iter_text_lines(src_file), iter_text_lines(tgt_file), strict=True)
-    )
+    pairs = zip(iter_lines(src_file), iter_lines(tgt_file), strict=True)
+    for (line, src, bad_src), (_, tgt, bad_tgt) in pairs:
+        if bad_src is None and bad_tgt is None:
+            yield _pair_example(src, tgt, shown, line)
+            continue
+        path = shown if bad_src is not None else str(tgt_file)
+        exc = InputError(bad_src or bad_tgt or "", path=path, line=line, reason="encoding_error")
+        if on_error != "skip":
+            raise exc
+        yield rejected_from(exc, printable(f"{src}\t{tgt}"))
+
+
+def _count_lines(path: str | Path) -> tuple[int, str]:
+    """(lines, codec): LF bytes plus an unterminated last line for UTF-8, decoded lines otherwise."""
+    p = require_file(path)
+    codec, _ = sniff_encoding(p)
+    if codec != "utf-8":
+        return sum(1 for _ in iter_lines(p)), codec
+    n = count_rows(p) or 0
+    return n + _no_final_newline(p), codec
 
 
 def _no_final_newline(path: str | Path) -> int:
@@ -237,44 +407,122 @@ def _no_final_newline(path: str | Path) -> int:
         return 0 if f.read(1) == b"\n" else 1
 
 
+def iter_delimited(path: str | Path, delimiter: str) -> Iterator[tuple[int, int, list[str] | InputError]]:
+    """(first line, last line, cells or InputError) per non-blank row of a TSV or CSV file.
+
+    TSV has no quoting (text may contain quotes); CSV follows RFC 4180, quoted fields may span
+    lines. CR, LF and CRLF all end a line. Quoting is parsed strictly and checked against the
+    physical lines it consumed, so an unmatched quote cannot merge rows without a word: text after
+    a closing quote, or a file that ends inside a quoted field, is a `malformed_row` naming the
+    line where the row (and the quote) started. Undecodable bytes make the row an `encoding_error`.
+    """
+    shown = str(path)
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    last = 0
+    problems: list[tuple[int, str]] = []
+
+    def feed() -> Iterator[str]:
+        nonlocal last
+        for number, text, problem in iter_lines(path, newlines="any"):
+            last = number
+            if problem is not None:
+                problems.append((number, problem))
+            yield text + "\n"  # csv needs the ends for quoted newlines
+
+    if delimiter == "\t":
+        reader = csv.reader(feed(), delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)
+    else:
+        reader = csv.reader(feed(), delimiter=delimiter, strict=True)
+    first = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield (
+                first,
+                last,
+                InputError(
+                    _quoting_message(kind, str(exc), first, last),
+                    path=shown,
+                    line=first,
+                    reason="malformed_row",
+                ),
+            )
+            first = last + 1
+            problems.clear()
+            continue
+        start, first = first, last + 1
+        if problems:
+            line, problem = problems[0]
+            problems.clear()
+            yield start, last, InputError(problem, path=shown, line=line, reason="encoding_error")
+        elif row and not (len(row) == 1 and row[0] == ""):
+            yield start, last, row
+
+
+def _quoting_message(kind: str, error: str, first: int, last: int) -> str:
+    span = f"line {first}" if first == last else f"lines {first}-{last}"
+    if "unexpected end of data" in error:
+        return (
+            f"malformed {kind}: a quoted field in the row that starts on line {first} is never closed "
+            f"(the file ends inside it, {span} read as one row)"
+        )
+    if "expected after" in error:
+        return (
+            f"malformed {kind}: quoting went wrong in the row that starts on line {first}: a closing quote "
+            f"on line {last} is followed by more text (an unmatched quote? {span} read as one row)"
+        )
+    return f"malformed {kind}: {error} ({span})"
+
+
 def read_tabular(
     path: str | Path, spec: FieldSpec, *, delimiter: str, header: str = "auto", on_error: str = "raise"
 ) -> Iterator[Item]:
-    """TSV (no quoting: text may contain quotes) or CSV (RFC 4180 quoting, multi-line fields)."""
+    """TSV (no quoting: text may contain quotes) or CSV (RFC 4180 quoting, multi-line fields).
+
+    Every row must have as many fields as the header (or, without one, the first row): extra cells
+    are never dropped and a tab inside a sentence never shifts a pair; such a row is `malformed_row`.
+    """
     shown = str(path)
-    lines = (text + "\n" for _, text in iter_text_lines(path))  # csv needs the ends for quoted newlines
-    if delimiter == "\t":
-        reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(lines, delimiter=delimiter)
     names: list[str] | None = None
-    start = 1
-    try:
-        for row in reader:
-            line = start
-            start = reader.line_num + 1
-            if not row or (len(row) == 1 and row[0] == ""):
-                continue
+    width: int | None = None
+    for line, end, row in iter_delimited(path, delimiter):
+        try:
+            if isinstance(row, InputError):
+                raise row
             if names is None and line == 1:
                 names = _header(row, spec, header, shown)
                 if names:
+                    width = len(row)
                     continue
             record: Any = dict(zip(names, row)) if names else row
-            try:
-                src, tgt = extract_pair(record, spec, path=shown, line=line)
-            except InputError as exc:
-                if on_error != "skip":
-                    raise
-                yield rejected_from(exc, delimiter.join(row))
-                continue
-            yield _pair_example(src, tgt, shown, line)
-    except csv.Error as exc:
-        raise InputError(
-            f"malformed {('TSV' if delimiter == chr(9) else 'CSV')}: {exc}",
-            path=shown,
-            line=reader.line_num,
-            reason="malformed_row",
-        ) from None
+            src, tgt = extract_pair(record, spec, path=shown, line=line)
+            width = len(row) if width is None else width
+            if len(row) != width:
+                raise InputError(
+                    _width_message(len(row), width, bool(names), line, end),
+                    path=shown,
+                    line=line,
+                    reason="malformed_row",
+                )
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            yield rejected_from(exc, printable(delimiter.join(row) if isinstance(row, list) else ""))
+            continue
+        yield _pair_example(src, tgt, shown, line)
+
+
+def _width_message(n: int, width: int, header: bool, line: int, end: int) -> str:
+    against = "the header has" if header else "the first row has"
+    msg = f"{n} fields, {against} {width}"
+    if end > line:
+        msg += f"; the row runs over lines {line}-{end} (an unmatched quote?)"
+    elif n > width:
+        msg += " (a tab or delimiter inside a text?)"
+    return msg
 
 
 def _header(row: list[str], spec: FieldSpec, mode: str, path: str) -> list[str]:
@@ -305,7 +553,7 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
                 raise row
             if not isinstance(row, dict):
                 raise InputError(
-                    f"expected a JSON object, found {type(row).__name__}",
+                    f"expected a JSON object, found {_json_type(row)}",
                     path=shown,
                     line=line,
                     reason="malformed_json",
@@ -319,8 +567,17 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
         yield _pair_example(src, tgt, shown, line)
 
 
-def load_json_array(path: str | Path, what: str = "objects") -> list[Any]:
-    """A JSON array file ({"data": [...]} too), with the line of a syntax error in the message."""
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages ("found array", not "found list")."""
+    if value is None:
+        return "null"
+    names = {bool: "boolean", str: "string", int: "number", float: "number", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def load_json_rows(path: str | Path, what: str = "objects") -> tuple[list[Any], bool]:
+    """A JSON array file ({"data": [...]} too), with the line of a syntax error in the message,
+    and whether it has surrogate escapes (then each row must be checked with `find_lone_surrogate`)."""
     shown = str(path)
     text = "\n".join(t for _, t in iter_text_lines(path))
     try:
@@ -332,48 +589,115 @@ def load_json_array(path: str | Path, what: str = "objects") -> list[Any]:
             line=exc.lineno,
             reason="malformed_json",
         ) from None
+    except (RecursionError, ValueError) as exc:
+        why = "nested too deeply to read" if isinstance(exc, RecursionError) else str(exc)
+        raise InputError(f"invalid JSON: {why}", path=shown, reason="malformed_json") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
         raise InputError(f"expected a JSON array of {what}", path=shown, reason="malformed_json")
+    return data, bool(_SURROGATE_ESCAPE.search(text))
+
+
+def load_json_array(path: str | Path, what: str = "objects") -> list[Any]:
+    """A JSON array file, every string checked: a lone-surrogate escape is an `encoding_error`
+    naming the array position and field (line = 1-based position, as the array readers count)."""
+    data, escapes = load_json_rows(path, what)
+    if escapes:
+        for i, row in enumerate(data):
+            check_text(row, path=str(path), line=i + 1)
     return data
 
 
 def read_json(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> Iterator[Item]:
     """A JSON array of objects; `line` is the 1-based position in the array."""
-    yield from _iter_rows(load_json_array(path), spec, str(path), on_error)
+    rows, escapes = load_json_rows(path)
+    yield from _iter_rows(rows, spec, str(path), on_error, escapes)
 
 
-def _iter_rows(rows: Iterable[Any], spec: FieldSpec, shown: str | None, on_error: str) -> Iterator[Item]:
+def _iter_rows(
+    rows: Iterable[Any], spec: FieldSpec, shown: str | None, on_error: str, escapes: bool = True
+) -> Iterator[Item]:
     for i, row in enumerate(rows):
         try:
             if not isinstance(row, dict):
                 raise InputError(
-                    f"expected an object, found {type(row).__name__}",
+                    f"expected an object, found {_json_type(row)}",
                     path=shown,
                     line=i + 1,
                     reason="malformed_json",
                 )
+            if escapes:
+                check_text(row, path=shown, line=i + 1)
             src, tgt = extract_pair(row, spec, path=shown, line=i + 1, where_field=f"[{i}].")
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield rejected_from(exc, json.dumps(row, ensure_ascii=False, default=str))
+            yield rejected_from(exc, _dump(row))
             continue
         yield _pair_example(src, tgt, shown, i + 1)
+
+
+def _dump(row: Any) -> str:
+    """A row as JSON text for the rejects file, whatever it holds (deep, surrogates, odd types)."""
+    try:
+        return printable(json.dumps(row, ensure_ascii=False, default=str))[:2000]
+    except (RecursionError, ValueError):
+        return printable(repr(row))[:2000]
+
+
+def check_text(value: Any, *, path: str | None, line: int | None) -> None:
+    """Refuse a row holding a lone surrogate (a JSON escape like "\\ud800", or a dataset string)."""
+    bad = find_lone_surrogate(value)
+    if bad is not None:
+        raise InputError(
+            "a lone UTF-16 surrogate (\\ud800-\\udfff, e.g. a JSON escape) is not text",
+            path=path,
+            line=line,
+            field=bad,
+            reason="encoding_error",
+        )
+
+
+def load_hf_dataset(path: str | Path, split: str | None = None) -> Any:
+    """A `save_to_disk` folder (a DatasetDict needs `split`); a corrupt or plain folder is an
+    InputError that names the folder and what datasets said, not a traceback."""
+    import datasets
+
+    shown = str(path)
+    p = Path(path)
+    if not p.is_dir():
+        require_file(p)  # names what it is instead
+        raise InputError("a dataset saved with save_to_disk is a folder, this is a file", path=shown)
+    marks = ("dataset_info.json", "state.json", "dataset_dict.json")
+    if not any((p / m).exists() for m in marks):
+        raise InputError(
+            "a folder that is not a dataset saved with save_to_disk (no dataset_info.json, state.json "
+            "or dataset_dict.json)",
+            path=shown,
+            reason="bad_input",
+        )
+    try:
+        ds = datasets.load_from_disk(shown)
+    except Exception as exc:  # datasets raises many types for a damaged folder
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise InputError(
+            f"cannot load the saved dataset ({type(exc).__name__}: {first})", path=shown, reason="bad_input"
+        ) from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split is None:
+            raise ConfigError(f"{path} holds splits {', '.join(ds)}; choose one with --split")
+        if split not in ds:
+            raise ConfigError(f"{path} has no split '{split}' (it has {', '.join(ds)})")
+        ds = ds[split]
+    return ds
 
 
 def read_hf_disk(
     path: str | Path, spec: FieldSpec, *, split: str | None = None, on_error: str = "raise"
 ) -> Iterator[Item]:
     """A dataset saved with `Dataset.save_to_disk` (or a DatasetDict with --split)."""
-    import datasets
-
-    ds = datasets.load_from_disk(str(path))
-    if isinstance(ds, datasets.DatasetDict):
-        if split is None:
-            raise ConfigError(f"{path} holds splits {', '.join(ds)}; choose one with --split")
-        ds = ds[split]
+    ds = load_hf_dataset(path, split)
     yield from _iter_rows(ds, spec, str(path), on_error)
 
 
@@ -397,13 +721,15 @@ def read_parallel(
     if src_file is not None or tgt_file is not None:
         if src_file is None or tgt_file is None or input_path is not None:
             raise ConfigError("line-aligned input needs both --src-file and --tgt-file, and no INPUT")
-        return read_line_aligned(src_file, tgt_file)
+        return read_line_aligned(src_file, tgt_file, on_error=on_error)
     if input_path is None:
         raise ConfigError("give an INPUT file, or --src-file and --tgt-file")
     spec = FieldSpec.for_languages(src_lang, tgt_lang, src_col, tgt_col)
-    fmt = input_format or detect_format(input_path)
     if not Path(input_path).exists():
         raise InputError("file not found", path=str(input_path))
+    fmt = input_format or detect_format(input_path)
+    if fmt != "hf":
+        require_file(input_path)
     if fmt == "tsv":
         return read_tabular(input_path, spec, delimiter="\t", header=header, on_error=on_error)
     if fmt == "csv":

@@ -1,0 +1,301 @@
+"""Hostile input for every reader (issue 11, items 3, 4, 7, 8, 15, 20): nothing lost or garbled
+silently, no tracebacks, errors naming file, line and field, counted rejections under skip.
+
+References for the formats: RFC 4180 (CSV quoting: a quoted field ends at a quote followed by a
+delimiter or a line end); CPython `Lib/csv.py`/`Modules/_csv.c` (`strict`, `field_size_limit`);
+RFC 8259 section 8.2 (a lone surrogate escape is not a Unicode string); the CoNLL-2003 shared task
+format (blank line ends a sentence); Unicode section 5.8 (CR, LF and CRLF are all line ends).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from instructgen.errors import InputError, MisalignedFilesError
+from instructgen.io.readers import read_parallel
+from instructgen.schema import Example, Rejected
+
+
+def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return p
+
+
+def pairs(items) -> list[tuple[str, str, int | None]]:
+    return [(i.fields["source"], i.fields["target"], i.line) for i in items if isinstance(i, Example)]
+
+
+def rejections(items) -> list[tuple[str, int | None, str]]:
+    return [(i.reason, i.line, i.detail) for i in items if isinstance(i, Rejected)]
+
+
+def translate(p: Path, on_error: str = "raise", **kw):
+    return list(read_parallel(p, src_lang="de", tgt_lang="en", on_error=on_error, **kw))
+
+
+# --- item 3: CSV quoting ------------------------------------------------------------------------
+
+
+UNMATCHED = 'de,en\n"Hallo,Hello\nJa,Yes\nNein,"No\nGut,Good\n'
+
+
+def test_unmatched_csv_quote_is_an_error_naming_the_line(tmp_path):
+    # before: rows 2-4 merged into one pair ('Hallo,Hello\nJa,Yes\nNein,No', ...), "read 4" of 5
+    p = write(tmp_path, "q.csv", UNMATCHED)
+    with pytest.raises(InputError) as info:
+        translate(p)
+    assert str(info.value) == (
+        f"{p}:2: malformed CSV: quoting went wrong in the row that starts on line 2: a closing quote "
+        "on line 4 is followed by more text (an unmatched quote? lines 2-4 read as one row)"
+    )
+    assert info.value.reason == "malformed_row"
+
+
+def test_unmatched_csv_quote_under_skip_is_one_counted_rejection(tmp_path):
+    p = write(tmp_path, "q.csv", UNMATCHED)
+    items = translate(p, "skip")
+    assert pairs(items) == [("Gut", "Good", 5)]
+    assert [(r, line) for r, line, _ in rejections(items)] == [("malformed_row", 2)]
+
+
+def test_csv_truncated_inside_a_quoted_field_is_not_accepted(tmp_path):
+    p = write(tmp_path, "t.csv", 'de,en\nHallo,Hello\nJa,"Yes, and\nmore')
+    with pytest.raises(InputError) as info:
+        translate(p)
+    assert str(info.value) == (
+        f"{p}:3: malformed CSV: a quoted field in the row that starts on line 3 is never closed "
+        "(the file ends inside it, lines 3-4 read as one row)"
+    )
+    items = translate(p, "skip")
+    assert pairs(items) == [("Hallo", "Hello", 2)]
+    assert [(r, line) for r, line, _ in rejections(items)] == [("malformed_row", 3)]
+
+
+def test_quoted_field_closing_exactly_at_a_comma_is_caught_by_the_field_count(tmp_path):
+    # '"Hallo,Hello\nJa,"' is well-formed RFC 4180 text, so only the width gives it away
+    p = write(tmp_path, "w.csv", 'de,en\n"Hallo,Hello\nJa,",Yes,x\nGut,Good\n')
+    with pytest.raises(InputError) as info:
+        translate(p)
+    assert str(info.value) == (
+        f"{p}:2: 3 fields, the header has 2; the row runs over lines 2-3 (an unmatched quote?)"
+    )
+
+
+def test_valid_multiline_csv_still_reads(tmp_path):
+    p = write(tmp_path, "m.csv", 'de,en\n"Hallo\nWelt","Hello\nworld"\nJa,Yes\n')
+    assert pairs(translate(p)) == [("Hallo\nWelt", "Hello\nworld", 2), ("Ja", "Yes", 5)]
+
+
+# --- item 7: rows with the wrong number of fields -------------------------------------------------
+
+
+def test_tsv_cells_beyond_the_header_are_a_malformed_row(tmp_path):
+    # before: the third cell was dropped by dict(zip(header, row)) and the pair written
+    p = write(tmp_path, "x.tsv", "de\ten\nHallo\tHello\tExtra\nJa\tYes\n")
+    with pytest.raises(InputError) as info:
+        translate(p)
+    assert str(info.value) == f"{p}:2: 3 fields, the header has 2 (a tab or delimiter inside a text?)"
+    assert info.value.reason == "malformed_row"
+
+
+def test_tab_inside_a_sentence_does_not_shift_the_pair(tmp_path):
+    # before: ("Hallo", "Welt") was written as a translation pair
+    p = write(tmp_path, "s.tsv", "Ja\tYes\nHallo\tWelt\tHello world\nNein\tNo\n")
+    items = translate(p, "skip")
+    assert pairs(items) == [("Ja", "Yes", 1), ("Nein", "No", 3)]
+    assert rejections(items) == [
+        ("malformed_row", 2, "3 fields, the first row has 2 (a tab or delimiter inside a text?)")
+    ]
+
+
+def test_csv_row_with_extra_cells_is_counted(tmp_path):
+    p = write(tmp_path, "e.csv", "de,en\nHallo,Hello,extra\nJa,Yes\n")
+    items = translate(p, "skip")
+    assert pairs(items) == [("Ja", "Yes", 3)]
+    assert [(r, line) for r, line, _ in rejections(items)] == [("malformed_row", 2)]
+
+
+def test_tatoeba_rows_with_a_constant_third_column_still_read(tmp_path):
+    p = write(tmp_path, "cmn.txt", "Hi.\t嗨。\tCC-BY 2.0\nRun!\t跑！\tCC-BY 2.0\n")
+    assert pairs(read_parallel(p, src_lang="en", tgt_lang="zh")) == [("Hi.", "嗨。", 1), ("Run!", "跑！", 2)]
+
+
+# --- item 15 / 20: line ends, field size, encodings --------------------------------------------------
+
+
+def test_lone_cr_line_ends_read_like_lf(tmp_path):
+    # before: csv.Error "new-line character seen in unquoted field - do you need to open the file
+    # in universal-newline mode?"
+    for name in ("cr.csv", "cr.tsv"):
+        sep = "," if name.endswith("csv") else "\t"
+        p = write(tmp_path, name, f"de{sep}en\rHallo{sep}Hello\rJa{sep}Yes\r\nNein{sep}No\n")
+        assert pairs(translate(p)) == [("Hallo", "Hello", 2), ("Ja", "Yes", 3), ("Nein", "No", 4)]
+
+
+def test_csv_field_over_131072_characters(tmp_path):
+    # before: csv.Error "field larger than field limit (131072)" as a traceback
+    long = "a" * 200_000
+    p = write(tmp_path, "big.csv", f'de,en\n"{long}",b\n')
+    assert pairs(translate(p)) == [(long, "b", 2)]
+
+
+def test_utf16_with_bom_is_decoded_as_text(tmp_path):
+    # U+4E0A (上) is the bytes 0A 4E in UTF-16 LE: a byte-wise line split cut it in half
+    data = "\ufeffde\ten\nHallo\tHello\n上\t上\n"
+    for codec in ("utf-16-le", "utf-16-be"):
+        p = write(tmp_path, f"u-{codec}.tsv", data.encode(codec))
+        assert pairs(translate(p)) == [("Hallo", "Hello", 2), ("上", "上", 3)]
+
+
+def test_utf16_line_aligned_files_are_not_misaligned(tmp_path):
+    # before: "line-aligned files differ in length" (LF bytes counted inside UTF-16 code units)
+    src = write(tmp_path, "a.de", "\ufeff上\nJa\n".encode("utf-16-le"))
+    tgt = write(tmp_path, "a.en", "up\nyes\n")
+    got = list(read_parallel(src_file=src, tgt_file=tgt, src_lang="de", tgt_lang="en"))
+    assert pairs(got) == [("上", "up", 1), ("Ja", "yes", 2)]
+
+
+def test_misaligned_message_names_the_encodings_found(tmp_path):
+    src = write(tmp_path, "b.de", "\ufeffa\nb\nc\n".encode("utf-16-be"))
+    tgt = write(tmp_path, "b.en", "a\nb\n")
+    with pytest.raises(MisalignedFilesError) as info:
+        read_parallel(src_file=src, tgt_file=tgt, src_lang="de", tgt_lang="en")
+    assert str(info.value) == (
+        f"line-aligned files differ in length: {src} has 3 lines, {tgt} has 2 lines "
+        f"(encodings found: {src} UTF-16-BE, {tgt} UTF-8); nothing was written"
+    )
+
+
+def test_utf16_without_bom_is_refused_by_name(tmp_path):
+    p = write(tmp_path, "n.tsv", "Hallo\tHello\n".encode("utf-16-le"))
+    with pytest.raises(InputError) as info:
+        translate(p)
+    assert str(info.value) == (
+        f"{p}:1: looks like UTF-16 LE without a byte order mark (every other byte is NUL); "
+        "save it as UTF-8, or as UTF-16 with a BOM"
+    )
+    assert info.value.reason == "encoding_error"
+
+
+def test_skip_counts_encoding_errors(tmp_path):
+    # before: --on-error skip still stopped at the first undecodable line
+    for name, data, at in (
+        ("bad.tsv", b"Hallo\tHello\n\xff\tx\nJa\tYes\n", 0),
+        (
+            "bad.jsonl",
+            b'{"de": "Hallo", "en": "Hello"}\n{"de": "\xff", "en": "x"}\n{"de": "Ja", "en": "Yes"}\n',
+            8,
+        ),
+    ):
+        p = write(tmp_path, name, data)
+        items = translate(p, "skip")
+        assert pairs(items) == [("Hallo", "Hello", 1), ("Ja", "Yes", 3)], name
+        assert rejections(items) == [
+            ("encoding_error", 2, f"not valid UTF-8 (invalid start byte at byte {at} of the line)")
+        ], name
+
+
+def test_line_aligned_skip_counts_encoding_errors(tmp_path):
+    src = write(tmp_path, "c.de", b"Hallo\n\xfe\nJa\n")
+    tgt = write(tmp_path, "c.en", b"Hello\nx\nYes\n")
+    items = list(read_parallel(src_file=src, tgt_file=tgt, src_lang="de", tgt_lang="en", on_error="skip"))
+    assert pairs(items) == [("Hallo", "Hello", 1), ("Ja", "Yes", 3)]
+    (rej,) = [i for i in items if isinstance(i, Rejected)]
+    assert (rej.reason, rej.source_file, rej.line) == ("encoding_error", str(src), 2)
+    assert rej.example == {"raw": "\\udcfe\tx"}
+
+
+def test_a_folder_given_as_src_file_says_so(tmp_path):
+    # before: "file not found" for a path that exists
+    (tmp_path / "d").mkdir()
+    tgt = write(tmp_path, "a.en", "x\n")
+    with pytest.raises(InputError) as info:
+        read_parallel(src_file=tmp_path / "d", tgt_file=tgt, src_lang="de", tgt_lang="en")
+    assert str(info.value) == f"{tmp_path / 'd'}: is a folder, not a file"
+
+
+# --- items 4 and 15: JSON values that are not text ------------------------------------------------
+
+
+def test_null_and_non_string_values_are_counted_rejections_naming_the_field(tmp_path):
+    p = write(
+        tmp_path,
+        "n.jsonl",
+        '{"de": null, "en": "x"}\n{"de": "a", "en": {"a": 1}}\n{"de": ["a"], "en": "b"}\n{"de": "Ja", "en": "Yes"}\n',
+    )
+    items = translate(p, "skip")
+    assert pairs(items) == [("Ja", "Yes", 4)]
+    assert rejections(items) == [
+        ("bad_field", 1, "field 'de': expected text for the source side, found null"),
+        ("bad_field", 2, "field 'en': expected text for the target side, found dict"),
+        ("bad_field", 3, "field 'de': expected text for the source side, found list"),
+    ]
+
+
+def test_lone_surrogate_escape_is_an_encoding_error_naming_the_field(tmp_path):
+    # before: UnicodeEncodeError traceback when the writer encoded the text
+    p = write(
+        tmp_path,
+        "s.jsonl",
+        '{"translation": {"de": "a\\ud800", "en": "x"}}\n{"de": "\\ud83d\\ude00", "en": "y"}\n',
+    )
+    with pytest.raises(InputError) as info:
+        translate(p)
+    assert str(info.value) == (
+        f"{p}:1, field 'translation.de': a lone UTF-16 surrogate (\\ud800-\\udfff, e.g. a JSON escape) is not text"
+    )
+    assert info.value.reason == "encoding_error"
+    assert pairs(translate(p, "skip")) == [("\U0001f600", "y", 2)]  # a proper pair is fine
+
+
+def test_lone_surrogate_in_a_json_array_row(tmp_path):
+    p = write(tmp_path, "s.json", '[{"de": "Ja", "en": "Yes"}, {"de": "\\udfff", "en": "x"}]')
+    items = translate(p, "skip")
+    assert pairs(items) == [("Ja", "Yes", 1)]
+    assert [(r, line) for r, line, _ in rejections(items)] == [("encoding_error", 2)]
+
+
+def test_deeply_nested_json_is_a_counted_rejection(tmp_path):
+    # before: RecursionError traceback, even with --on-error skip
+    p = write(tmp_path, "d.jsonl", "[" * 100_000 + "\n" + '{"de": "Ja", "en": "Yes"}\n')
+    items = translate(p, "skip")
+    assert pairs(items) == [("Ja", "Yes", 2)]
+    assert rejections(items) == [("malformed_json", 1, "invalid JSON: nested too deeply to read")]
+    a = write(tmp_path, "d.json", "[" * 100_000)
+    with pytest.raises(InputError, match=r"d\.json: invalid JSON: nested too deeply to read"):
+        translate(a)
+
+
+def test_non_object_rows_are_named_by_json_type(tmp_path):
+    p = write(tmp_path, "o.jsonl", '[1, 2]\n"text"\nnull\n')
+    items = translate(p, "skip")
+    assert [d for _, _, d in rejections(items)] == [
+        "expected a JSON object, found array",
+        "expected a JSON object, found string",
+        "expected a JSON object, found null",
+    ]
+
+
+# --- item 15: save_to_disk folders ------------------------------------------------------------------
+
+
+def test_plain_folder_is_an_error_not_a_traceback(tmp_path):
+    d = tmp_path / "plain"
+    d.mkdir()
+    (d / "notes.txt").write_text("x")
+    with pytest.raises(Exception) as info:
+        translate(d)
+    assert "a folder that is not a dataset saved with save_to_disk" in str(info.value)
+
+
+def test_corrupt_save_to_disk_folder_is_an_input_error(tmp_path):
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "state.json").write_text('{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]')
+    (d / "dataset_info.json").write_text("{}")
+    with pytest.raises(InputError) as info:
+        translate(d)
+    assert str(info.value).startswith(f"{d}: cannot load the saved dataset (")
