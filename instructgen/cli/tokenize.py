@@ -68,9 +68,20 @@ Examples:
     help="Records compared with one-pass tokenization (boundary audit); 0 = none, -1 = all.",
 )
 @click.option("--rejects", default=None, metavar="FILE", help="Write dropped records with their reason here.")
-@click.option("--overwrite", is_flag=True, help="Rebuild even when OUTDIR holds a matching cached result.")
 @click.option(
-    "-o", "--output", "out_dir", required=True, type=click.Path(), help="Output folder (Arrow dataset)."
+    "--overwrite",
+    is_flag=True,
+    help="Rebuild even when the output holds a matching cached result, and replace an existing output "
+    "folder even when it holds files instructgen did not write (they are deleted).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(),
+    help="Output folder (Arrow dataset). Created if new; an existing one is replaced only when it holds "
+    "a previous tokenize output (or with --overwrite). Written beside, then renamed into place.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fail_cleanly
@@ -149,8 +160,10 @@ def tokenize_cmd(
 def inspect_cmd(out_dir, count, do_audit, tokenizer, source, no_color):
     """Show tokenized rows token by token: trained tokens highlighted, masked ones dimmed."""
     from ..tokenize.inspect import audit, load_output, render_row
+    from ..tokenize.pipeline import read_meta
     from ..tokenize.tokenizers import load_tokenizer
 
+    read_meta(out_dir)  # a missing or damaged metadata file is an error line, not a traceback
     ds, meta = load_output(out_dir)
     tok = load_tokenizer(tokenizer or meta["tokenizer"])
     fmt = meta["format"]["name"] if isinstance(meta["format"], dict) else meta["format"]

@@ -15,6 +15,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import tempfile
 import time
 from array import array
 from collections import Counter
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..formats import PromptFormat, get_format
 from ..io.records import read_records
 from ..io.writers import JsonlSink
@@ -34,6 +35,7 @@ from .packing import pack_rows, packing_efficiency
 from .tokenizers import HFTokenizer, fast_path, load_tokenizer, tokenizer_fingerprint
 
 META_FILE = "instructgen_meta.json"
+REJECTS_FILE = "instructgen_rejects.jsonl"
 CHUNK = 1000
 
 
@@ -332,15 +334,177 @@ def save_chunks(chunks: list[ColumnChunk], out_dir: str | Path) -> None:
 
 
 def _write_table(table: Any, out_dir: str | Path, datasets: Any) -> None:
+    """Save a table as a `datasets` folder into `out_dir` (a fresh folder the caller owns)."""
     ds = datasets.Dataset(datasets.table.InMemoryTable(table))
     datasets.disable_progress_bars()  # our own bar and summary say what happened
-    tmp = Path(str(out_dir) + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    ds.save_to_disk(str(tmp))
-    if Path(out_dir).exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    ds.save_to_disk(str(out_dir))
+
+
+# --- the output folder: checked before any work, written beside, swapped in at the end --------------------
+
+TMP_TAG = ".instructgen-"  # hidden siblings `.NAME.instructgen-{tmp,old}-PID-RANDOM` are ours
+OWN_FILES = ("dataset_info.json", "state.json")
+
+
+def _is_own_file(name: str) -> bool:
+    return name in (META_FILE, REJECTS_FILE, *OWN_FILES) or (
+        name.startswith("data-") and name.endswith(".arrow")
+    )
+
+
+def read_meta(out_dir: str | Path) -> dict[str, Any]:
+    """The metadata of a tokenize output; a clear error when it is missing or damaged."""
+    path = Path(out_dir) / META_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{out_dir}: not an instructgen tokenize output (no {META_FILE})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: damaged (not valid JSON at line {exc.lineno}, column {exc.colno}); "
+            "tokenize again with --overwrite to rebuild the folder"
+        ) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("cache_key"), str):
+        raise ConfigError(f"{path}: damaged (no cache_key); tokenize again with --overwrite to rebuild it")
+    return meta
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class OutputFolder:
+    """The folder `tokenize -o` writes: never removes anything instructgen did not write.
+
+    A new path is created; an existing folder is replaced only when it is empty or holds our own
+    files alone (the metadata file marks it), or with `overwrite`; a folder that holds the
+    current directory, the input or the tokenizer is never replaced. The dataset is written to a
+    hidden temporary folder beside it and renamed into place, so an interrupted run leaves the
+    old output intact; temporary folders left by a killed run are removed by the next one.
+    """
+
+    def __init__(self, out_dir: str | Path, *, overwrite: bool = False, protect: Sequence[str | Path] = ()):
+        self.shown = str(out_dir)
+        self.path = Path(out_dir)  # Path drops a trailing slash: `-o tok/` is `tok`
+        self.overwrite = overwrite
+        self.protect = [Path(p) for p in protect]
+        self.ours = False  # the existing folder is a previous instructgen output
+
+    def check(self) -> None:
+        """Refuse, before any work, an output path that cannot be written without losing files."""
+        p, shown = self.path, self.shown
+        if p.is_symlink():
+            raise ConfigError(f"-o {shown}: is a symbolic link; name a real folder")
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"-o {shown}: exists and is not a folder; name a new folder for the dataset")
+        target = p.resolve()
+        for name, q in [("the current directory", Path.cwd())] + [(str(x), x) for x in self.protect]:
+            q = q.resolve()
+            if q == target or target in q.parents:
+                raise ConfigError(
+                    f"-o {shown}: refusing to replace a folder that holds {name}; "
+                    "name a new folder for the dataset (e.g. -o tokenized/)"
+                )
+        if not p.is_dir():
+            above = p.parent
+            while not above.exists() and above != above.parent:
+                above = above.parent
+            if not above.is_dir():
+                raise ConfigError(f"-o {shown}: {above} is a file, not a folder")
+            return
+        entries = sorted(os.listdir(p))
+        if not entries:
+            return
+        if (p / META_FILE).is_file():
+            try:
+                read_meta(p)
+                foreign = [e for e in entries if not _is_own_file(e) or (p / e).is_dir()]
+                self.ours = not foreign
+            except ConfigError:
+                foreign = [META_FILE + " (damaged)"]
+        else:
+            foreign = entries
+        if foreign and not self.overwrite:
+            listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ConfigError(
+                f"-o {shown}: the folder holds files instructgen did not write ({listed}); "
+                "name a new folder, or pass --overwrite to replace the folder and everything in it"
+            )
+
+    def _siblings(self) -> list[Path]:
+        prefix = f".{self.path.name}{TMP_TAG}"
+        parent = self.path.parent
+        try:
+            return [parent / n for n in os.listdir(parent) if n.startswith(prefix)]
+        except OSError:
+            return []
+
+    def remove_stale(self) -> list[str]:
+        """Remove temporary folders of ours whose process is gone (a killed or crashed run)."""
+        removed = []
+        for q in self._siblings():
+            try:
+                pid = int(q.name.rsplit("-", 2)[-2])
+            except (ValueError, IndexError):
+                continue
+            if pid != os.getpid() and not _pid_alive(pid) and q.is_dir() and not q.is_symlink():
+                shutil.rmtree(q, ignore_errors=True)
+                removed.append(q.name)
+        legacy = Path(str(self.path) + ".tmp")  # what versions before 0.x left after a kill
+        if legacy.is_dir() and not legacy.is_symlink():
+            names = os.listdir(legacy)
+            if names and all(_is_own_file(n) and (legacy / n).is_file() for n in names):
+                shutil.rmtree(legacy, ignore_errors=True)
+                removed.append(legacy.name)
+        return removed
+
+    def stage(self) -> Path:
+        """A new empty temporary folder beside the output, with the permissions umask gives."""
+        parent = self.path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{TMP_TAG}tmp-{os.getpid()}-", dir=parent))
+        except OSError as exc:
+            raise ConfigError(f"-o {self.shown}: cannot write in {parent}: {exc.strerror}") from None
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700
+        return tmp
+
+    def commit(self, tmp: Path) -> None:
+        """Swap the finished temporary folder in; the old output is moved aside, then removed."""
+        old = None
+        try:
+            if self.path.exists():
+                old = Path(
+                    tempfile.mkdtemp(
+                        prefix=f".{self.path.name}{TMP_TAG}old-{os.getpid()}-", dir=self.path.parent
+                    )
+                )
+                os.replace(self.path, old)  # a directory replaces an empty directory
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if old is not None and not self.path.exists():
+                os.replace(old, self.path)
+            raise ConfigError(
+                f"-o {self.shown}: cannot move the finished dataset into place: {exc}"
+            ) from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _add(report: TokenizeReport, delta: dict[str, int]) -> None:
@@ -398,6 +562,29 @@ def save_columns(cols: dict[str, list], out_dir: str | Path) -> None:
     _write_table(pa.table(arrays), out_dir, datasets)
 
 
+def check_input(input_path: str | Path) -> None:
+    """A clear error for an input that is not a readable file (before any work)."""
+    shown = str(input_path)
+    if shown == "-":
+        raise InputError(
+            "tokenize reads a file, not standard input (the input's hash keys the cache); "
+            "save the records to a .jsonl or .json file and pass its path",
+            path="-",
+        )
+    p = Path(input_path)
+    if p.is_dir():
+        raise InputError("is a folder; give a .jsonl or .json file of records", path=shown)
+    if not p.is_file():
+        raise InputError("file not found", path=shown)
+
+
+def input_hash(input_path: str | Path) -> str:
+    try:
+        return file_hash(input_path)
+    except OSError as exc:
+        raise InputError(f"cannot read it: {exc.strerror or exc}", path=str(input_path)) from None
+
+
 def tokenize_file(
     input_path: str | Path,
     tokenizer_path: str | Path,
@@ -412,14 +599,21 @@ def tokenize_file(
     overwrite: bool = False,
     progress_factory: Any = None,
 ) -> TokenizeReport:
-    """Tokenize an Alpaca / ShareGPT / messages file into `out_dir` (reused when nothing changed)."""
+    """Tokenize an Alpaca / ShareGPT / messages file into `out_dir` (reused when nothing changed).
+
+    `out_dir` is created, or replaced when it holds a previous instructgen output (or with
+    `overwrite`); a folder holding anything else is refused before any work (see OutputFolder).
+    """
     options = options or EncodeOptions()
     t0 = time.perf_counter()
+    check_input(input_path)
+    protect = [input_path, tokenizer_path] + ([rejects] if rejects and rejects != "-" else [])
+    folder = OutputFolder(out_dir, overwrite=overwrite, protect=protect)
+    folder.check()
     fmt_obj = None if fmt == "chat_template" else get_format(fmt)
-    key = cache_key(file_hash(input_path), tokenizer_fingerprint(tokenizer_path), fmt_obj, options, pack)
-    meta_path = Path(out_dir) / META_FILE
-    if meta_path.is_file() and not overwrite:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    key = cache_key(input_hash(input_path), tokenizer_fingerprint(tokenizer_path), fmt_obj, options, pack)
+    if folder.ours and not overwrite:
+        meta = read_meta(out_dir)
         if meta.get("cache_key") == key:
             report = TokenizeReport(
                 **{k: v for k, v in meta["report"].items() if k != "rejected"},
@@ -428,7 +622,50 @@ def tokenize_file(
             report.cache = "hit (nothing changed: input, tokenizer, format, options, version)"
             report.seconds = time.perf_counter() - t0
             return report
+    folder.remove_stale()
     tok = load_tokenizer(tokenizer_path)
+    tmp = folder.stage()
+    try:
+        report = _build(
+            input_path,
+            tokenizer_path,
+            tok,
+            tmp,
+            fmt,
+            fmt_obj,
+            options,
+            key,
+            num_proc=num_proc,
+            pack=pack,
+            fast=fast,
+            rejects=rejects,
+            progress_factory=progress_factory,
+        )
+        folder.commit(tmp)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _build(
+    input_path: str | Path,
+    tokenizer_path: str | Path,
+    tok: Any,
+    out_dir: Path,
+    fmt: str,
+    fmt_obj: PromptFormat | None,
+    options: EncodeOptions,
+    key: str,
+    *,
+    num_proc: int,
+    pack: bool,
+    fast: bool,
+    rejects: str | None,
+    progress_factory: Any,
+) -> TokenizeReport:
+    """Encode the input and write the dataset and its metadata into the (temporary) `out_dir`."""
     records: list[Record] = []
     lines: list[int] = []
     for line, rec in read_records(input_path):
@@ -468,11 +705,12 @@ def tokenize_file(
     with JsonlSink(rejects) as sink:
         for i, reason, detail in rejected:
             sink.write({"reason": reason, "detail": detail, "source_file": str(input_path), "line": lines[i]})
+    if rejects and rejects != "-":
+        Path(rejects).chmod(0o666 & ~_umask())  # the atomic writer's mkstemp makes it 0600
     if pack:
         save_columns(to_columns(results, pack=True, max_length=options.max_length, report=report), out_dir)
     else:
         save_chunks(chunks, out_dir)
-    report.seconds = time.perf_counter() - t0
     meta = {
         "cache_key": key,
         "instructgen_version": __version__,
@@ -483,5 +721,5 @@ def tokenize_file(
         "pack": pack,
         "report": report.to_json(),
     }
-    (Path(out_dir) / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out_dir / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return report

@@ -1,0 +1,284 @@
+"""How `instructgen tokenize` writes, caches and describes its output folder (issues 10 and 11).
+
+The output folder must never cost a user a file: `-o DIR` creates DIR, replaces it only when it
+holds a previous tokenize output (or with --overwrite), and never leaves a temporary folder behind.
+A cache hit must verify what it reuses, and the cache key must cover every tokenizer file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+ROWS = [
+    {"instruction": "Translate to English:", "input": "你好，世界", "output": "Hello, world!"},
+    {"instruction": "Say hi.", "input": "", "output": "Hi!"},
+    {"instruction": "Count.", "input": "1 2", "output": "3"},
+]
+
+
+def _write(path: Path, rows=ROWS) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file under a folder with the sha256 of its bytes (to prove nothing changed)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def tok(tiny_dir, run_cli, tmp_path):
+    """Run `tokenize` with the tiny test tokenizer; extra args after the output."""
+
+    def run(src, out, *extra):
+        return run_cli("tokenize", src, "--tokenizer", tiny_dir, "--format", "alpaca", "-o", out, *extra)
+
+    return run
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(n for n in os.listdir(parent) if ".instructgen-" in n or n.endswith(".tmp"))
+
+
+# --- item 1: never remove what we did not write ----------------------------------------------------------
+
+
+def test_dot_is_refused_and_the_folder_survives(tmp_path, tok, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    src = _write(work / "data.jsonl")
+    (work / "thesis.tex").write_text("chapter 1\n")
+    (work / "figures").mkdir()
+    (work / "figures" / "plot.pdf").write_bytes(b"%PDF-1.4 \x00\x01")
+    before = _tree(work)
+    monkeypatch.chdir(work)
+    for out in (".", "./", str(work)):
+        res = tok("data.jsonl", out)
+        assert res.exit_code == 2, res.stderr
+        assert res.stderr.startswith(f"error: -o {out}: refusing to replace a folder that holds ")
+        assert "Traceback" not in res.stderr
+    # --overwrite does not make the current directory (or the input's folder) fair game either
+    res = tok(src, ".", "--overwrite")
+    assert res.exit_code == 2 and "refusing to replace a folder that holds" in res.stderr
+    assert _tree(work) == before
+    assert _leftovers(tmp_path) == [] and _leftovers(work) == []
+
+
+def test_a_folder_with_other_files_is_refused_byte_identical(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "results"
+    (out / "sub").mkdir(parents=True)
+    (out / "thesis.pdf").write_bytes(b"%PDF thesis \x00" * 100)
+    (out / "sub" / "notes.txt").write_text("keep me\n")
+    before = _tree(out)
+    res = tok(src, out)
+    assert res.exit_code == 2
+    assert res.stderr == (
+        f"error: -o {out}: the folder holds files instructgen did not write (sub, thesis.pdf); "
+        "name a new folder, or pass --overwrite to replace the folder and everything in it\n"
+    )
+    assert _tree(out) == before and sorted(os.listdir(out)) == ["sub", "thesis.pdf"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_our_own_output_with_a_foreign_file_added_is_refused(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    assert tok(src, out).exit_code == 0
+    (out / "my_notes.md").write_text("mine\n")
+    src2 = _write(tmp_path / "d2.jsonl", ROWS[:2])
+    res = tok(src2, out)
+    assert res.exit_code == 2 and "holds files instructgen did not write (my_notes.md)" in res.stderr
+    assert (out / "my_notes.md").read_text() == "mine\n"
+
+
+def test_trailing_slash_new_and_nested_folders(tmp_path, tok):
+    import datasets
+
+    src = _write(tmp_path / "d.jsonl")
+    for out in (f"{tmp_path}/tok/", f"{tmp_path}/a/b/c/"):
+        res = tok(src, out)
+        assert res.exit_code == 0, res.stderr
+        ds = datasets.load_from_disk(out)
+        assert ds["row"] == [0, 1, 2]
+    assert _leftovers(tmp_path) == [] and _leftovers(tmp_path / "a" / "b") == []
+    assert sorted(os.listdir(tmp_path / "tok")) == [
+        "data-00000-of-00001.arrow",
+        "dataset_info.json",
+        "instructgen_meta.json",
+        "state.json",
+    ]
+
+
+def test_existing_file_as_output_is_refused_and_leaves_nothing(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    target = tmp_path / "existing_file"
+    target.write_text("precious\n")
+    res = tok(src, target)
+    assert res.exit_code == 2
+    assert res.stderr == (
+        f"error: -o {target}: exists and is not a folder; name a new folder for the dataset\n"
+    )
+    assert target.read_text() == "precious\n"
+    assert sorted(os.listdir(tmp_path)) == ["d.jsonl", "existing_file"]
+
+
+def test_rerun_over_our_own_output_replaces_it(tmp_path, tok):
+    import datasets
+
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    assert tok(src, out).exit_code == 0
+    assert len(datasets.load_from_disk(str(out))) == 3
+    src2 = _write(tmp_path / "d2.jsonl", ROWS[:2])
+    res = tok(src2, out)
+    assert res.exit_code == 0, res.stderr
+    assert "cache: miss" in res.stderr
+    assert len(datasets.load_from_disk(str(out))) == 2
+    assert _leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_a_foreign_folder(tmp_path, tok):
+    import datasets
+
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "junk.txt").write_text("x")
+    res = tok(src, out, "--overwrite")
+    assert res.exit_code == 0, res.stderr
+    assert "junk.txt" not in os.listdir(out)
+    assert len(datasets.load_from_disk(str(out))) == 3
+    assert _leftovers(tmp_path) == []
+
+
+def test_an_empty_existing_folder_is_used(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert tok(src, out).exit_code == 0
+    assert (out / "instructgen_meta.json").is_file()
+
+
+def test_stale_temporary_folders_of_ours_are_removed(tmp_path, tok):
+    """A SIGKILLed run leaves its hidden temporary folder; the next run removes it (issue 11 item 21)."""
+    src = _write(tmp_path / "d.jsonl")
+    # a pid that cannot be alive: above the kernel's pid_max
+    dead = tmp_path / ".tok.instructgen-tmp-99999999-abc123"
+    dead.mkdir()
+    (dead / "data-00000-of-00001.arrow").write_bytes(b"\x00" * 1000)
+    legacy = tmp_path / "tok.tmp"  # what versions before this one left behind
+    legacy.mkdir()
+    for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json"):
+        (legacy / name).write_text("{}")
+    unrelated = tmp_path / "notes.tmp"
+    unrelated.mkdir()
+    (unrelated / "a.txt").write_text("mine")
+    assert tok(src, tmp_path / "tok").exit_code == 0
+    assert not dead.exists() and not legacy.exists()
+    assert (unrelated / "a.txt").read_text() == "mine"
+
+
+def test_a_failed_run_leaves_no_temporary_folder(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl", [{"instruction": "x", "input": "", "output": "y " * 5000}])
+    res = tok(src, tmp_path / "tok", "--max-length", "16")
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and "no record survived" in res.stderr
+    assert sorted(os.listdir(tmp_path)) == ["d.jsonl"]
+
+
+def test_output_files_respect_umask(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    old = os.umask(0o022)
+    try:
+        assert tok(src, tmp_path / "tok", "--rejects", tmp_path / "rej.jsonl").exit_code == 0
+    finally:
+        os.umask(old)
+    out = tmp_path / "tok"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    for p in [*out.iterdir(), tmp_path / "rej.jsonl"]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores permissions")
+def test_unwritable_output_location(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        res = tok(src, locked / "tok")
+    finally:
+        locked.chmod(0o755)
+    assert res.exit_code == 2
+    assert res.stderr == f"error: -o {locked / 'tok'}: cannot write in {locked}: Permission denied\n"
+    assert os.listdir(locked) == []
+
+
+# --- item 15: inputs that are not a readable file ----------------------------------------------------------
+
+
+def test_missing_input_directory_and_stdin(tmp_path, tok):
+    out = tmp_path / "tok"
+    res = tok(tmp_path / "nope.jsonl", out)
+    assert (res.exit_code, res.stderr) == (2, f"error: {tmp_path / 'nope.jsonl'}: file not found\n")
+    res = tok(tmp_path, out)
+    assert res.exit_code == 2
+    assert res.stderr == f"error: {tmp_path}: is a folder; give a .jsonl or .json file of records\n"
+    res = tok("-", out)
+    assert res.exit_code == 2
+    assert res.stderr == (
+        "error: -: tokenize reads a file, not standard input (the input's hash keys the cache); "
+        "save the records to a .jsonl or .json file and pass its path\n"
+    )
+    assert not out.exists()
+
+
+def test_damaged_metadata_is_a_clear_error(tmp_path, tok, run_cli):
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    assert tok(src, out).exit_code == 0
+    meta = out / "instructgen_meta.json"
+    meta.write_bytes(meta.read_bytes()[:50])
+    res = tok(src, out)
+    assert res.exit_code == 2
+    assert res.stderr.startswith(
+        f"error: -o {out}: the folder holds files instructgen did not write (instructgen_meta.json (damaged))"
+    )
+    res = run_cli("inspect", out)
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: {meta}: damaged (not valid JSON at line ")
+    assert "Traceback" not in res.stderr
+    res = tok(src, out, "--overwrite")
+    assert res.exit_code == 0, res.stderr
+    json.loads(meta.read_text())
+
+
+def test_temporary_folder_is_hidden_beside_the_output(tmp_path):
+    """The temporary name is hidden and tied to the output's name and our pid (cleanup is targeted)."""
+    from instructgen.tokenize.pipeline import OutputFolder
+
+    f = OutputFolder(tmp_path / "tok")
+    f.check()
+    tmp = f.stage()
+    assert tmp.parent == tmp_path and tmp.name.startswith(f".tok.instructgen-tmp-{os.getpid()}-")
+    shutil.rmtree(tmp)
+
+
+def test_output_under_a_file_is_a_clear_error(tmp_path, tok):
+    """Runs as root too (where permissions do not stop a write): a file where a folder must be."""
+    src = _write(tmp_path / "d.jsonl")
+    res = tok(src, tmp_path / "d.jsonl" / "tok")
+    assert res.exit_code == 2
+    assert res.stderr == f"error: -o {tmp_path / 'd.jsonl' / 'tok'}: {src} is a file, not a folder\n"
+    assert sorted(os.listdir(tmp_path)) == ["d.jsonl"]
