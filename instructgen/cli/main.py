@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from .identity import identity_cmd, mix_cmd, scan_cmd
+from .dataops import mix_cmd, split_cmd
+from .identity import identity_cmd, scan_cmd
 from .tasks import classify_cmd, ner_cmd
 from .templates import templates_group
 from .tokenize import formats_cmd, inspect_cmd, tokenize_cmd
@@ -28,7 +29,8 @@ cli.add_command(classify_cmd)
 cli.add_command(templates_group)
 cli.add_command(identity_cmd)
 cli.add_command(scan_cmd)
-cli.add_command(mix_cmd)
+cli.add_command(mix_cmd)  # N sources; the two-file --ratio form still works
+cli.add_command(split_cmd)
 cli.add_command(tokenize_cmd)
 cli.add_command(inspect_cmd)
 cli.add_command(formats_cmd)

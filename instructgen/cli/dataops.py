@@ -1,0 +1,191 @@
+"""`split`, `mix`, `stats`, `export`: from records to a training run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError
+from .common import fail_cleanly
+
+FILE_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+ROW_FORMATS = ("alpaca", "sharegpt", "messages", "query-response")
+
+
+def _kind_of_output(path: str, default: str = "jsonl") -> str:
+    if path == "-":
+        return "jsonl"
+    return FILE_KINDS.get(Path(path).suffix.lower(), default)
+
+
+@click.command("split")
+@click.argument("path", type=click.Path())
+@click.option("-o", "--output", required=True, help="Folder for train/validation/test files (or the DatasetDict).")
+@click.option(
+    "--ratios",
+    default="85,10,5",
+    show_default=True,
+    help="Shares of the splits, in percent (85,10,5) or fractions (0.85,0.1,0.05).",
+)
+@click.option("--names", default=None, help="Split names, default train,validation,test (as many as ratios).")
+@click.option(
+    "--group-by",
+    default=None,
+    metavar="FIELD[,FIELD]",
+    help="Keep rows with the same value of this (dotted) field together, e.g. meta.key. "
+    "Default: the key our --meta records carry (meta.question_id, meta.key, meta.source_file+line).",
+)
+@click.option(
+    "--stratify",
+    default=None,
+    metavar="FIELD",
+    help="Keep this field's shares equal across splits, e.g. meta.label, meta.lang, meta.direction.",
+)
+@click.option("--save-to-disk", is_flag=True, help="Write a datasets.DatasetDict folder instead of files.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the group order.")
+@fail_cleanly
+def split_cmd(path, output, ratios, names, group_by, stratify, save_to_disk, seed):
+    """Split PATH (records in any layout) into train/validation/test without leaks between them.
+
+    Records made from one source item (both directions of a pair, the original and inverted
+    records of a sentence, every answer to one identity question) stay in one split.
+    """
+    from ..dataops.rows import load_rows, write_rows
+    from ..dataops.split import parse_ratios, split_rows
+
+    shares = parse_ratios(ratios)
+    rowset = load_rows(path)
+    result = split_rows(
+        rowset.rows,
+        shares,
+        names=[n.strip() for n in names.split(",")] if names else None,
+        seed=seed,
+        group_by=[f.strip() for f in group_by.split(",") if f.strip()] if group_by else None,
+        stratify=stratify,
+    )
+    out = Path(output)
+    parts = {name: [rowset.rows[i] for i in result.indices(k)] for k, name in enumerate(result.names)}
+    if save_to_disk:
+        import datasets
+
+        try:
+            dd = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in parts.items()})
+        except Exception as exc:
+            raise ConfigError(f"{path}: these rows do not fit one Arrow schema ({exc}); write files instead") from None
+        dd.save_to_disk(str(out))
+        written = [str(out)]
+    else:
+        kind = "jsonl" if rowset.kind == "hf" else rowset.kind
+        suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet"}[kind]
+        written = []
+        for name, rows in parts.items():
+            write_rows(rows, out / f"{name}{suffix}", kind)
+            written.append(str(out / f"{name}{suffix}"))
+    click.echo(result.summary(), err=True)
+    click.echo(f"  wrote {', '.join(written)}", err=True)
+
+
+def _legacy_mix(special, general, ratio, output, fmt, columns, meta, seed):
+    """`mix SPECIAL GENERAL --ratio R`: the two-file mix identity users know, unchanged."""
+    from ..io.records import read_records
+    from ..io.writers import RecordWriter
+    from ..mix import mix
+    from .common import parse_columns
+
+    rows, note = mix(
+        [r for _, r in read_records(special)], [r for _, r in read_records(general)], ratio, seed=seed
+    )
+    with RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer:
+        for r in rows:
+            writer.write(r)
+    click.echo(f"mix: {note}", err=True)
+
+
+@click.command("mix")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("-o", "--output", default="-", show_default=True, help="Output file (.jsonl, .json, .parquet) or '-'.")
+@click.option("--total", type=int, default=None, help="Rows in the output; one source without a spec takes the rest.")
+@click.option("--allow-repeat", is_flag=True, help="Repeat rows of a source asked for more rows than it has.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", *ROW_FORMATS, "alpaca-json"]),
+    default="auto",
+    show_default=True,
+    help="auto keeps the rows as they are (the sources must share a layout); a layout converts every row.",
+)
+@click.option("--drop-meta", is_flag=True, help="Leave out the rows' 'meta' objects (kept by default).")
+@click.option(
+    "--manifest",
+    default=None,
+    metavar="FILE",
+    help="Where to write the manifest (default: mix_manifest.json beside the output).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of row choice and order.")
+@click.option("--ratio", type=float, default=None, help="Two-file form: share of the FIRST file (e.g. 0.1).")
+@click.option("--columns", default=None, hidden=True)
+@click.option("--meta", is_flag=True, hidden=True)
+@click.option("--rejects", default=None, hidden=True)
+@click.option("-q", "--quiet", is_flag=True, hidden=True)
+@fail_cleanly
+def mix_cmd(sources, output, total, allow_repeat, fmt, drop_meta, manifest, seed, ratio, columns, meta, rejects, quiet):
+    """Mix record files: SOURCE is PATH:SHARE (0.1 or 10% of the output), PATH:COUNT (5000), or PATH (all).
+
+    \b
+      instructgen mix identity.jsonl:0.1 general.jsonl:5000 code.json -o mixed.jsonl
+      instructgen mix a.jsonl:0.3 b.jsonl --total 10000 -o mixed.jsonl   # b fills the rest
+      instructgen mix identity.jsonl general.jsonl --ratio 0.1 -o mixed.jsonl   # the two-file form
+
+    No row is repeated unless --allow-repeat. Rows keep their fields and meta. A manifest lists
+    every source's sha256, rows available and rows taken; the same inputs and seed give the same bytes.
+    """
+    if ratio is not None:
+        if len(sources) != 2 or any(":" in s and not Path(s).exists() for s in sources):
+            raise click.UsageError("--ratio is the two-file form: mix SPECIAL GENERAL --ratio R")
+        legacy_fmt = "alpaca" if fmt == "auto" else fmt
+        _legacy_mix(sources[0], sources[1], ratio, output, legacy_fmt, columns, meta, seed)
+        return
+    from ..dataops.mixing import mix_sources, parse_source
+    from ..dataops.rows import file_sha256, load_rows, write_rows
+
+    parsed = [parse_source(s) for s in sources]
+    for s in parsed:
+        s.rows = load_rows(s.path)
+    result = mix_sources(parsed, total=total, seed=seed, allow_repeat=allow_repeat)
+    rows = result.rows
+    layouts = sorted({s.rows.layout for s in parsed if s.rows})
+    if fmt == "auto" and len(layouts) > 1:
+        raise ConfigError(
+            f"the sources have different layouts ({', '.join(layouts)}); choose one with --format"
+        )
+    out_format = layouts[0] if fmt == "auto" else fmt
+    if fmt != "auto":
+        from ..io.records import row_to_record
+        from ..io.writers import record_to_row
+
+        layout = "alpaca" if fmt == "alpaca-json" else fmt
+        rows = [record_to_row(row_to_record(r), layout, with_meta=True) for r in rows]
+    if drop_meta:
+        rows = [{k: v for k, v in r.items() if k != "meta"} for r in rows]
+    kind = "json" if fmt == "alpaca-json" else _kind_of_output(output)
+    if output == "-":
+        encode = json.JSONEncoder(ensure_ascii=False).encode  # the writers' encoder
+        for r in rows:
+            sys.stdout.write(encode(r) + "\n")
+    else:
+        write_rows(rows, output, kind)
+    manifest_path = manifest or (None if output == "-" else str(Path(output).parent / "mix_manifest.json"))
+    if manifest_path:
+        data = result.manifest(
+            None if output == "-" else output,
+            None if output == "-" else file_sha256(output),
+            out_format,
+        )
+        Path(manifest_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(manifest_path).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    click.echo(result.summary(), err=True)
+    if manifest_path:
+        click.echo(f"  manifest: {manifest_path}", err=True)
