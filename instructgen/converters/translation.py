@@ -21,6 +21,7 @@ from ..errors import ConfigError, InputError
 from ..io.readers import FieldSpec, extract_pair
 from ..quality.filters import leftover_placeholders, length_ratio, length_units
 from ..quality.langid import LanguageCheck, make_backend
+from ..quality.placement import choose_fitting
 from ..schema import Example, Record, Rejected
 from ..templates.languages import language_name, normalize_code
 from ..templates.pool import PoolSet
@@ -167,7 +168,18 @@ class TranslationConverter:
             else:
                 s_text, t_text, s_code, t_code = tgt, src, self.tgt, self.src
             lang = self._pool_language(key, s_code, t_code)
-            template = self.pools.choose(lang, opts.seed, key)
+            # a source that cannot sit inside the drawn template (long, quoted, several sentences) is
+            # re-drawn among the templates that delimit it; records whose source fits keep their draw
+            template = choose_fitting(self.pools.by_language[lang], opts.seed, TASK, key, s_text)
+            if template is None:
+                out.append(
+                    reject(
+                        "undelimited_source",
+                        f"no '{lang}' template delimits this source",
+                        {"direction": direction},
+                    )
+                )
+                continue
             values = {
                 "source": s_text,
                 "target": t_text,
