@@ -86,8 +86,11 @@ def plan_counts(sources: list[MixSource], total: int | None) -> int:
     shares = [s for s in sources if s.kind == "share"]
     rest = [s for s in sources if s.kind == "rest" or (s.kind == "all" and total is not None)]
     share_sum = sum(s.value for s in shares)
-    if share_sum >= 1:
-        raise ConfigError(f"the shares add up to {share_sum:g}; they must leave room for the other sources")
+    if share_sum > 1 + 1e-9 or (share_sum >= 1 - 1e-9 and total is None):
+        raise ConfigError(
+            f"the shares add up to {share_sum:g}; they must leave room for the other sources "
+            "(or add up to 1 with --total)"
+        )
     if total is not None and len(rest) > 1:
         names = ", ".join(s.path for s in rest)
         raise ConfigError(
@@ -183,6 +186,7 @@ def mix_sources(
     total = plan_counts(sources, total)
     chosen: list[tuple[int, int, int]] = []  # (order hash, source index, row index)
     seen: Counter = Counter()
+    of_total = f" of {total} output rows"
     for si, s in enumerate(sources):
         assert s.rows is not None
         n = len(s.rows.rows)
@@ -191,7 +195,8 @@ def mix_sources(
         seen[s.rows.sha256] += 1
         if s.taken > n and not allow_repeat:
             raise ConfigError(
-                f"{s.path}: {s.taken} rows asked ({s.spec}), it has {n}; lower the share or count, "
+                f"{s.path}: {s.taken} rows asked ({s.spec}{of_total if s.kind == 'share' else ''}), it has {n}; "
+                "lower the share or count, "
                 "or pass --allow-repeat to repeat rows"
             )
         if s.taken and not n:
