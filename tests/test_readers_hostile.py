@@ -299,3 +299,111 @@ def test_corrupt_save_to_disk_folder_is_an_input_error(tmp_path):
     with pytest.raises(InputError) as info:
         translate(d)
     assert str(info.value).startswith(f"{d}: cannot load the saved dataset (")
+
+
+# --- items 4 and 15: tokenize's record reader --------------------------------------------------------
+
+
+def read_one(tmp_path: Path, row: str, name: str = "r.jsonl"):
+    from instructgen.io.records import read_records
+
+    p = write(tmp_path, name, row + "\n")
+    with pytest.raises(InputError) as info:
+        list(read_records(p))
+    skipped = list(read_records(p, on_error="skip"))
+    assert len(skipped) == 1 and isinstance(skipped[0][1], Rejected)
+    assert (skipped[0][1].reason, skipped[0][1].line) == (info.value.reason, 1)
+    return str(info.value).removeprefix(f"{p}:1")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        # before: written as the text "None", "{'a': 1}" and "5" (str() of the value)
+        ('{"instruction": "Hi", "output": null}', ", field 'output': expected text, found null"),
+        ('{"instruction": {"a": 1}, "output": "x"}', ", field 'instruction': expected text, found object"),
+        ('{"query": "Hi", "response": 5}', ", field 'response': expected text, found number"),
+        ('{"instruction": "Hi", "input": [1], "output": "x"}', ", field 'input': expected text, found array"),
+        # before: pydantic ValidationError / ValueError / TypeError tracebacks
+        (
+            '{"instruction": "Hi", "output": "x", "system": 5}',
+            ", field 'system': expected text, found number",
+        ),
+        (
+            '{"instruction": "Hi", "output": "x", "history": "ab"}',
+            ", field 'history': expected a list of [user, assistant] pairs, found string",
+        ),
+        (
+            '{"instruction": "Hi", "output": "x", "history": [["a"]]}',
+            ", field 'history[0]': expected a [user, assistant] pair",
+        ),
+        (
+            '{"instruction": "Hi", "output": "x", "history": [["a", null]]}',
+            ", field 'history[0][1]': expected text, found null",
+        ),
+        ('{"messages": null}', ", field 'messages': expected a list of turns, found null"),
+        (
+            '{"system": ["s"], "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+            ", field 'system': expected text, found array",
+        ),
+        # before: the content parts were written as raw JSON text
+        (
+            '{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}, {"role": "assistant", "content": "b"}]}',
+            ", field 'messages[0].content[0]': a content part of type 'image_url' is not text; only text parts can be joined",
+        ),
+        (
+            '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": null}]}',
+            ", field 'messages[1].content': expected text, found null",
+        ),
+        (
+            '{"conversations": [{"from": "human", "value": 1}, {"from": "gpt", "value": "b"}]}',
+            ", field 'conversations[0].value': expected text, found number",
+        ),
+        (
+            '{"instruction": "\\udc00", "output": "x"}',
+            ", field 'instruction': a lone UTF-16 surrogate (\\ud800-\\udfff, e.g. a JSON escape) is not text",
+        ),
+        ("[" * 50_000, ": invalid JSON: nested too deeply to read"),
+    ],
+)
+def test_record_fields_that_are_not_text(tmp_path, row, message):
+    assert read_one(tmp_path, row) == message
+
+
+def test_text_content_parts_are_joined(tmp_path):
+    from instructgen.io.records import read_records
+
+    p = write(
+        tmp_path,
+        "p.jsonl",
+        '{"messages": [{"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]},'
+        ' {"role": "assistant", "content": "Hi"}]}\n',
+    )
+    ((line, rec),) = list(read_records(p))
+    assert (line, rec.instruction, rec.output) == (1, "Hello there", "Hi")
+
+
+def test_record_json_array_rejection_keeps_the_row(tmp_path):
+    from instructgen.io.records import read_records
+
+    p = write(
+        tmp_path, "a.json", '[{"instruction": "a", "output": "b"}, {"instruction": "a", "output": ["b"]}]'
+    )
+    got = list(read_records(p, on_error="skip"))
+    assert got[0][1].output == "b"
+    rej = got[1][1]
+    assert (rej.reason, rej.line, rej.detail) == (
+        "bad_field",
+        2,
+        "field 'output': expected text, found array",
+    )
+    assert rej.example == {"raw": '{"instruction": "a", "output": ["b"]}'}
+    with pytest.raises(InputError, match=r"a\.json:2, field 'output': expected text, found array"):
+        list(read_records(p))
+
+
+def test_record_reader_on_a_folder_says_so(tmp_path):
+    from instructgen.io.records import read_records
+
+    with pytest.raises(InputError, match="is a folder, not a file"):
+        list(read_records(tmp_path))

@@ -553,7 +553,7 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
                 raise row
             if not isinstance(row, dict):
                 raise InputError(
-                    f"expected a JSON object, found {_json_type(row)}",
+                    f"expected a JSON object, found {json_type(row)}",
                     path=shown,
                     line=line,
                     reason="malformed_json",
@@ -567,7 +567,7 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
         yield _pair_example(src, tgt, shown, line)
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     """The JSON name of a parsed value's type, for messages ("found array", not "found list")."""
     if value is None:
         return "null"
@@ -622,7 +622,7 @@ def _iter_rows(
         try:
             if not isinstance(row, dict):
                 raise InputError(
-                    f"expected an object, found {_json_type(row)}",
+                    f"expected an object, found {json_type(row)}",
                     path=shown,
                     line=i + 1,
                     reason="malformed_json",
@@ -633,12 +633,12 @@ def _iter_rows(
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield rejected_from(exc, _dump(row))
+            yield rejected_from(exc, dump_row(row))
             continue
         yield _pair_example(src, tgt, shown, i + 1)
 
 
-def _dump(row: Any) -> str:
+def dump_row(row: Any) -> str:
     """A row as JSON text for the rejects file, whatever it holds (deep, surrogates, odd types)."""
     try:
         return printable(json.dumps(row, ensure_ascii=False, default=str))[:2000]
