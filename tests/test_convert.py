@@ -1,0 +1,128 @@
+"""`instructgen convert`: existing instruction data into any layout, through checks and dedup."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from instructgen.convert import convert, record_digest
+from instructgen.io.records import read_records
+from instructgen.schema import Record, Turn
+
+ROWS = [
+    {"instruction": "Translate to German.", "input": "Good morning", "output": "Guten Morgen"},
+    {
+        "instruction": "And in French?",
+        "input": "",
+        "output": "Bonjour",
+        "system": "You are a careful translator.",
+        "history": [["Translate to Spanish: Good morning", "Buenos días"]],
+    },
+    {"instruction": "Name a prime.", "input": "", "output": "7"},
+]
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _records(path) -> list[Record]:
+    return [r for _, r in read_records(path)]
+
+
+@pytest.mark.parametrize("layout", ["alpaca", "alpaca-json", "sharegpt", "messages", "query-response"])
+def test_round_trip_through_each_layout(tmp_path, run_cli, layout):
+    src = _write_jsonl(tmp_path / "in.jsonl", ROWS)
+    mid = tmp_path / ("mid.json" if layout == "alpaca-json" else "mid.jsonl")
+    back = tmp_path / "back.jsonl"
+    first = run_cli("convert", src, "--format", layout, "-o", mid)
+    assert first.exit_code == 0, first.stderr
+    assert first.stderr == "convert: read 3, wrote 3, rejected 0\n"
+    again = run_cli("convert", mid, "--format", "alpaca", "-o", back)
+    assert again.exit_code == 0, again.stderr
+    original, returned = _records(src), _records(back)
+    if layout in ("alpaca", "alpaca-json"):
+        assert returned == original
+    else:
+        # chat layouts hold one user turn: instruction and input come back joined, as chat formats show them
+        for o, r in zip(original, returned, strict=True):
+            assert (r.instruction, r.input) == (o.prompt_text(), "")
+            assert (r.output, r.system, r.history) == (o.output, o.system, o.history)
+
+
+def test_sharegpt_layout_is_exact(tmp_path, run_cli):
+    src = _write_jsonl(tmp_path / "in.jsonl", ROWS[1:2])
+    out = tmp_path / "out.jsonl"
+    assert run_cli("convert", src, "--format", "sharegpt", "-o", out).exit_code == 0
+    assert json.loads(out.read_text(encoding="utf-8")) == {
+        "conversations": [
+            {"from": "human", "value": "Translate to Spanish: Good morning"},
+            {"from": "gpt", "value": "Buenos días"},
+            {"from": "human", "value": "And in French?"},
+            {"from": "gpt", "value": "Bonjour"},
+        ],
+        "system": "You are a careful translator.",
+    }
+
+
+def test_bad_rows_are_rejected_by_reason(tmp_path, run_cli):
+    rows = [
+        *ROWS,
+        ROWS[0],  # exact duplicate
+        {"instruction": "  ", "input": "", "output": "x"},
+        {"instruction": "Say hi", "input": "", "output": " "},
+        {"conversations": [{"from": "human", "value": "hi"}]},  # no assistant turn
+    ]
+    src = tmp_path / "in.jsonl"
+    _write_jsonl(src, rows)
+    with src.open("a", encoding="utf-8") as f:
+        f.write("{not json\n")
+    out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    res = run_cli("convert", src, "--on-error", "skip", "--rejects", rejects, "-o", out)
+    assert res.exit_code == 0, res.stderr
+    assert res.stderr.splitlines()[:6] == [
+        "convert: read 8, wrote 3, rejected 5",
+        "  rejected duplicate_record: 1",
+        "  rejected empty_output: 1",
+        "  rejected empty_prompt: 1",
+        "  rejected malformed_json: 1",
+        "  rejected malformed_row: 1",
+    ]
+    reasons = [json.loads(line)["reason"] for line in rejects.read_text(encoding="utf-8").splitlines()]
+    assert reasons == ["duplicate_record", "empty_prompt", "empty_output", "malformed_row", "malformed_json"]
+    dup = json.loads(rejects.read_text(encoding="utf-8").splitlines()[0])
+    assert (dup["line"], dup["detail"]) == (4, "same conversation as line 1")
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_malformed_row_stops_with_file_and_line_by_default(tmp_path, run_cli):
+    src = _write_jsonl(tmp_path / "in.jsonl", [ROWS[0], {"conversations": [{"from": "human", "value": "hi"}]}])
+    res = run_cli("convert", src, "-o", tmp_path / "out.jsonl")
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: {src}:2")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_placeholders_only_when_asked(tmp_path):
+    src = _write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Fill {{ name }} in.", "output": "ok"}])
+    items, _ = convert(src)
+    assert [type(i).__name__ for i in items] == ["Record"]
+    items, _ = convert(src, placeholders=True)
+    assert [getattr(i, "reason", None) for i in items] == ["unrendered_placeholder"]
+
+
+def test_dedup_key_is_unambiguous():
+    a = Record(instruction="ab", input="c", output="d")
+    b = Record(instruction="a", input="bc", output="d")
+    assert record_digest(a) != record_digest(b)
+    with_history = Record(instruction="x", output="y", history=[Turn(user="u", assistant="v")])
+    assert record_digest(with_history) != record_digest(Record(instruction="x", output="y"))
+
+
+@pytest.mark.shared
+def test_alpaca_demo_duplicates_counted(shared_data, tmp_path, run_cli):
+    res = run_cli("convert", shared_data / "alpaca_zh_demo.json", "--format", "messages", "-o", tmp_path / "m.jsonl")
+    assert res.exit_code == 0
+    assert res.stderr.splitlines()[:2] == ["convert: read 1000, wrote 992, rejected 8", "  rejected duplicate_record: 8"]
