@@ -4,9 +4,12 @@ TRL packs within 1,000-row map batches and torchtune fills greedily; packing the
 once wastes less. Rows are packed by length (longest first) into the bin with the least room
 that still fits, found by bisection over a sorted list of remaining capacities, so the plan is
 O(n log n) and deterministic (ties go to the lower index). Each packed row keeps every
-example's boundaries: `position_ids` restart at 0 and `seq_lens` lists the lengths, so
-attention can be kept within examples (FlashAttention varlen, or a block mask); the first
-label of every example is -100 so no example learns to predict from the one before it.
+example's boundaries twice: `position_ids` restart at 0, and `seq_lens` lists the lengths.
+`position_ids` is the one that matters: it is a forward() argument, so HF Trainer's
+`remove_unused_columns` keeps it while it drops `seq_lens`, and the Collator rebuilds the
+boundaries from where it restarts (then a 4D block mask for sdpa/eager, or a padding-free row
+for FlashAttention varlen). The first label of every example is -100 so no example learns to
+predict from the one before it.
 """
 
 from __future__ import annotations
