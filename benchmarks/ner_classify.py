@@ -91,7 +91,7 @@ def main() -> None:
                 def go(src=src, target=target, lang=lang) -> int:
                     run = NerRun()
                     conv = NerConverter(NerOptions(target=target, instruction_lang=lang))
-                    write(conv.stream(read_tagged(src), run), tmp)
+                    write(conv.stream(lambda: read_tagged(src), run), tmp)  # as the CLI: a reopenable input
                     return run.report.read
 
                 timed(f"ner {name} --target {target}", go, args.repeats)
@@ -113,7 +113,7 @@ def main() -> None:
             def go(src=src, kw=kw) -> int:
                 run = ClassifyRun()
                 conv = ClassificationConverter(ClassifyOptions(**kw))
-                write(conv.stream(iter_rows(src), run, str(src)), tmp)
+                write(conv.stream(lambda: iter_rows(src), run, str(src)), tmp)
                 return run.report.read
 
             timed(f"classify {name}", go, args.repeats)

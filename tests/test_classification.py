@@ -152,12 +152,13 @@ def test_stream_checks_every_row_first_then_converts_lazily(tmp_path):
     p.write_text("text\tlabel\ngood film\tpos\n\tneg\nbad film\tneg\n", encoding="utf-8")
     conv = ClassificationConverter(ClassifyOptions(seed=1))
     run = ClassifyRun()
-    outcomes = conv.stream(iter_rows(p), run, str(p))
+    outcomes = conv.stream(lambda: iter_rows(p), run, str(p))
     assert (run.report.read, run.report.written, dict(run.labels_in)) == (3, 0, {"pos": 1, "neg": 1})
     items = list(outcomes)
-    assert [getattr(x, "reason", None) for x in items] == ["empty_text", None, None]
-    assert items[0].line == 3
-    assert [x.meta["label"] for x in items[1:]] == ["pos", "neg"]
+    # input order: the second read streams rejections where they occur (issue 11 item 16)
+    assert [getattr(x, "reason", None) for x in items] == [None, "empty_text", None]
+    assert items[1].line == 3
+    assert [x.meta["label"] for x in items if not getattr(x, "reason", None)] == ["pos", "neg"]
     assert (run.report.written, dict(run.labels_out), run.records) == (2, {"pos": 1, "neg": 1}, [])
 
 

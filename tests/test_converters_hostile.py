@@ -168,3 +168,76 @@ def test_classify_rows_that_are_not_objects_are_counted_rejections(tmp_path, run
     as_list = instructgen.classify(rows)  # the Python API with rows in memory: counted, not a crash
     assert as_list.report.rejected == {"malformed_json": 3}
     assert [r.meta["label"] for r in as_list.records] == ["pos", "neg"]
+
+
+# --- item 16: two reads in flat memory instead of holding the input -------------------------------
+
+
+def test_two_pass_keeps_a_small_input_and_reads_a_large_one_again():
+    from instructgen.converters.twopass import TwoPass
+
+    opened = []
+
+    def source():
+        opened.append(1)
+        return iter(range(5))
+
+    small = TwoPass(source, limit=5)
+    assert list(small.first()) == list(range(5)) and small.count == 5
+    assert list(small.second()) == list(range(5)) and len(opened) == 1  # replayed from memory
+    large = TwoPass(source, limit=4)
+    assert list(large.first()) == list(range(5))
+    assert large._held is None  # nothing kept beyond the limit
+    assert list(large.second()) == list(range(5)) and len(opened) == 3  # read again
+    once = TwoPass(iter(range(5)), limit=1)  # a generator cannot be read twice: held whatever its size
+    assert list(once.first()) == list(range(5)) and list(once.second()) == list(range(5))
+
+
+def test_input_that_changes_between_the_two_reads_is_an_error(tmp_path):
+    from instructgen.converters.twopass import TwoPass
+
+    p = tmp_path / "rows.txt"
+    p.write_text("a\nb\nc\n")
+    passes = TwoPass(lambda: p.read_text().splitlines(), limit=1, shown=str(p))
+    assert list(passes.first()) == ["a", "b", "c"]
+    p.write_text("a\nb\n")
+    with pytest.raises(instructgen.errors.InputError) as info:
+        list(passes.second())
+    assert (
+        str(info.value)
+        == f"{p}: the input changed while it was converted: 3 items on the first read, 2 on the second"
+    )
+
+
+def test_ner_and_classify_give_the_same_bytes_whether_the_input_is_kept_or_read_twice(
+    tmp_path, run_cli, monkeypatch
+):
+    from instructgen.converters import twopass
+
+    conll = tmp_path / "t.conll"
+    conll.write_text(
+        "John B-PER\nruns O\n\nbroken\n\nAnn I-PER\nin O\nParis I-LOC\n\nnothing O\n\nBob I-PER\n",
+        encoding="utf-8",
+    )
+    tsv = _tsv(tmp_path)
+    outputs = []
+    for limit in (1_000_000, 1):  # kept in memory, then read twice
+        monkeypatch.setattr(twopass, "REPLAY_LIMIT", limit)
+        d = tmp_path / str(limit)
+        res = run_cli("ner", conll, "--on-error", "skip", "--max-empty-ratio", "0.2", "--meta",
+                      "--rejects", d / "r.jsonl", "-o", d / "o.jsonl")  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        assert "note: scheme: iob1" in res.stderr  # voted over the whole file on the first read
+        assert [json.loads(x)["reason"] for x in (d / "r.jsonl").read_text().splitlines()] == [
+            "malformed_row",
+            "too_many_empty",
+        ]
+        res = run_cli("classify", tsv, "--meta", "-o", d / "c.jsonl")
+        assert res.exit_code == 0, res.stderr
+        outputs.append([(d / n).read_bytes() for n in ("o.jsonl", "r.jsonl", "c.jsonl")])
+    assert outputs[0] == outputs[1]
+    ner_rows = [json.loads(x) for x in outputs[0][0].decode().splitlines()]
+    assert [r["meta"]["entities"] for r in ner_rows] == [[["John", "PER"]], [["Ann", "PER"], ["Paris", "LOC"]],
+                                                         [["Bob", "PER"]]]  # fmt: skip
+    rows = [json.loads(x) for x in outputs[0][2].decode().splitlines()]
+    assert [r["meta"]["label"] for r in rows] == ["pos", "neg"]

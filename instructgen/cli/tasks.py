@@ -42,8 +42,8 @@ def _names(value: str | None) -> list[str] | None:
 
 
 def _convert_and_write(
-    stream: Callable[[Iterable[Any], Any], Iterator[Record | Rejected]],
-    items: Iterable[Any],
+    stream: Callable[[Any, Any], Iterator[Record | Rejected]],
+    open_items: Callable[[], Iterable[Any]],
     run: Any,
     *,
     desc: str,
@@ -55,11 +55,21 @@ def _convert_and_write(
     meta: bool,
     rejects: str | None,
 ) -> None:
-    """Read the whole input (a counter shows only if that takes a while), then write records and
-    rejections as the converter makes them, under a bar: nothing is held but the parsed input."""
-    reading = tqdm(items, desc=f"{desc}: reading", unit=unit, disable=quiet, delay=1.0, leave=False)
-    outcomes = stream(reading, run)  # reads and checks everything: run.report.read is the total now
-    reading.close()
+    """Plan on a first read of the input (a counter shows only if that takes a while), then
+    write records and rejections as the converter makes them, under a bar. `open_items` opens
+    the input afresh, so a large input is read twice instead of held (see `TwoPass`)."""
+    bars: list[tqdm] = []
+
+    def opened() -> Iterable[Any]:
+        items = open_items()
+        if bars:  # the second read: the writing bar counts it
+            return items
+        bars.append(tqdm(items, desc=f"{desc}: reading", unit=unit, disable=quiet, delay=1.0, leave=False))
+        return bars[0]
+
+    outcomes = stream(opened, run)  # reads and checks everything: run.report.read is the total now
+    for bar in bars:
+        bar.close()
     total = run.report.read
     show = not quiet and total >= PROGRESS_MIN_ROWS
     with (
@@ -165,14 +175,17 @@ def ner_cmd(
         inverted_ratio=inverted_ratio,
         meta=meta,
     )
-    items = read_tagged(
-        input_path,
-        input_format=input_format,
-        tag_col=tag_col,
-        tag_names=_names(tag_names),
-        on_error=on_error,
-        split=split,
-    )
+
+    def items():
+        return read_tagged(
+            input_path,
+            input_format=input_format,
+            tag_col=tag_col,
+            tag_names=_names(tag_names),
+            on_error=on_error,
+            split=split,
+        )
+
     run = NerRun()
     _convert_and_write(
         NerConverter(options).stream,

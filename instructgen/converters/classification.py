@@ -24,8 +24,11 @@ from ..io.readers import iter_jsonl, iter_text_lines, load_json_array, rejected_
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
+from .twopass import Source, TwoPass
 
 TASK = "classification"
+
+Row = tuple[int, Any] | Rejected  # (line, row) from a reader, or the reader's rejection
 
 HEADERS = {
     "en": ["Options:", "OPTIONS:", "Choices:", "Possible answers:"],
@@ -205,9 +208,7 @@ class ClassificationConverter:
             )
         return text
 
-    def run(
-        self, rows: Iterable[tuple[int, dict[str, Any]] | Rejected], source: str | None = None
-    ) -> ClassifyRun:
+    def run(self, rows: Source[Row], source: str | None = None) -> ClassifyRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
         run = ClassifyRun()
         for item in self.stream(rows, run, source):
@@ -215,77 +216,78 @@ class ClassificationConverter:
         return run
 
     def stream(
-        self,
-        rows: Iterable[tuple[int, dict[str, Any]] | Rejected],
-        run: ClassifyRun,
-        source: str | None = None,
+        self, rows: Source[Row], run: ClassifyRun, source: str | None = None
     ) -> Iterator[Record | Rejected]:
-        """Check every row now (the option list is the set of labels in the whole file), then
-        return an iterator that converts them one by one, so a writer can stream records out.
-        `run` gets the counts; after this call `run.report.read` is what the iterator accounts for."""
-        opts = self.options
-        items: list[tuple[int, dict[str, Any], str]] = []
-        rejected: list[Rejected] = []
-        with collector_paused():  # rows are held for the second pass (see gcpause)
-            for item in rows:
-                run.report.read += 1
+        """Check every row on a first read (the option list is the set of labels in the whole
+        file), then return an iterator that reads again and converts row by row, yielding records
+        and rejections in input order, so memory does not grow with the input.
+
+        `rows` is best a function that opens the input afresh (see `TwoPass`). `run` gets the
+        counts; after this call `run.report.read` is what the iterator accounts for.
+        """
+        passes: TwoPass[Row] = TwoPass(rows, shown=source)
+        with collector_paused():
+            for n, item in enumerate(passes.first()):
                 if isinstance(item, Rejected):
-                    rejected.append(item)
-                    run.report.reject(item)
                     continue
-                line, row = item
-                try:
-                    if not isinstance(row, dict):
-                        raise not_an_object(row, source, line)
-                    for what, col in (("text", opts.text_col), ("label", opts.label_col)):
-                        if col not in row:
-                            raise InputError(
-                                f"no {what} column '{col}' (the row has {', '.join(map(str, row))})",
-                                path=source,
-                                line=line,
-                                field=col,
-                                reason="missing_field",
-                            )
-                    name = self.label_name(row[opts.label_col], source, line)
-                    if not str(row[opts.text_col] or "").strip():
-                        raise InputError(
-                            "empty text", path=source, line=line, field=opts.text_col, reason="empty_text"
-                        )
-                except InputError as exc:
-                    if exc.reason in ("missing_field", "missing_label_names") and run.report.read == 1:
-                        raise
-                    rej = Rejected(
-                        reason=exc.reason,
-                        detail=exc.message,
-                        source_file=source,
+                checked = self._check(item, source, first=n == 0)
+                if isinstance(checked, str):
+                    run.labels_in[checked] += 1
+        run.report.read += passes.count
+        names = self.names or sorted(run.labels_in)
+        return self._convert_all(passes.second(), names, run, source)
+
+    def _check(self, item: tuple[int, Any], source: str | None, *, first: bool = False) -> str | Rejected:
+        """The row's label name, or the rejection of a row without a usable text and label. A
+        missing column on the first row is a wrong --text-col/--label-col, so it is raised."""
+        opts = self.options
+        line, row = item
+        try:
+            if not isinstance(row, dict):
+                raise not_an_object(row, source, line)
+            for what, col in (("text", opts.text_col), ("label", opts.label_col)):
+                if col not in row:
+                    raise InputError(
+                        f"no {what} column '{col}' (the row has {', '.join(map(str, row))})",
+                        path=source,
                         line=line,
-                        example=(
-                            {k: row.get(k) for k in (opts.text_col, opts.label_col)}
-                            if isinstance(row, dict)
-                            else {"raw": row}
-                        ),
+                        field=col,
+                        reason="missing_field",
                     )
-                    rejected.append(rej)
-                    run.report.reject(rej)
-                    continue
-                items.append((line, row, name))
-                run.labels_in[name] += 1
-        names = self.names or sorted({n for _, _, n in items})
-        return self._convert_all(items, rejected, names, run, source)
+            name = self.label_name(row[opts.label_col], source, line)
+            if not str(row[opts.text_col] or "").strip():
+                raise InputError(
+                    "empty text", path=source, line=line, field=opts.text_col, reason="empty_text"
+                )
+        except InputError as exc:
+            if first and exc.reason in ("missing_field", "missing_label_names"):
+                raise
+            return Rejected(
+                reason=exc.reason,
+                detail=exc.message,
+                source_file=source,
+                line=line,
+                example=(
+                    {k: row.get(k) for k in (opts.text_col, opts.label_col)}
+                    if isinstance(row, dict)
+                    else {"raw": row}
+                ),
+            )
+        return name
 
     def _convert_all(
-        self,
-        items: list[tuple[int, dict[str, Any], str]],
-        rejected: list[Rejected],
-        names: list[str],
-        run: ClassifyRun,
-        source: str | None,
+        self, rows: Iterable[Row], names: list[str], run: ClassifyRun, source: str | None
     ) -> Iterator[Record | Rejected]:
-        yield from rejected
         report, labels_out = run.report, run.labels_out
-        for line, row, name in items:
-            record = self.convert(row, name, names, line, source)
-            labels_out[name] += 1
+        for item in rows:
+            checked = item if isinstance(item, Rejected) else self._check(item, source)
+            if isinstance(checked, Rejected):
+                report.reject(checked)
+                yield checked
+                continue
+            line, row = item
+            record = self.convert(row, checked, names, line, source)
+            labels_out[checked] += 1
             report.written += 1
             report.templates[record.meta["template_id"]] += 1
             yield record
@@ -370,8 +372,9 @@ def classify(
 
 def open_classification(
     data: Any, *, input_format: str | None = None, on_error: str = "raise", **options: Any
-) -> tuple[ClassificationConverter, Iterable[tuple[int, dict[str, Any]] | Rejected], str | None]:
-    """The converter and the numbered rows for `data`, for callers that stream (the CLI)."""
+) -> tuple[ClassificationConverter, Source[Row], str | None]:
+    """The converter, the numbered rows of `data` (a function that reads them afresh, so that
+    `stream` can read twice in flat memory) and the name of the source, for the CLI."""
     if "label_names" in options and options["label_names"] is not None:
         options["label_names"] = tuple(options["label_names"])
     if "verbalise" in options and isinstance(options["verbalise"], dict):
@@ -384,11 +387,17 @@ def open_classification(
         if options.get("label_names") is None and hasattr(feat, "names"):
             options["label_names"] = tuple(feat.names)
         conv = ClassificationConverter(ClassifyOptions(**options))
-        return conv, ((i + 1, row) for i, row in enumerate(data)), None
+        return conv, lambda: _numbered(data), None
     conv = ClassificationConverter(ClassifyOptions(**options))
     if isinstance(data, (str, Path)):
-        return conv, iter_rows(data, input_format=input_format, on_error=on_error), str(data)
-    return conv, ((i + 1, row) for i, row in enumerate(data)), None
+        return conv, lambda: iter_rows(data, input_format=input_format, on_error=on_error), str(data)
+    if iter(data) is not data:  # a list: it can be read twice
+        return conv, lambda: _numbered(data), None
+    return conv, _numbered(data), None
+
+
+def _numbered(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    return ((i + 1, row) for i, row in enumerate(rows))
 
 
 class ClassifyBatchFn:

@@ -25,7 +25,8 @@ from ..io.tagged import TaggedSentence, row_to_sentence
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
-from .ner_tags import Span, decode, detect_scheme
+from .ner_tags import SchemeVote, Span, decode
+from .twopass import Source, TwoPass
 
 TASK = "ner"
 TARGETS = ("list", "json", "inline", "per-type")
@@ -182,6 +183,7 @@ class NerRun:
     report: Report = field(default_factory=lambda: Report(task=TASK))
     repairs: Counter = field(default_factory=Counter)
     scheme: str = ""
+    sentences_with_entities: int = 0  # from the planning pass: 0 means the input has no entity tags
 
 
 class NerConverter:
@@ -218,53 +220,67 @@ class NerConverter:
                     f"{self.options.target} uses as syntax; choose other words (--label {label}=...)"
                 )
 
-    def run(self, items: Iterable[TaggedSentence | Rejected]) -> NerRun:
+    def run(self, items: Source[TaggedSentence | Rejected]) -> NerRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
         run = NerRun()
         for item in self.stream(items, run):
             (run.records if isinstance(item, Record) else run.rejected).append(item)
         return run
 
-    def stream(self, items: Iterable[TaggedSentence | Rejected], run: NerRun) -> Iterator[Record | Rejected]:
-        """Read every sentence now (the scheme, the label set and the empty quota need the whole
-        file), then return an iterator that converts them one by one, so a writer can stream
-        records out instead of holding them all. `run` gets the counts, scheme and repairs; after
-        this call `run.report.read` is the number of items the iterator will account for."""
-        sentences: list[TaggedSentence] = []
-        read_rejects: list[Rejected] = []
+    def stream(self, items: Source[TaggedSentence | Rejected], run: NerRun) -> Iterator[Record | Rejected]:
+        """Plan on a first read (the scheme, the label set and the empty quota are file-wide),
+        then return an iterator that reads again and converts sentence by sentence, yielding
+        records and rejections in input order, so memory does not grow with the input.
+
+        `items` is best a function that opens the input afresh (see `TwoPass`). `run` gets the
+        counts, scheme and repairs; after this call `run.report.read` is the number of items the
+        iterator will account for, and `run.sentences_with_entities` how many have an entity.
+        """
+        source: TwoPass[TaggedSentence | Rejected] = TwoPass(items)
+        vote = SchemeVote() if self.options.scheme == "auto" else None
+        tags: set[str] = set()
+        labels: set[str] = set()
+        non_empty = 0
         with collector_paused():
-            for item in items:
-                if isinstance(item, Rejected):
-                    read_rejects.append(item)
-                    run.report.reject(item)
-                else:
-                    sentences.append(item)
-        run.report.read += len(sentences) + len(read_rejects)
-        scheme = self.options.scheme
-        if scheme == "auto":
-            scheme = detect_scheme([s.tags for s in sentences if s.char_spans is None])
-        run.scheme = scheme
-        label_set = _label_set(sentences)
+            for sent in source.first():
+                if isinstance(sent, Rejected):
+                    continue
+                if sent.char_spans is not None:
+                    labels.update(lab for _, _, lab in sent.char_spans)
+                    non_empty += bool(sent.char_spans)
+                    continue
+                sent_tags = sent.tags
+                if sent_tags.count("O") == len(sent_tags):
+                    continue
+                non_empty += any(t != "O" and len(t) > 2 for t in sent_tags)
+                tags.update(sent_tags)
+                if vote is not None:
+                    vote.add(sent_tags)
+        run.report.read += source.count
+        run.sentences_with_entities = non_empty
+        run.scheme = vote.scheme() if vote is not None else self.options.scheme
+        labels.update(tag[2:] for tag in tags if tag != "O" and len(tag) > 2)
         empties_allowed = None
         if self.options.max_empty_ratio is not None:
-            non_empty = sum(1 for s in sentences if _has_entity(s))
             r = self.options.max_empty_ratio
             empties_allowed = int(non_empty * r / (1 - r)) if r < 1 else None
-        return self._convert_all(sentences, read_rejects, scheme, label_set, empties_allowed, run)
+        return self._convert_all(source.second(), run.scheme, sorted(labels), empties_allowed, run)
 
     def _convert_all(
         self,
-        sentences: list[TaggedSentence],
-        read_rejects: list[Rejected],
+        items: Iterable[TaggedSentence | Rejected],
         scheme: str,
         label_set: list[str],
         empties_allowed: int | None,
         run: NerRun,
     ) -> Iterator[Record | Rejected]:
-        yield from read_rejects
         report, repairs = run.report, run.repairs
         kept_empty = 0
-        for sent in sentences:
+        for sent in items:
+            if isinstance(sent, Rejected):  # the reader refused it (--on-error skip)
+                report.reject(sent)
+                yield sent
+                continue
             try:
                 text, entities = sentence_entities(sent, scheme, repairs)
             except ValueError as exc:
@@ -381,25 +397,6 @@ def _may_be_ambiguous(target: str, lang: str, text: str, entities: list[Entity])
     return any(sep_ent in e.text or e.text == empty for e in entities)
 
 
-def _label_set(sentences: list[TaggedSentence]) -> list[str]:
-    """The entity types of the file, from its distinct tags (a handful) rather than every token."""
-    tags: set[str] = set()
-    labels: set[str] = set()
-    for sent in sentences:
-        if sent.char_spans is not None:
-            labels.update(lab for _, _, lab in sent.char_spans)
-        else:
-            tags.update(sent.tags)
-    labels.update(tag[2:] for tag in tags if tag != "O" and len(tag) > 2)
-    return sorted(labels)
-
-
-def _has_entity(sent: TaggedSentence) -> bool:
-    if sent.char_spans is not None:
-        return bool(sent.char_spans)
-    return any(tag != "O" and len(tag) > 2 for tag in sent.tags)
-
-
 def iter_rows(rows: Iterable[dict[str, Any]], tag_names: list[str] | None) -> Iterator[TaggedSentence]:
     for i, row in enumerate(rows):
         yield row_to_sentence(row, tag_names=tag_names, line=i + 1)
@@ -425,9 +422,13 @@ def ner(
     opts = NerOptions(**{k: tuple(v) if k in ("labels", "templates") else v for k, v in options.items()})
     conv = NerConverter(opts)
     if isinstance(data, (str, Path)):
-        return conv.run(read_tagged(data, input_format=input_format, tag_names=tag_names, on_error=on_error))
+        return conv.run(
+            lambda: read_tagged(data, input_format=input_format, tag_names=tag_names, on_error=on_error)
+        )
     if hasattr(data, "features") and hasattr(data, "column_names"):
-        return conv.run(iter_dataset(data, tag_names=tag_names))
+        return conv.run(lambda: iter_dataset(data, tag_names=tag_names))
+    if iter(data) is not data:  # a list: it can be read twice
+        return conv.run(lambda: iter_rows(data, tag_names))
     return conv.run(iter_rows(data, tag_names))
 
 

@@ -17,7 +17,7 @@ X, and `B-X` only separates two adjacent X entities.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -59,16 +59,31 @@ def _split(tag: str) -> tuple[str, str | None]:
     return got
 
 
-def detect_scheme(sentences: Sequence[Sequence[str]]) -> str:
+def detect_scheme(sentences: Iterable[Sequence[str]]) -> str:
     """bioes if E-/S- tags occur; else iob1 when most entities start with I-, bio otherwise.
 
     A majority rule, not "any I- start": BIO files cut into chunks (the MSRA file has 11 of
     6,181 entities starting with I-) must still read as BIO.
     """
-    starts = Counter()
+    vote = SchemeVote()
     for tags in sentences:
-        if tags.count("O") == len(tags):  # most sentences of most files: nothing to learn
-            continue
+        if vote.add(tags):
+            break
+    return vote.scheme()
+
+
+class SchemeVote:
+    """`detect_scheme` one sentence at a time, so a converter can vote while it streams a file."""
+
+    def __init__(self) -> None:
+        self.starts: Counter = Counter()
+        self.bioes = False
+
+    def add(self, tags: Sequence[str]) -> bool:
+        """Count one sentence's entity starts; True once the answer is known (an E-/S- tag)."""
+        if self.bioes or tags.count("O") == len(tags):  # most sentences of most files: nothing to learn
+            return self.bioes
+        starts = self.starts
         prev: tuple[str, str | None] = ("O", None)
         for tag in tags:
             if tag == "O":
@@ -80,13 +95,19 @@ def detect_scheme(sentences: Sequence[Sequence[str]]) -> str:
                 prev = ("O", None)
                 continue
             if p in ("E", "S"):
-                return "bioes"
+                self.bioes = True
+                return True
             if p == "B":
                 starts["B"] += 1
             elif p == "I" and (prev[1] != t or prev[0] == "O"):
                 starts["I"] += 1
             prev = (p, t)
-    return "iob1" if starts["I"] > starts["B"] else "bio"
+        return False
+
+    def scheme(self) -> str:
+        if self.bioes:
+            return "bioes"
+        return "iob1" if self.starts["I"] > self.starts["B"] else "bio"
 
 
 def decode(tags: Sequence[str], scheme: str, repairs: Counter | None = None) -> list[Span]:
