@@ -157,16 +157,18 @@ def test_alpaca_layout_with_and_without_input(tiny):
 
 
 def test_chatglm_layout(tiny):
+    # ChatGLM-6B (THUDM/ChatGLM-6B ptuning/main.py): history in the prompt, [gMASK]<sop> after it,
+    # only the last answer trained; tests/test_formats_reference.py holds the full reference set
     fmt = FORMATS["chatglm"]
     rec = Record(instruction="你好", output="你好！", history=[Turn(user="在吗", assistant="在。")])
     assert (
         text_of(fmt, rec, "<eop>")
-        == "[gMASK]<sop>[Round 1]\n问：在吗\n答：在。<eop>\n[Round 2]\n问：你好\n答：你好！<eop>"
+        == "[Round 0]\n问：在吗\n答：在。\n[Round 1]\n问：你好\n答：[gMASK]<sop>你好！<eop>"
     )
     (enc,) = Encoder(tiny, fmt, EncodeOptions()).encode_batch([rec])
-    assert enc.input_ids[:2] == [tiny.token_id("[gMASK]"), tiny.token_id("<sop>")]
-    assert [tiny.decode(r) for r in trained_runs(enc.labels)] == ["在。<eop>", "你好！<eop>"]
+    assert [tiny.decode(r) for r in trained_runs(enc.labels)] == ["你好！<eop>"]
     assert tiny.decode(enc.input_ids) == text_of(fmt, rec, "<eop>")
+    assert enc.input_ids.count(tiny.token_id("[gMASK]")) == 1
 
 
 def test_bloom_layout(tiny):
@@ -181,16 +183,17 @@ def test_bloom_layout(tiny):
 def test_phi3_llama2_and_bayling_layouts(tiny):
     rec = Record(instruction="Hi", output="Hello", system="Be kind.")
     assert text_of(FORMATS["phi3"], rec, "<|end|>", "<s>") == (
-        "<s><|system|>\nBe kind.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n"
+        "<|system|>\nBe kind.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n<|endoftext|>"
     )
     two = Record(
         instruction="Bye", output="Ciao", system="Be kind.", history=[Turn(user="Hi", assistant="Hello")]
     )
     assert text_of(FORMATS["llama2"], two, "</s>", "<s>") == (
-        "<s>[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\nHi [/INST] Hello</s><s>[INST] Bye [/INST] Ciao</s>"
+        "<s>[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\nHi [/INST] Hello </s><s>[INST] Bye [/INST] Ciao </s>"
     )
     (enc,) = Encoder(tiny, FORMATS["llama2"], EncodeOptions()).encode_batch([two])
     assert enc.input_ids.count(tiny.bos_id) == 2
+    assert [tiny.decode(r) for r in trained_runs(enc.labels)] == [" Hello </s>", " Ciao </s>"]
     assert text_of(FORMATS["bayling"], Record(instruction="Hi", output="Hello"), "</s>").endswith(
         "Write a response that completes the request.\n\n### Instruction:\nHi\n### Response:\nHello</s>\n"
     )
@@ -362,8 +365,10 @@ def test_boundary_audit_counts_segment_edge_differences(sp_dir):
     enc = Encoder(tok, FORMATS["alpaca"], EncodeOptions())
     out = enc.encode_batch(recs)
     assert enc.stats.audited == 2
-    assert enc.stats.boundary_mismatch == 2  # each segment starts a new word marker
-    assert all(o.boundary_mismatch for o in out)
+    # the prompt side and the response side are each one string, and the response is encoded
+    # together with the end of its prompt: no word-start marker appears at the boundary
+    assert enc.stats.boundary_mismatch == 0
+    assert not any(o.boundary_mismatch for o in out)
     assert [tok.decode(r) for r in trained_runs(out[0].labels)] == ["Hello world!</s>"]
     fast, msg = fast_path(tok, ["x"])
     assert fast is None and msg.startswith("fast path off:")

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..formats import PromptFormat, Segment, segments
+from ..formats import PromptFormat, effective_system, segments
 from ..schema import Record, Rejected
 
 IGNORE = -100
 TRUNCATION = ("drop", "truncate_prompt_left", "truncate_response")
+SYSTEM_MODES = ("auto", "default", "none", "text")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class EncodeOptions:
     mask_history: bool = False
     escape_special: bool = True
     audit_sample: int = 1000  # records checked against one-pass tokenization (0 = none, -1 = all)
+    system_mode: str = (
+        "auto"  # auto (the format's default, refused for identity data) / default / none / text
+    )
+    system_text: str = ""  # the system prompt of records without one, with system_mode "text"
 
 
 @dataclass
@@ -52,13 +57,9 @@ class Encoded:
 @dataclass
 class _Piece:
     ids: list[int]
-    seg: Segment
+    kind: str  # "content" (a string's tokens), "text", "bos", "eot", "special"
+    trainable: bool
     turn: int
-
-    @classmethod
-    def of(cls, seg: tuple, ids: list[int]) -> _Piece:
-        s = Segment(*seg)
-        return cls(list(ids), s, s.turn)
 
 
 @dataclass
@@ -72,7 +73,17 @@ class EncodeStats:
 
 
 class Encoder:
-    """Encodes batches of records with one tokenizer and one prompt format."""
+    """Encodes batches of records with one tokenizer and one prompt format.
+
+    A record's segments are joined into runs of equal trainability: the prompt side (template
+    text with the user's text inside it) and the response side (the assistant text with the
+    template's whitespace around it) are each encoded as ONE string, as inference and the
+    reference trainers do; special tokens of the template, BOS and the end-of-turn token are
+    placed by id, which is exactly how a tokenizer splits text at its added tokens. User text is
+    escaped: any added-token string in it stays ordinary text. On tokenizers that start every
+    encode call with a word-start marker (SentencePiece), the response is encoded together with
+    the end of its prompt, so its first token is the one one-pass tokenization gives.
+    """
 
     def __init__(self, tokenizer: Any, fmt: PromptFormat, options: EncodeOptions) -> None:
         if options.truncation not in TRUNCATION:
@@ -81,10 +92,13 @@ class Encoder:
             )
         if options.max_length < 2:
             raise ConfigError("--max-length must be at least 2")
+        if options.system_mode not in SYSTEM_MODES:
+            raise ConfigError(f"--system mode must be one of {', '.join(SYSTEM_MODES)}")
         self.tok = tokenizer
         self.fmt = fmt
         self.options = options
-        self.bos_id = tokenizer.bos_id if fmt.bos else None
+        adds_bos = bool(getattr(tokenizer, "adds_bos", False))
+        self.bos_id = tokenizer.bos_id if (fmt.bos or (fmt.bos is None and adds_bos)) else None
         if fmt.eot:
             eot_id = tokenizer.token_id(fmt.eot)
             if eot_id is None:
@@ -98,72 +112,183 @@ class Encoder:
                 raise ConfigError(
                     f"the tokenizer has no EOS token, which format '{fmt.name}' ends turns with"
                 )
+        if fmt.eot_opens_next_turn and tokenizer.eos_id is None:
+            raise ConfigError(f"the tokenizer has no EOS token, which format '{fmt.name}' ends with")
         self.eot_id = eot_id
         self.eot_text = tokenizer.token_text(eot_id)
         self.specials = [s for s in tokenizer.special_tokens() if s]
-        # user text needs the (slower) escaped encoding only when it contains a special-token string
-        self._special_re = (
-            re.compile("|".join(re.escape(sp) for sp in self.specials)) if self.specials else None
-        )
+        added = tokenizer.added_tokens() if hasattr(tokenizer, "added_tokens") else {}
+        self._added: dict[str, tuple[bool, bool]] = added or {s: (False, False) for s in self.specials}
+        self._added_ids = {t: tokenizer.token_id(t) for t in self._added}
+        names = sorted(self._added, key=len, reverse=True)
+        # user text needs the (slower) escaped encoding only when it contains an added-token string
+        self._split_re = re.compile("|".join(re.escape(t) for t in names)) if names else None
+        self._glue = bool(getattr(tokenizer, "marks_word_start", False))
         self._template_cache: dict[str, list[int]] = {}
         self.stats = EncodeStats()
         self._audited = 0
 
-    # --- per-segment ---------------------------------------------------------------------------
+    # --- building the runs -------------------------------------------------------------------------
+
+    def _system_for(self, record: Record) -> str | None:
+        opts = self.options
+        if record.system is not None:
+            return record.system
+        if opts.system_mode == "auto" and self.fmt.default_system and self.fmt.default_system_names:
+            evidence = identity_conflict(record, self.fmt.default_system_names)
+            if evidence:
+                raise ConfigError(
+                    f"records carry their own identity ({evidence}), but format '{self.fmt.name}' adds its "
+                    f"default system prompt {self.fmt.default_system.strip()!r} to every record without one, "
+                    "which names another assistant: pass --system none (no system prompt), "
+                    "--system 'TEXT' (your own), or --system default (keep it anyway)"
+                )
+        return effective_system(self.fmt, record, opts.system_mode, opts.system_text)
+
+    def _segments(self, record: Record) -> list[tuple]:
+        opts = self.options
+        return segments(
+            self.fmt,
+            record,
+            mask_history=opts.mask_history,
+            train_on_inputs=opts.train_on_inputs,
+            system=self._system_for(record),
+            use_default_system=False,
+        )
+
+    def _runs(self, segs: list[tuple]) -> list[tuple]:
+        """Segments -> items: ("s", text, trainable, turn, escape, cacheable) for one string to
+        encode, ("i", ids, trainable, turn, kind) for ids placed as they are."""
+        items: list[tuple] = []
+        split = self._split_re.finditer if self._split_re is not None else None
+        escape = self.options.escape_special
+        added = self._added
+        buf: list[str] = []
+        state = {"flag": None, "turn": -1, "user": False, "risky": False, "strip": False}
+
+        def flush() -> None:
+            text = "".join(buf)
+            buf.clear()
+            if text:
+                items.append(("s", text, state["flag"], state["turn"], state["risky"], not state["user"]))
+            state["user"] = state["risky"] = False
+
+        def place(token: str, tid: int | None, trainable: bool, turn: int, kind: str) -> None:
+            lstrip, rstrip = added.get(token, (False, False))
+            if lstrip and buf:
+                buf[-1] = buf[-1].rstrip()
+            flush()
+            if tid is not None:
+                items.append(("i", [tid], trainable, turn, kind))
+            state["strip"] = rstrip
+
+        for kind, text, trainable, turn in segs:
+            if kind == "bos" or kind == "eot":
+                if buf and state["flag"] != trainable:
+                    flush()
+                if kind == "bos":
+                    if self.bos_id is not None:
+                        place(self.tok.token_text(self.bos_id), self.bos_id, trainable, turn, "bos")
+                else:
+                    token = text or self.eot_text
+                    tid = self._added_ids.get(text) if text else self.eot_id
+                    if tid is None:
+                        tid = self.tok.token_id(text) if text else self.eot_id
+                    if tid is None:
+                        raise ConfigError(f"format '{self.fmt.name}': {text!r} is not a single token")
+                    place(token, tid, trainable, turn, "eot")
+                state["flag"] = trainable
+                continue
+            if state["flag"] is not None and trainable != state["flag"] and buf:
+                flush()
+            state["flag"], state["turn"] = trainable, turn
+            if state["strip"]:
+                text = text.lstrip()
+                state["strip"] = False
+                if not text:
+                    state["strip"] = True
+                    continue
+            if kind == "text" or not escape:
+                pos = 0
+                for m in split(text) if split is not None else ():
+                    buf.append(text[pos : m.start()])
+                    place(m.group(), self._added_ids.get(m.group()), trainable, turn, "special")
+                    pos = m.end()
+                    if state["strip"]:
+                        while pos < len(text) and text[pos].isspace():
+                            pos += 1
+                        state["strip"] = pos >= len(text)
+                    state["flag"], state["turn"] = trainable, turn
+                if kind != "text":
+                    state["user"] = True
+                buf.append(text[pos:])
+            else:
+                buf.append(text)
+                if kind == "content":
+                    state["user"] = True
+                if split is not None and self._split_re.search(text):
+                    state["risky"] = True
+        flush()
+        return items
+
+    # --- encoding ----------------------------------------------------------------------------------
 
     def encode_batch(self, records: list[Record]) -> list[Encoded | Rejected]:
-        opts = self.options
-        all_segs = [
-            segments(self.fmt, r, mask_history=opts.mask_history, train_on_inputs=opts.train_on_inputs)
-            for r in records
-        ]
+        all_segs = [self._segments(r) for r in records]
+        all_items = [self._runs(segs) for segs in all_segs]
         cache = self._template_cache
-        contents: list[str] = []
-        new_cached: dict[str, bool] = {}  # text -> encode with specials?
-        for segs in all_segs:
-            for s in segs:
-                kind = s[0]
-                if kind == "content":
-                    contents.append(s[1])
-                elif (kind == "text" or kind == "system") and s[1] not in cache and s[1] not in new_cached:
-                    new_cached[s[1]] = kind == "text" or not opts.escape_special
+        normal: list[str] = []
+        escaped: list[str] = []
+        new_cached: dict[str, bool] = {}
+        for items in all_items:
+            for it in items:
+                if it[0] != "s":
+                    continue
+                if it[5]:
+                    if it[1] not in cache and it[1] not in new_cached:
+                        new_cached[it[1]] = it[4]
+                elif it[4]:
+                    escaped.append(it[1])
+                else:
+                    normal.append(it[1])
         if new_cached:
-            for specials in (True, False):
-                texts = [t for t, sp in new_cached.items() if sp is specials]
-                for text, ids in zip(texts, self.tok.encode_texts(texts, specials=specials)):
-                    cache[text] = ids
+            texts = list(new_cached)
+            for text, ids in zip(texts, self._encode_strings(texts, [new_cached[t] for t in texts])):
+                cache[text] = ids
             if len(cache) > 10_000:  # system prompts that never repeat: keep the cache bounded
                 cache.clear()
-        content_ids = iter(self._encode_contents(contents))
+                cache.update({t: self._encode_strings([t], [new_cached[t]])[0] for t in texts})
+        normal_ids = iter(self.tok.encode_texts(normal, specials=True))
+        escaped_ids = iter(self.tok.encode_texts(escaped, specials=False))
+
+        parts_of: list[list[tuple]] = []
+        for items in all_items:
+            parts = []
+            for it in items:
+                if it[0] == "s":
+                    ids = cache[it[1]] if it[5] else next(escaped_ids) if it[4] else next(normal_ids)
+                    parts.append((ids, it[2], it[3], "content"))
+                else:
+                    parts.append((it[1], it[2], it[3], it[4]))
+            parts_of.append(parts)
+        if self._glue:
+            self._glue_responses(all_items, parts_of)
 
         out: list[Encoded | Rejected] = []
         audit: list[tuple[int, list[list[int]], str]] = []
-        limit = opts.max_length
-        bos = [self.bos_id] if self.bos_id is not None else []
-        eot = [self.eot_id]
-        for segs in all_segs:
-            parts: list[list[int]] = []
-            for s in segs:
-                kind = s[0]
-                if kind == "content":
-                    parts.append(next(content_ids))
-                elif kind == "text" or kind == "system":
-                    parts.append(cache[s[1]])
-                elif kind == "eot":
-                    parts.append(eot)
-                else:
-                    parts.append(bos)
+        limit = self.options.max_length
+        for segs, parts in zip(all_segs, parts_of):
             if self._should_audit(segs):
-                audit.append((len(out), parts, self._full_text(segs)))
-            total = sum(map(len, parts))
+                audit.append((len(out), [p[0] for p in parts], self._full_text(segs)))
+            total = sum(len(p[0]) for p in parts)
             if total > limit:
                 out.append(self._finish_truncated(segs, parts, total))
                 continue
             input_ids: list[int] = []
             labels: list[int] = []
-            for s, ids in zip(segs, parts):
+            for ids, trainable, _turn, _kind in parts:
                 input_ids += ids
-                labels += ids if s[2] else [IGNORE] * len(ids)
+                labels += ids if trainable else [IGNORE] * len(ids)
             if len(labels) == labels.count(IGNORE):
                 self._count("no_trained_tokens")
                 out.append(
@@ -185,28 +310,40 @@ class Encoder:
         self.stats.records += len(records)
         return out
 
-    def _encode_contents(self, contents: list[str]) -> list[list[int]]:
-        """User text with special-token strings kept as text. Texts without any special string encode
-        the same either way, and the escaped mode costs ~35% more in HF tokenizers, so only the
-        texts that contain one take it."""
-        if not self.options.escape_special:
-            return self.tok.encode_texts(contents, specials=True)
-        search = self._special_re.search if self._special_re is not None else None
-        risky = [i for i, t in enumerate(contents) if search is not None and search(t)]
-        if not risky:
-            return self.tok.encode_texts(contents, specials=True)
-        risky_set = set(risky)
-        plain = [t for i, t in enumerate(contents) if i not in risky_set]
-        plain_ids = iter(self.tok.encode_texts(plain, specials=True))
-        escaped_ids = iter(self.tok.encode_texts([contents[i] for i in risky], specials=False))
-        return [next(escaped_ids) if i in risky_set else next(plain_ids) for i in range(len(contents))]
+    def _encode_strings(self, texts: list[str], escape: list[bool]) -> list[list[int]]:
+        plain = [t for t, e in zip(texts, escape) if not e]
+        risky = [t for t, e in zip(texts, escape) if e]
+        a = iter(self.tok.encode_texts(plain, specials=True))
+        b = iter(self.tok.encode_texts(risky, specials=False))
+        return [next(b) if e else next(a) for e in escape]
+
+    def _glue_responses(self, all_items: list[list[tuple]], parts_of: list[list[tuple]]) -> None:
+        """SentencePiece-style tokenizers: a response string that continues its prompt string (no
+        special token between them) is encoded together with it, and keeps the tokens after the
+        prompt's own tokens, so no word-start marker is invented at the boundary."""
+        jobs: list[tuple[int, int, str, bool]] = []
+        for r, items in enumerate(all_items):
+            for j in range(1, len(items)):
+                a, b = items[j - 1], items[j]
+                if a[0] == "s" and b[0] == "s" and b[2] and not a[2]:
+                    jobs.append((r, j, a[1] + b[1], a[4] or b[4]))
+        if not jobs:
+            return
+        joint = self._encode_strings([t for _, _, t, _ in jobs], [e for _, _, _, e in jobs])
+        for (r, j, _, _), ids in zip(jobs, joint):
+            prompt = parts_of[r][j - 1][0]
+            if ids[: len(prompt)] == prompt:
+                _, trainable, turn, kind = parts_of[r][j]
+                parts_of[r][j] = (ids[len(prompt) :], trainable, turn, kind)
 
     def _should_audit(self, segs: list[tuple]) -> bool:
         n = self.options.audit_sample
         if n == 0 or (n > 0 and self._audited >= n):
             return False
-        if any(s[0] == "content" and any(sp in s[1] for sp in self.specials) for s in segs):
-            return False  # escaped specials cannot match a one-pass encoding by design
+        if self._split_re is not None and any(
+            s[0] in ("content", "system") and self._split_re.search(s[1]) for s in segs
+        ):
+            return False  # escaped added-token strings cannot match a one-pass encoding by design
         self._audited += 1
         return True
 
@@ -218,12 +355,36 @@ class Encoder:
             elif kind == "bos" and self.bos_id is not None:
                 parts.append(self.tok.token_text(self.bos_id))
             elif kind == "eot":
-                parts.append(self.eot_text)
+                parts.append(text or self.eot_text)
         return "".join(parts)
 
-    def _finish_truncated(self, segs: list[tuple], parts: list[list[int]], total: int) -> Encoded | Rejected:
-        pieces = [_Piece.of(s, ids) for s, ids in zip(segs, parts)]
-        result = self._truncate(pieces, total)
+    # --- truncation --------------------------------------------------------------------------------
+
+    def _per_segment_parts(self, segs: list[tuple]) -> list[tuple]:
+        """Each segment on its own (so user text can be cut without touching a role header): the
+        layout truncate_prompt_left works on."""
+        parts: list[tuple] = []
+        for kind, text, trainable, turn in segs:
+            if kind == "bos":
+                if self.bos_id is not None:
+                    parts.append(([self.bos_id], trainable, turn, "bos"))
+            elif kind == "eot":
+                tid = self.tok.token_id(text) if text else self.eot_id
+                parts.append(([tid], trainable, turn, "eot"))
+            elif kind == "text" or not self.options.escape_special:
+                parts.append((self.tok.encode_texts([text], specials=True)[0], trainable, turn, "text"))
+            else:
+                risky = self._split_re is not None and bool(self._split_re.search(text))
+                ids = self.tok.encode_texts([text], specials=not risky)[0]
+                parts.append((ids, trainable, turn, "content"))
+        return parts
+
+    def _finish_truncated(self, segs: list[tuple], parts: list[tuple], total: int) -> Encoded | Rejected:
+        if self.options.truncation == "truncate_prompt_left":
+            parts = self._per_segment_parts(segs)
+            total = sum(len(p[0]) for p in parts)
+        pieces = [_Piece(list(ids), kind, trainable, turn) for ids, trainable, turn, kind in parts]
+        result = self._truncate(pieces, total) if total > self.options.max_length else pieces
         if isinstance(result, Rejected):
             self._count(result.reason)
             return result
@@ -232,7 +393,7 @@ class Encoder:
         labels: list[int] = []
         for p in result:
             input_ids += p.ids
-            labels += p.ids if p.seg.trainable else [IGNORE] * len(p.ids)
+            labels += p.ids if p.trainable else [IGNORE] * len(p.ids)
         if len(labels) == labels.count(IGNORE):
             self._count("no_trained_tokens")
             return Rejected(
@@ -250,12 +411,11 @@ class Encoder:
             return Rejected(
                 reason="too_long", detail=f"{total} tokens > max_length {limit} (--truncation drop)"
             )
-        pieces = [_Piece(list(p.ids), p.seg, p.turn) for p in pieces]
         excess = total - limit
         last_turn = max(p.turn for p in pieces)
         if policy == "truncate_response":
             for p in reversed(pieces):
-                if p.seg.kind == "content" and p.seg.trainable and p.turn == last_turn:
+                if p.kind == "content" and p.trainable and p.turn == last_turn:
                     if len(p.ids) - excess >= 1:
                         del p.ids[len(p.ids) - excess :]
                         return pieces
@@ -275,7 +435,7 @@ class Encoder:
         for p in pieces:
             if excess <= 0:
                 break
-            if p.turn == last_turn and p.seg.kind == "content" and not p.seg.trainable:
+            if p.turn == last_turn and p.kind == "content" and not p.trainable:
                 cut = min(excess, len(p.ids))
                 del p.ids[:cut]
                 excess -= cut
@@ -284,7 +444,34 @@ class Encoder:
                 reason="too_long",
                 detail=f"{total} tokens: headers and response alone exceed max_length {limit}",
             )
-        return [p for p in pieces if p.ids or p.seg.kind != "content"]
+        return [p for p in pieces if p.ids or p.kind != "content"]
+
+
+_PERSONA_EN = re.compile(r"\b(?:I am|I'm|my name is|call me)\s+([A-Z][\w.\-]*(?:[ -][A-Z0-9][\w.\-]*)?)")
+_PERSONA_ZH = re.compile(r"我(?:是|叫)\s*([\u4e00-\u9fff]{0,8}[-‐]?[A-Za-z0-9][\w.\-]*)")
+_NOT_NAMES = {"a", "an", "the", "not", "sorry", "here", "glad", "happy", "afraid", "unable", "able", "ai"}
+IDENTITY_META_KEYS = ("question_id", "answer_id")
+
+
+def identity_conflict(record: Record, names: tuple[str, ...] | list[str]) -> str | None:
+    """Why a record looks like identity data for an assistant other than `names` (the one a
+    format's default system prompt introduces), or None.
+
+    Identity records are those `instructgen identity` writes (their meta keys) or whose answer
+    names a persona ("I am X", "My name is X", "我是X-7B"); the check errs on the side of silence.
+    """
+    answers = [t.assistant for t in record.history] + [record.output]
+    text = "\n".join(answers)
+    if any(n and n.lower() in text.lower() for n in names):
+        return None
+    meta = record.meta or {}
+    if meta.get("task") == "identity" or all(k in meta for k in IDENTITY_META_KEYS):
+        return f"identity record answering {record.output[:60]!r}"
+    for rx in (_PERSONA_EN, _PERSONA_ZH):
+        m = rx.search(text)
+        if m and m.group(1).split()[0].lower() not in _NOT_NAMES:
+            return f"an answer names the persona {m.group(1)!r}"
+    return None
 
 
 # --- one-pass through the tokenizer's chat template ----------------------------------------------
