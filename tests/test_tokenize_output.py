@@ -47,6 +47,13 @@ def tok(tiny_dir, run_cli, tmp_path):
     return run
 
 
+def _ids(out: Path) -> list[list[int]]:
+    """The input_ids of an output folder as plain lists (not a lazy view of a file we change)."""
+    import datasets
+
+    return [list(r) for r in datasets.load_from_disk(str(out))["input_ids"]]
+
+
 def _leftovers(parent: Path) -> list[str]:
     return sorted(n for n in os.listdir(parent) if ".instructgen-" in n or n.endswith(".tmp"))
 
@@ -282,3 +289,107 @@ def test_output_under_a_file_is_a_clear_error(tmp_path, tok):
     assert res.exit_code == 2
     assert res.stderr == f"error: -o {tmp_path / 'd.jsonl' / 'tok'}: {src} is a file, not a folder\n"
     assert sorted(os.listdir(tmp_path)) == ["d.jsonl"]
+
+
+# --- issue 11 items 1, 2, 20: a cache hit verifies what it reuses --------------------------------------------
+
+
+def test_a_truncated_arrow_file_is_not_a_cache_hit(tmp_path, tok):
+
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    assert tok(src, out).exit_code == 0
+    expected = _ids(out)
+    assert "cache: hit (" in tok(src, out).stderr
+    arrow = out / "data-00000-of-00001.arrow"
+    size = arrow.stat().st_size
+    os.truncate(arrow, 1000)  # `truncate -s 1000 out/data-00000-of-00001.arrow`
+    res = tok(src, out)
+    assert res.exit_code == 0, res.stderr
+    assert (
+        "cache: miss (the cached output was damaged: data-00000-of-00001.arrow is 1000 bytes, "
+        f"instructgen_meta.json says {size}; rebuilt)"
+    ) in res.stderr
+    assert _ids(out) == expected
+    # same size, different bytes: the hash catches it
+    data = bytearray(arrow.read_bytes())
+    data[-100] ^= 0xFF
+    arrow.write_bytes(bytes(data))
+    res = tok(src, out)
+    assert "data-00000-of-00001.arrow differs from its sha256 in instructgen_meta.json; rebuilt" in res.stderr
+    assert _ids(out) == expected
+
+
+def test_rejects_are_written_on_a_cache_hit(tmp_path, tok):
+    rows = [*ROWS, {"instruction": "Long.", "input": "", "output": "word " * 300}]
+    src = _write(tmp_path / "d.jsonl", rows)
+    out, rej = tmp_path / "tok", tmp_path / "rej.jsonl"
+    res = tok(src, out, "--max-length", "200", "--rejects", rej)
+    assert res.exit_code == 0 and "rejected too_long: 1" in res.stderr
+    first = rej.read_text(encoding="utf-8")
+    assert [json.loads(x)["line"] for x in first.splitlines()] == [4]
+    rej.unlink()
+    res = tok(src, out, "--max-length", "200", "--rejects", rej)
+    assert "cache: hit" in res.stderr
+    assert rej.read_text(encoding="utf-8") == first
+    # the same bytes under another name hit the cache too, and the rejects name that file
+    copy = tmp_path / "same.jsonl"
+    shutil.copy(src, copy)
+    rej2 = tmp_path / "rej2.jsonl"
+    res = tok(copy, out, "--max-length", "200", "--rejects", rej2)
+    assert "cache: hit" in res.stderr
+    assert json.loads(rej2.read_text(encoding="utf-8"))["source_file"] == str(copy)
+
+
+def _wordpiece_dir(folder: Path) -> Path:
+    """A BERT-style WordPiece tokenizer defined by vocab.txt alone (no tokenizer.json), as
+    `bert-base-uncased` ships it: AutoTokenizer builds the fast tokenizer from vocab.txt."""
+    words = "below is an instruction that describes a task write response appropriately completes the request"
+    words += " paired with input provides further context say hi count translate to english hello world"
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted(set("abcdefghijklmnopqrstuvwxyz0123456789#:,.!?-") | set("你好世界"))
+    vocab = specials + sorted(set(words.split())) + chars + ["##" + c for c in chars if c.isalnum()]
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    cfg = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": True,
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+        "eos_token": "[SEP]",
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    return folder
+
+
+def test_every_tokenizer_file_is_in_the_cache_key(tmp_path, run_cli):
+    """Swapping two lines of vocab.txt changes the ids: it must be a cache miss (issue 11 item 2)."""
+    pytest.importorskip("transformers")
+
+    wp = _wordpiece_dir(tmp_path / "bert")
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    args = ("tokenize", src, "--tokenizer", wp, "--format", "alpaca", "-o", out)
+    res = run_cli(*args)
+    assert res.exit_code == 0, res.stderr
+    before = _ids(out)
+    assert "cache: hit" in run_cli(*args).stderr
+    lines = (wp / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    a, b = lines.index("hello"), lines.index("world")
+    lines[a], lines[b] = lines[b], lines[a]
+    (wp / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = run_cli(*args)
+    assert res.exit_code == 0, res.stderr
+    assert "cache: miss" in res.stderr
+    after = _ids(out)
+    assert after != before
+    swap = {a: b, b: a}
+    assert after == [[swap.get(i, i) for i in row] for row in before]
+    # a new chat template file counts too; model weights do not
+    (wp / "chat_template.jinja").write_text("{{ messages }}")
+    assert "cache: miss" in run_cli(*args).stderr
+    (wp / "model.safetensors").write_bytes(b"\x00" * 64)
+    assert "cache: hit" in run_cli(*args).stderr

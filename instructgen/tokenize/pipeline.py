@@ -612,16 +612,22 @@ def tokenize_file(
     folder.check()
     fmt_obj = None if fmt == "chat_template" else get_format(fmt)
     key = cache_key(input_hash(input_path), tokenizer_fingerprint(tokenizer_path), fmt_obj, options, pack)
+    stale = ""
     if folder.ours and not overwrite:
         meta = read_meta(out_dir)
         if meta.get("cache_key") == key:
-            report = TokenizeReport(
-                **{k: v for k, v in meta["report"].items() if k != "rejected"},
-                rejected=Counter(meta["report"]["rejected"]),
-            )
-            report.cache = "hit (nothing changed: input, tokenizer, format, options, version)"
-            report.seconds = time.perf_counter() - t0
-            return report
+            stale = verify_output(out_dir, meta)
+            if not stale:
+                report = TokenizeReport(
+                    **{k: v for k, v in meta["report"].items() if k != "rejected"},
+                    rejected=Counter(meta["report"]["rejected"]),
+                )
+                report.cache = (
+                    "hit (nothing changed: input, tokenizer, format, options, version; files verified)"
+                )
+                export_rejects(out_dir, rejects, input_path)
+                report.seconds = time.perf_counter() - t0
+                return report
     folder.remove_stale()
     tok = load_tokenizer(tokenizer_path)
     tmp = folder.stage()
@@ -645,8 +651,59 @@ def tokenize_file(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    export_rejects(out_dir, rejects, input_path)
+    if stale:
+        report.cache = f"miss (the cached output was damaged: {stale}; rebuilt)"
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def output_files(out_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file of an output folder but the metadata (which lists them)."""
+    folder = Path(out_dir)
+    return {
+        name: {"bytes": (folder / name).stat().st_size, "sha256": file_hash(folder / name)}
+        for name in sorted(os.listdir(folder))
+        if name != META_FILE
+    }
+
+
+def verify_output(out_dir: str | Path, meta: dict[str, Any]) -> str:
+    """Why a cached output cannot be reused ('' when every file is what the metadata lists)."""
+    listed = meta.get("files")
+    if not isinstance(listed, dict):
+        return f"{META_FILE} lists no file hashes (written by an older version)"
+    folder = Path(out_dir)
+    present = sorted(n for n in os.listdir(folder) if n != META_FILE)
+    for name in sorted(set(listed) | set(present)):
+        want = listed.get(name)
+        if want is None:
+            return f"{name} is not in {META_FILE}"
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != want.get("bytes"):
+            return f"{name} is {size} bytes, {META_FILE} says {want.get('bytes')}"
+        if file_hash(path) != want.get("sha256"):
+            return f"{name} differs from its sha256 in {META_FILE}"
+    return ""
+
+
+def export_rejects(out_dir: str | Path, rejects: str | None, input_path: str | Path) -> None:
+    """Copy the output's stored rejects to `--rejects` (on a cache hit too), naming this input."""
+    if not rejects:
+        return
+    stored = Path(out_dir) / REJECTS_FILE
+    with JsonlSink(rejects) as sink:
+        if stored.is_file():
+            with open(stored, encoding="utf-8") as f:
+                for line in f:
+                    row = json.loads(line)
+                    row["source_file"] = str(input_path)
+                    sink.write(row)
+    if rejects != "-":
+        Path(rejects).chmod(0o666 & ~_umask())  # the atomic writer's mkstemp makes it 0600
 
 
 def _build(
@@ -702,11 +759,11 @@ def _build(
             bar.close()
     if report.rows_out == 0:
         raise ConfigError(f"{input_path}: no record survived tokenization ({dict(report.rejected)})")
-    with JsonlSink(rejects) as sink:
-        for i, reason, detail in rejected:
-            sink.write({"reason": reason, "detail": detail, "source_file": str(input_path), "line": lines[i]})
-    if rejects and rejects != "-":
-        Path(rejects).chmod(0o666 & ~_umask())  # the atomic writer's mkstemp makes it 0600
+    if rejected:  # kept in the output, so that a cache hit can still write --rejects
+        with open(out_dir / REJECTS_FILE, "w", encoding="utf-8", newline="\n") as f:
+            for i, reason, detail in rejected:
+                row = {"reason": reason, "detail": detail, "source_file": str(input_path), "line": lines[i]}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
     if pack:
         save_columns(to_columns(results, pack=True, max_length=options.max_length, report=report), out_dir)
     else:
@@ -720,6 +777,7 @@ def _build(
         "options": asdict(options),
         "pack": pack,
         "report": report.to_json(),
+        "files": output_files(out_dir),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return report
