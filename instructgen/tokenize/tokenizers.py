@@ -42,12 +42,15 @@ class Tokenizer(Protocol):
     bos_id: int | None
     eos_id: int | None
     pad_id: int | None
+    adds_bos: bool  # the tokenizer itself puts BOS first (post-processor / add_bos_token)
+    marks_word_start: bool  # every encode call starts a new word (SentencePiece "▁" dummy prefix)
 
     def encode_texts(self, texts: Sequence[str], *, specials: bool) -> list[list[int]]: ...
     def token_id(self, token: str) -> int | None: ...
     def decode(self, ids: Sequence[int]) -> str: ...
     def token_text(self, token_id: int) -> str: ...
     def special_tokens(self) -> list[str]: ...
+    def added_tokens(self) -> dict[str, tuple[bool, bool]]: ...
     def fingerprint(self) -> str: ...
 
 
@@ -74,21 +77,45 @@ class HFTokenizer:
             raise ConfigError(
                 f"{path}: only fast (Rust) tokenizers are supported; this one is {type(self.hf).__name__}"
             )
-        self.backend = self.hf.backend_tokenizer
+        self.backend = _file_backend(Path(path), self.hf.backend_tokenizer)
         self.bos_id = self.hf.bos_token_id
         self.eos_id = self.hf.eos_token_id
         self.pad_id = self.hf.pad_token_id
         self.chat_template = getattr(self.hf, "chat_template", None)
         self._encode = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
+        added = self.backend.get_added_tokens_decoder()
+        self._added = {t.content: (t.lstrip, t.rstrip) for t in added.values() if t.content}
+        # user text must never become an added-token id (issue 11 item 5): the escaped encoding
+        # runs on a copy where every added token is special, so encode_special_tokens covers them all
+        self._plain = self.backend
+        if any(not t.special for t in added.values()):
+            state = json.loads(self.backend.to_str())
+            for tok in state.get("added_tokens", []):
+                tok["special"] = True
+            self._plain = type(self.backend).from_str(json.dumps(state))
+        self._plain_encode = getattr(self._plain, "encode_batch_fast", None) or self._plain.encode_batch
+        self.adds_bos = self._adds_bos()
+        self.marks_word_start = _marks_word_start(self)
+
+    def _adds_bos(self) -> bool:
+        """Whether the tokenizer itself puts BOS first (its post-processor, i.e. add_bos_token)."""
+        if self.bos_id is None:
+            return False
+        with_specials = self.backend.encode("a", add_special_tokens=True).ids
+        return bool(with_specials) and with_specials[0] == self.bos_id
 
     def encode_texts(self, texts: Sequence[str], *, specials: bool) -> list[list[int]]:
+        """specials=True: added tokens in the text are control tokens (template text);
+        specials=False: every added-token string stays ordinary text (user text)."""
         if not texts:
             return []
-        self.backend.encode_special_tokens = not specials
-        try:
+        if specials:
             return [e.ids for e in self._encode(list(texts), add_special_tokens=False)]
+        self._plain.encode_special_tokens = True
+        try:
+            return [e.ids for e in self._plain_encode(list(texts), add_special_tokens=False)]
         finally:
-            self.backend.encode_special_tokens = False
+            self._plain.encode_special_tokens = False
 
     def encode_with_offsets(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         encs = self.backend.encode_batch(list(texts), add_special_tokens=False)
@@ -108,8 +135,45 @@ class HFTokenizer:
         added = self.backend.get_added_tokens_decoder()
         return sorted({t.content for t in added.values() if t.special}, key=len, reverse=True)
 
+    def added_tokens(self) -> dict[str, tuple[bool, bool]]:
+        """Every added token (special or not) -> (lstrip, rstrip): what splits text into pieces."""
+        return dict(self._added)
+
     def fingerprint(self) -> str:
         return tokenizer_fingerprint(self.path)
+
+
+def _file_backend(path: Path, fallback: Any) -> Any:
+    """The tokenizer exactly as its `tokenizer.json` defines it.
+
+    transformers 5's AutoTokenizer rebuilds the pipeline of some classes (LlamaTokenizer gets a
+    Metaspace pre-tokenizer, so " grabbed" loses SentencePiece's lone "▁"), while the file holds
+    the model's own pipeline (it reproduces sentencepiece and Meta's `generation.py` ids). Encode
+    with the file; fall back to AutoTokenizer's backend when there is no file or the two disagree
+    on the vocabulary or the added tokens.
+    """
+    f = path / "tokenizer.json"
+    if not f.is_file():
+        return fallback
+    try:
+        from tokenizers import Tokenizer
+
+        raw = Tokenizer.from_file(str(f))
+    except Exception:
+        return fallback
+    same_added = {i: t.content for i, t in raw.get_added_tokens_decoder().items()} == {
+        i: t.content for i, t in fallback.get_added_tokens_decoder().items()
+    }
+    if not same_added or raw.get_vocab_size() != fallback.get_vocab_size():
+        return fallback
+    return raw
+
+
+def _marks_word_start(tok: Any) -> bool:
+    """Whether each encode call starts a new word (SentencePiece's "▁" dummy prefix): then the
+    response side cannot be encoded on its own after a prompt that ends mid-word or on "\n"."""
+    a, b, ab = tok.encode_texts(["\n", "hello", "\nhello"], specials=True)
+    return a + b != ab
 
 
 # Model weights a tokenizer never reads: left out of its fingerprint (they can be gigabytes).
@@ -207,10 +271,21 @@ class TiktokenTokenizer:
         self.pad_id = self._specials.get(pad or cfg.get("pad") or "<|endoftext|>", None)
         self.chat_template = cfg.get("chat_template")
         self.threads = int(os.environ.get("INSTRUCTGEN_TIKTOKEN_THREADS", "1"))
+        self.adds_bos = bool(cfg.get("add_bos")) and self.bos_id is not None
+        self.marks_word_start = False
 
     @classmethod
     def from_encoding(
-        cls, enc: Any, *, name: str, bos_id, eos_id, pad_id, normalize: str | None, fingerprint: str
+        cls,
+        enc: Any,
+        *,
+        name: str,
+        bos_id,
+        eos_id,
+        pad_id,
+        normalize: str | None,
+        fingerprint: str,
+        adds_bos: bool = False,
     ) -> TiktokenTokenizer:
         self = cls.__new__(cls)
         self.enc, self.name, self.path = enc, name, name
@@ -221,6 +296,8 @@ class TiktokenTokenizer:
         self.chat_template = None
         self.threads = int(os.environ.get("INSTRUCTGEN_TIKTOKEN_THREADS", "1"))
         self._fingerprint = fingerprint
+        self.adds_bos = adds_bos
+        self.marks_word_start = False
         return self
 
     def _norm(self, texts: Sequence[str]) -> list[str]:
@@ -260,6 +337,9 @@ class TiktokenTokenizer:
 
     def special_tokens(self) -> list[str]:
         return sorted(self._specials, key=len, reverse=True)
+
+    def added_tokens(self) -> dict[str, tuple[bool, bool]]:
+        return {s: (False, False) for s in self._specials}
 
     def fingerprint(self) -> str:
         return getattr(self, "_fingerprint", None) or tokenizer_fingerprint(self.path)
@@ -361,6 +441,7 @@ def fast_path(tok: HFTokenizer, sample: Sequence[str]) -> tuple[TiktokenTokenize
         pad_id=tok.pad_id,
         normalize=normalize,
         fingerprint=tok.fingerprint(),
+        adds_bos=tok.adds_bos,
     )
     texts = list(sample)
     with_specials = [*texts[:50], "x" + "\n".join(tok.special_tokens()) + " y"]
