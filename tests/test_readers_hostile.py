@@ -407,3 +407,130 @@ def test_record_reader_on_a_folder_says_so(tmp_path):
 
     with pytest.raises(InputError, match="is a folder, not a file"):
         list(read_records(tmp_path))
+
+
+# --- items 8, 15, 20: NER readers --------------------------------------------------------------------
+
+
+def tagged(p: Path, on_error: str = "raise", **kw):
+    from instructgen.io.tagged import read_tagged
+
+    return list(read_tagged(p, on_error=on_error, **kw))
+
+
+def sentences(items) -> list[tuple[list[str], list[str], int | None]]:
+    return [(s.tokens, s.tags, s.line) for s in items if not isinstance(s, Rejected)]
+
+
+CONLL_BROKEN = "John B-PER\nlives\nin O\nParis B-LOC\n\nShe O\nwent O\n"
+
+
+def test_conll_broken_token_line_rejects_the_whole_sentence(tmp_path):
+    # before: "lives" was dropped and "John in Paris" written as a sentence
+    p = write(tmp_path, "b.conll", CONLL_BROKEN)
+    items = tagged(p, "skip")
+    assert sentences(items) == [(["She", "went"], ["O", "O"], 6)]
+    (rej,) = [i for i in items if isinstance(i, Rejected)]
+    assert (rej.reason, rej.line, rej.detail) == (
+        "malformed_row",
+        2,
+        "expected at least 2 columns (token and tag), found 1",
+    )
+    assert rej.example == {"raw": "John B-PER\nlives\nin O\nParis B-LOC"}
+    with pytest.raises(InputError, match=r"b\.conll:2: expected at least 2 columns"):
+        tagged(p)
+
+
+@pytest.mark.parametrize("end", ["\r", "\r\n", "\n"])
+def test_conll_line_ends_are_alike(tmp_path, end):
+    # before: a lone CR merged "Paris B-LOC" into the previous line, losing a token and its entity
+    text = end.join(["John B-PER", "in O", "Paris B-LOC", "", "She O", ""])
+    p = write(tmp_path, "cr.conll", text)
+    assert sentences(tagged(p)) == [
+        (["John", "in", "Paris"], ["B-PER", "O", "B-LOC"], 1),
+        (["She"], ["O"], 5),
+    ]
+
+
+def test_conll_undecodable_bytes_reject_the_sentence_under_skip(tmp_path):
+    p = write(tmp_path, "e.conll", b"John B-PER\n\xffx O\n\nShe O\n")
+    items = tagged(p, "skip")
+    assert sentences(items) == [(["She"], ["O"], 4)]
+    assert [(i.reason, i.line) for i in items if isinstance(i, Rejected)] == [("encoding_error", 2)]
+    with pytest.raises(InputError, match=r"e\.conll:2: not valid UTF-8"):
+        tagged(p)
+
+
+def test_conll_utf16_with_bom(tmp_path):
+    p = write(tmp_path, "u.conll", "\ufeff上 B-LOC\n海 I-LOC\n".encode("utf-16-le"))
+    assert sentences(tagged(p)) == [(["上", "海"], ["B-LOC", "I-LOC"], 1)]
+
+
+def test_ner_json_array_is_read_as_an_array(tmp_path):
+    # before: read line by line as JSONL, every line of a pretty-printed array a malformed_json
+    p = write(
+        tmp_path,
+        "a.json",
+        '[\n  {"tokens": ["John"], "tags": ["B-PER"]},\n  {"tokens": ["x"], "tags": [null]}\n]\n',
+    )
+    items = tagged(p, "skip")
+    assert sentences(items) == [(["John"], ["B-PER"], 1)]
+    assert [(i.reason, i.line, i.detail) for i in items if isinstance(i, Rejected)] == [
+        ("bad_field", 2, "field 'tags[0]': expected a tag name or id, found null")
+    ]
+    lines = write(tmp_path, "l.json", '{"tokens": ["John"], "tags": ["B-PER"]}\n')
+    assert sentences(tagged(lines)) == [(["John"], ["B-PER"], 1)]  # JSON lines named .json still read
+
+
+@pytest.mark.parametrize(
+    ("row", "detail"),
+    [
+        # before: TypeError "object of type 'NoneType' has no len()"
+        ('{"text": null, "entities": []}', "field 'text': expected text, found null"),
+        (
+            '{"text": "ab", "entities": {"a": 1}}',
+            "field 'entities': expected a list of entities, found object",
+        ),
+        (
+            '{"text": "ab", "entities": [{"start": 0, "end": 1, "label": null}]}',
+            "field 'entities[0]': an entity needs integer start and end and a label (text)",
+        ),
+        (
+            '{"tokens": ["a", null], "tags": ["O", "O"]}',
+            "field 'tokens[1]': expected a token string, found null",
+        ),
+        ('{"tokens": ["a"], "tags": [true]}', "field 'tags[0]': expected a tag name or id, found boolean"),
+        (
+            '{"tokens": ["\\ud800"], "tags": ["O"]}',
+            "field 'tokens[0]': a lone UTF-16 surrogate (\\ud800-\\udfff, e.g. a JSON escape) is not text",
+        ),
+        ('"text"', "expected a JSON object, found string"),
+    ],
+)
+def test_ner_rows_that_are_not_text(tmp_path, row, detail):
+    p = write(tmp_path, "r.jsonl", row + "\n" + '{"tokens": ["ok"], "tags": ["O"]}\n')
+    items = tagged(p, "skip")
+    assert sentences(items) == [(["ok"], ["O"], 2)]
+    assert [(i.line, i.detail) for i in items if isinstance(i, Rejected)] == [(1, detail)]
+
+
+def test_ner_save_to_disk_folder_honours_skip(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"tokens": [["John"], ["x"]], "ner_tags": [["B-PER"], ["O", "O"]]})
+    ds.save_to_disk(str(tmp_path / "ds"))
+    # before: the misaligned row stopped the run even with --on-error skip
+    items = tagged(tmp_path / "ds", "skip")
+    assert sentences(items) == [(["John"], ["B-PER"], 1)]
+    assert [(i.reason, i.line) for i in items if isinstance(i, Rejected)] == [("misaligned_tags", 2)]
+
+
+def test_ner_plain_or_corrupt_folder_is_an_input_error(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(InputError, match="a folder that is not a dataset saved with save_to_disk"):
+        tagged(plain)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "state.json").write_text("{")
+    with pytest.raises(InputError, match=r"cannot load the saved dataset \("):
+        tagged(broken)

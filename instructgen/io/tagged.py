@@ -13,7 +13,19 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..schema import Rejected
-from .readers import iter_jsonl, iter_text_lines, rejected_from
+from .readers import (
+    check_text,
+    dump_row,
+    iter_jsonl,
+    iter_lines,
+    json_type,
+    load_hf_dataset,
+    load_json_rows,
+    printable,
+    rejected_from,
+    require_file,
+    sniff_encoding,
+)
 
 
 @dataclass(slots=True)
@@ -30,28 +42,30 @@ def read_conll(
     path: str | Path, *, tag_col: int = -1, token_col: int = 0, on_error: str = "raise"
 ) -> Iterator[TaggedSentence | Rejected]:
     """Whitespace/tab separated columns, token first and tag last by default; blank lines end
-    sentences; `-DOCSTART-` lines are document markers, not tokens.
+    sentences; `-DOCSTART-` lines are document markers, not tokens. CR, LF and CRLF all end a line
+    (a lone CR once merged two token lines and lost a token and its entity).
 
     Sentences are cut from the decoded file at blank lines and split with list comprehensions: a
     per-line Python loop was the slowest step on million-line files. A block with anything unusual
     (a marker, a short row, a whitespace-only line) goes through the line-by-line reader, which names
-    the line of any error.
+    the line of any error. Files that are not clean UTF-8 (UTF-16, undecodable bytes) go through it
+    whole.
     """
     shown = str(path)
     need = max(token_col, tag_col if tag_col >= 0 else -tag_col - 1) + 1
     need2 = max(need, 2)  # a token and a tag at least
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("file not found", path=shown)
+    p = require_file(path)
+    codec, bom = sniff_encoding(p)
     try:
-        text = p.read_bytes().decode("utf-8")
+        if codec != "utf-8":
+            raise UnicodeDecodeError(codec, b"", 0, 1, "not UTF-8")
+        text = p.read_bytes()[bom:].decode("utf-8")
     except UnicodeDecodeError:
-        yield from _conll_lines(iter_text_lines(p), shown, need, tag_col, token_col, on_error)
+        numbered = iter_lines(p, newlines="any")
+        yield from _conll_lines(numbered, shown, need, tag_col, token_col, on_error)
         return
-    if text.startswith("\ufeff"):
-        text = text[1:]
     if "\r" in text:
-        text = text.replace("\r\n", "\n")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     line = 1
     for block in text.split("\n\n"):
         first = line
@@ -62,67 +76,66 @@ def read_conll(
         cols = [r.split("\t") for r in rows] if "\t" in block else [r.split() for r in rows]
         # blank and whitespace-only lines split into fewer than 2 columns, so this catches them too
         if rows[0].startswith("-DOCSTART-") or min(map(len, cols)) < need2:
-            numbered = ((first + k, r) for k, r in enumerate(rows))
-            yield from _conll_lines(numbered, shown, need, tag_col, token_col, on_error)
+            numbered_rows = ((first + k, r, None) for k, r in enumerate(rows))
+            yield from _conll_lines(numbered_rows, shown, need, tag_col, token_col, on_error)
             continue
         yield TaggedSentence([c[token_col] for c in cols], [c[tag_col].strip() for c in cols], shown, first)
 
 
 def _conll_lines(
-    numbered: Iterable[tuple[int, str]], shown: str, need: int, tag_col: int, token_col: int, on_error: str
+    numbered: Iterable[tuple[int, str, str | None]],
+    shown: str,
+    need: int,
+    tag_col: int,
+    token_col: int,
+    on_error: str,
 ) -> Iterator[TaggedSentence | Rejected]:
-    """The line-by-line reader: exact line numbers for errors and unusual blocks."""
+    """The line-by-line reader: exact line numbers for errors and unusual blocks.
+
+    A bad line (too few columns, undecodable bytes) spoils its whole sentence: under skip the
+    sentence is one counted rejection, never written with a token missing ("John in Paris").
+    """
     tokens: list[str] = []
     tags: list[str] = []
+    lines: list[str] = []
     first = None
-    for line, text in numbered:
+    bad: InputError | None = None
+    for line, text, problem in numbered:
         stripped = text.strip()
-        if not stripped:
-            if tokens:
+        if not stripped and problem is None:
+            if bad is not None:
+                yield rejected_from(bad, printable("\n".join(lines)))
+            elif tokens:
                 yield TaggedSentence(tokens, tags, shown, first)
-            tokens, tags, first = [], [], None
+            tokens, tags, lines, first, bad = [], [], [], None, None
             continue
-        cols = text.split("\t") if "\t" in text else stripped.split()
-        if cols[0].startswith("-DOCSTART-"):
-            continue
-        if len(cols) < need or (tag_col < 0 and len(cols) < 2):
+        lines.append(text)
+        if problem is not None:
+            exc = InputError(problem, path=shown, line=line, reason="encoding_error")
+        else:
+            cols = text.split("\t") if "\t" in text else stripped.split()
+            if cols[0].startswith("-DOCSTART-"):
+                lines.pop()
+                continue
+            if len(cols) >= need and (tag_col >= 0 or len(cols) >= 2):
+                if first is None:
+                    first = line
+                tokens.append(cols[token_col])
+                tags.append(cols[tag_col].strip())
+                continue
             exc = InputError(
                 f"expected at least {max(need, 2)} columns (token and tag), found {len(cols)}",
                 path=shown,
                 line=line,
                 reason="malformed_row",
             )
-            if on_error != "skip":
-                raise exc
-            yield rejected_from(exc, text)
-            continue
-        if first is None:
-            first = line
-        tokens.append(cols[token_col])
-        tags.append(cols[tag_col].strip())
-    if tokens:
+        if on_error != "skip":
+            raise exc
+        bad = bad or exc
+    if bad is not None:
+        yield rejected_from(bad, printable("\n".join(lines)))
+    elif tokens:
         yield TaggedSentence(tokens, tags, shown, first)
-
-
-def _fast_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Whole-file decode and split: NER files have millions of short lines, and decoding them
-    one by one was the slowest step. On a decoding error, the line reader names the line."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("file not found", path=str(p))
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        yield from iter_text_lines(p)
-        return
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        yield number, line[:-1] if line.endswith("\r") else line
 
 
 def read_token_jsonl(
@@ -133,12 +146,26 @@ def read_token_jsonl(
     tags_field: str | None = None,
     on_error: str = "raise",
 ) -> Iterator[TaggedSentence | Rejected]:
-    """{"tokens": [...], "tags": [...]} (or "ner_tags"); integer tags need --tag-names."""
+    """{"tokens": [...], "tags": [...]} (or "ner_tags") per line; integer tags need --tag-names.
+
+    A `.json` file that starts with `[` is a JSON array of such rows (`line` = 1-based position);
+    one that does not is read as JSON lines, as the `datasets` json loader accepts both.
+    """
     shown = str(path)
-    for line, text, row in iter_jsonl(path):
+    p = require_file(path)
+    rows: Iterable[tuple[int, str | None, Any]]
+    escapes = False
+    if p.suffix.lower() == ".json" and _starts_with_bracket(p):
+        data, escapes = load_json_rows(p, "rows")
+        rows = ((i + 1, None, row) for i, row in enumerate(data))
+    else:
+        rows = iter_jsonl(p)
+    for line, text, row in rows:
         try:
             if isinstance(row, InputError):
                 raise row
+            if escapes:
+                check_text(row, path=shown, line=line)
             yield row_to_sentence(
                 row,
                 tag_names=tag_names,
@@ -150,7 +177,20 @@ def read_token_jsonl(
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield rejected_from(exc, text)
+            yield rejected_from(exc, text if text is not None else dump_row(row))
+
+
+def _starts_with_bracket(p: Path) -> bool:
+    """Whether the first character after a BOM and whitespace is `[` (a JSON array)."""
+    codec, bom = sniff_encoding(p)
+    with open(p, "rb") as f:
+        f.read(bom)
+        head = f.read(4096)
+    try:
+        text = head.decode(codec, "ignore")
+    except LookupError:  # pragma: no cover - sniff_encoding only returns known codecs
+        return False
+    return text.lstrip().startswith("[")
 
 
 def row_to_sentence(
@@ -163,7 +203,9 @@ def row_to_sentence(
     line: int | None = None,
 ) -> TaggedSentence:
     if not isinstance(row, dict):
-        raise InputError("expected a JSON object", path=path, line=line, reason="malformed_json")
+        raise InputError(
+            f"expected a JSON object, found {json_type(row)}", path=path, line=line, reason="malformed_json"
+        )
     if "text" in row and "entities" in row and tokens_field not in row:
         return _span_row(row, path, line)
     if tokens_field not in row:
@@ -196,9 +238,18 @@ def row_to_sentence(
             field=field_name,
             reason="misaligned_tags",
         )
+    for k, tok in enumerate(tokens):
+        if not isinstance(tok, str):  # str(None) would put the token "None" in the text
+            raise InputError(
+                f"expected a token string, found {json_type(tok)}",
+                path=path,
+                line=line,
+                field=f"{tokens_field}[{k}]",
+                reason="bad_field",
+            )
     out_tags = []
-    for t in tags:
-        if isinstance(t, int):
+    for k, t in enumerate(tags):
+        if isinstance(t, int) and not isinstance(t, bool):
             if tag_names is None:
                 raise InputError(
                     "integer tags need their names (--tag-names O,B-PER,I-PER,...)",
@@ -216,25 +267,51 @@ def row_to_sentence(
                     reason="bad_field",
                 )
             out_tags.append(tag_names[t])
+        elif isinstance(t, str):
+            out_tags.append(t)
         else:
-            out_tags.append(str(t))
-    return TaggedSentence([str(x) for x in tokens], out_tags, path, line)
+            raise InputError(
+                f"expected a tag name or id, found {json_type(t)}",
+                path=path,
+                line=line,
+                field=f"{field_name}[{k}]",
+                reason="bad_field",
+            )
+    return TaggedSentence(list(tokens), out_tags, path, line)
 
 
 def _span_row(row: dict[str, Any], path: str | None, line: int | None) -> TaggedSentence:
     text = row["text"]
+    if not isinstance(text, str):
+        raise InputError(
+            f"expected text, found {json_type(text)}", path=path, line=line, field="text", reason="bad_field"
+        )
+    entities = row["entities"]
+    if entities is None:
+        entities = []
+    if not isinstance(entities, list):
+        raise InputError(
+            f"expected a list of entities, found {json_type(entities)}",
+            path=path,
+            line=line,
+            field="entities",
+            reason="bad_field",
+        )
     spans = []
-    for i, ent in enumerate(row["entities"] or []):
-        try:
-            start, end, label = int(ent["start"]), int(ent["end"]), str(ent["label"])
-        except (KeyError, TypeError, ValueError):
+    for i, ent in enumerate(entities):
+        ok = isinstance(ent, dict) and all(k in ent for k in ("start", "end", "label"))
+        if ok:
+            start, end, label = ent["start"], ent["end"], ent["label"]
+            ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end))
+            ok = ints and isinstance(label, str) and bool(label.strip())
+        if not ok:
             raise InputError(
-                "an entity needs start, end and label",
+                "an entity needs integer start and end and a label (text)",
                 path=path,
                 line=line,
                 field=f"entities[{i}]",
                 reason="bad_field",
-            ) from None
+            )
         if not 0 <= start < end <= len(text):
             raise InputError(
                 f"span {start}-{end} is outside the text ({len(text)} characters)",
@@ -267,24 +344,13 @@ def read_tagged(
     if fmt == "jsonl":
         return read_token_jsonl(p, tag_names=tag_names, on_error=on_error)
     if fmt == "hf":
-        return _read_hf(p, tag_names, split)
+        return iter_dataset(load_hf_dataset(p, split), tag_names=tag_names, source=str(p), on_error=on_error)
     raise ConfigError(f"unknown NER input format '{fmt}' (conll, jsonl, hf)")
 
 
-def _read_hf(path: Path, tag_names: Sequence[str] | None, split: str | None) -> Iterator[TaggedSentence]:
-    import datasets
-
-    ds = datasets.load_from_disk(str(path))
-    if isinstance(ds, datasets.DatasetDict):
-        if split is None:
-            raise ConfigError(f"{path} holds splits {', '.join(ds)}; choose one with --split")
-        ds = ds[split]
-    yield from iter_dataset(ds, tag_names=tag_names, source=str(path))
-
-
 def iter_dataset(
-    ds: Any, *, tag_names: Sequence[str] | None = None, source: str | None = None
-) -> Iterator[TaggedSentence]:
+    ds: Any, *, tag_names: Sequence[str] | None = None, source: str | None = None, on_error: str = "raise"
+) -> Iterator[TaggedSentence | Rejected]:
     """Rows of a datasets.Dataset; integer tags take their names from a ClassLabel feature."""
     tags_field = next((f for f in ("ner_tags", "tags", "labels") if f in ds.column_names), None)
     names = tag_names
@@ -294,4 +360,9 @@ def iter_dataset(
         if inner is not None and hasattr(inner, "names"):
             names = inner.names
     for i, row in enumerate(ds):
-        yield row_to_sentence(row, tag_names=names, tags_field=tags_field, path=source, line=i + 1)
+        try:
+            yield row_to_sentence(row, tag_names=names, tags_field=tags_field, path=source, line=i + 1)
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            yield rejected_from(exc, dump_row(row))
