@@ -1,20 +1,20 @@
-"""Persona + seed pools -> self-identity records, balanced, distinct and checked.
+"""Persona + seed pools -> self-identity records in a stated category mix, distinct and checked.
 
-Per language, every (question, answer[, other assistant]) combination of a category is a
-candidate. Candidates are ordered by a hash of (seed, language, category, ids), with every
-question's first use before any reuse. Categories then take turns: first only with questions
-not yet used (so the set has as many distinct instructions as the pools allow), with no
-category taking more than twice its share while others still have fresh questions; then with
-reuse. An exact duplicate (instruction, output) pair is never written: when `n` is more than
-the distinct combinations, the run says so and writes what exists.
+Per language, every (question, answer[, other assistant]) combination of a category whose answer
+states the facts its question asks for (see `seeds`) is a candidate. Candidates are ordered by a
+hash of (seed, language, category, ids), each question's first use before any reuse. Each
+category then gets its share of the language's quota from the target mix (`DEFAULT_MIX`, or
+`mix=`), renormalized over the categories the persona makes possible (no cutoff given: no cutoff
+questions), so the mix is the same at every `n`. An exact duplicate (instruction, output) pair is
+never written: when a category cannot fill its share, the run writes fewer records in the same
+mix and says so, rather than let the categories that can grow take over.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from ..determinism import choose_index, stable_hash
@@ -24,11 +24,39 @@ from ..quality.langid import LanguageCheck, make_backend
 from ..quality.report import Report
 from ..schema import Persona, Record, Rejected, Turn
 from ..templates.languages import language_name, normalize_code
-from .seeds import VARIABLES, Entry, SeedPool, builtin_seed_pools, capability_index, load_seed_pool
+from .grammar import agree
+from .seeds import (
+    CATEGORIES,
+    OPTIONAL_VARIABLES,
+    VARIABLES,
+    Entry,
+    SeedPool,
+    builtin_seed_pools,
+    capability_index,
+    load_seed_pool,
+)
 
 TASK = "identity"
 OTHER_CATEGORIES = ("denial", "adversarial")
 LATIN = re.compile(r"[A-Za-z]")
+# Target share of each category (percent). Who the model is (name, introduction, developer,
+# capabilities) is the majority; "I am not X" (denial + adversarial) about 12%, near
+# LLaMA-Factory's identity set (8.8%), so the model learns its name more than other names.
+DEFAULT_MIX: dict[str, float] = {
+    "name": 18,
+    "introduction": 14,
+    "developer": 14,
+    "capabilities": 14,
+    "short": 5,
+    "greeting": 4,
+    "limitations": 8,
+    "languages": 4,
+    "base_model": 3,
+    "denial": 7,
+    "adversarial": 5,
+    "cutoff": 2,
+    "contact": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +68,29 @@ class IdentityOptions:
     multi_turn_ratio: float = 0.0  # share of records that start with a greeting turn
     seed_files: tuple[str, ...] = ()  # extra identity pools (replace the built-in pool of their language)
     langid: str = "fasttext"
+    mix: tuple[tuple[str, float], ...] = ()  # category weights that replace DEFAULT_MIX's
+
+
+def parse_mix(text: str) -> tuple[tuple[str, float], ...]:
+    """`name=20,denial=5` -> ((name, 20.0), (denial, 5.0)); unknown categories and bad numbers stop."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        cat, sep, weight = part.partition("=")
+        cat = cat.strip()
+        if not sep or cat not in DEFAULT_MIX:
+            raise ConfigError(
+                f"--mix: '{part}' is not category=weight with a category among: {', '.join(DEFAULT_MIX)}"
+            )
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ConfigError(f"--mix: weight of '{cat}' is not a number: '{weight.strip()}'") from None
+        if value < 0:
+            raise ConfigError(f"--mix: weight of '{cat}' must be 0 or more")
+        out.append((cat, value))
+    return tuple(out)
 
 
 @dataclass
@@ -49,10 +100,6 @@ class Candidate:
     answer: Entry
     other: str | None
     order: tuple[int, int]
-    instruction_key: tuple[str, str | None] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.instruction_key = (self.question.id, self.other)
 
 
 class IdentityGenerator:
@@ -73,13 +120,21 @@ class IdentityGenerator:
                     f"no identity seed pool for '{code}' (available: {', '.join(sorted(pools))}); "
                     "add one with --seeds FILE"
                 )
+        for cat, _ in options.mix:
+            if cat not in DEFAULT_MIX:
+                raise ConfigError(f"--mix: unknown category '{cat}' (known: {', '.join(DEFAULT_MIX)})")
+        self.mix = {**DEFAULT_MIX, **dict(options.mix)}
         backend = make_backend(options.langid)
         self.check = None if backend is None else LanguageCheck(backend)
+        bases = [persona.text("base_model", c) for c in pools] if persona.base_model else []
+        self._base_names = [b for b in {*bases} if b]
         self._masks = sorted(
             {
                 *persona.names(),
                 *(persona.text("developer", c) or "" for c in pools),
                 *(a for d in persona.deny for a in d.split("/")),
+                *(v for p in pools.values() for v in p.other_names.values()),
+                *self._base_names,
             },
             key=len,
             reverse=True,
@@ -93,115 +148,132 @@ class IdentityGenerator:
             key = self._capabilities.get(item.casefold())
             if key is not None and key in pool.capability_names:
                 out.append(pool.capability_names[key])
-            elif key is None and _fits_script(item, pool.language):
-                out.append(item)  # free text, used only where its script fits the language
+            elif key is None and self._in_language(item, pool.language):
+                out.append(item)  # free text, used only in its own language
         return out
 
+    def _in_language(self, text: str, lang: str) -> bool:
+        """Free persona text goes only into records of its own language."""
+        if not _fits_script(text, lang):
+            return False
+        return self.check is None or not self.check.check(self._mask(text), lang)
+
+    def _local_text(self, field_name: str, lang: str) -> str | None:
+        value = getattr(self.persona, field_name)
+        if isinstance(value, dict):
+            base = lang.split("-")[0]
+            return value.get(lang) or value.get(base)
+        return value if value and self._in_language(value, lang) else None
+
     def values(self, pool: SeedPool) -> dict[str, str | None]:
+        """Slot values for one language. Optional facts the persona lacks are None: the entries
+        that need them are not used (no strengths given: no "especially good at" answers)."""
         lang = pool.language
         caps = self._capability_list("capabilities", pool) or [pool.capability_names.get("general", "")]
-        strengths = self._capability_list("strengths", pool) or caps[:1]
-        served = self.persona.languages or self.languages
+        strengths = [s for s in self._capability_list("strengths", pool) if s not in caps or len(caps) > 1]
+        limits = [x for x in self.persona.items("limitations", lang) if self._in_language(x, lang)]
+        if isinstance(self.persona.limitations, dict):
+            limits = self.persona.items("limitations", lang)
+        base = self.persona.text("base_model", lang) if self.persona.base_model else None
         return {
             "name": self.persona.text("name", lang),
             "developer": self.persona.text("developer", lang),
-            "description": self.persona.text("description", lang),
+            "description": self._local_text("description", lang),
             "capabilities": pool.join(caps),
-            "strengths": pool.join(strengths),
-            "limitations": pool.join(self.persona.items("limitations", lang)) or None,
-            "languages": pool.join([language_name(code, lang) for code in served]),
+            "strengths": pool.join(strengths) or None,
+            "limitations": pool.join(limits) or None,
+            "languages": pool.join([language_name(c, lang) for c in self.persona.languages]) or None,
             "cutoff": self.persona.knowledge_cutoff,
             "contact": self.persona.contact,
+            "base_model": base if self.persona.disclose_base_model else None,
         }
 
-    def _others(self, lang: str) -> list[str]:
-        """Names to deny: in CJK pools any alias, elsewhere the Latin-script ones."""
+    def _is_base(self, name: str) -> bool:
+        low = name.casefold()
+        return any(low in b.casefold() or b.casefold() in low for b in self._base_names)
+
+    def _others(self, pool: SeedPool) -> list[str]:
+        """Names to deny, in the pool's own form: zh/ja any alias (ja writes 通義千問), elsewhere
+        the Latin-script ones. Never the base model: a fine-tune does not deny what it is built on."""
+        lang = pool.language.split("-")[0]
         out = []
         for entry in self.persona.deny:
             aliases = [a.strip() for a in entry.split("/") if a.strip()]
-            if lang.split("-")[0] not in ("zh", "ja", "ko"):
+            if any(self._is_base(a) for a in aliases):
+                continue
+            if lang not in ("zh", "ja"):
                 aliases = [a for a in aliases if LATIN.search(a)] or aliases
-            out.extend(aliases)
-        return out
+            out.extend(pool.other_names.get(a, a) for a in aliases)
+        return list(dict.fromkeys(out))
 
     # --- candidates -------------------------------------------------------------------------------
+
+    def _usable(self, entry: Entry, values: dict[str, Any], pool: SeedPool) -> bool:
+        """False when the entry needs an optional fact the persona lacks; an error for a required one."""
+        for var in entry.variables - {"other"}:
+            if values.get(var) in (None, ""):
+                if var in OPTIONAL_VARIABLES:
+                    return False
+                raise ConfigError(
+                    f"template {entry.id} ({pool.path}) needs persona field '{VARIABLES[var]}', "
+                    "which the persona does not set"
+                )
+        private = bool(self.persona.base_model) and not self.persona.disclose_base_model
+        return "base_model_private" not in entry.facts or private
+
+    def _fitting(self, question: Entry, answers: list[Entry]) -> list[Entry]:
+        """Answers that state what `question` asks; a private base model counts as stated by a
+        polite refusal to name it."""
+        private = bool(self.persona.base_model) and not self.persona.disclose_base_model
+        out = []
+        for a in answers:
+            states = a.facts | ({"base_model"} if private and "base_model_private" in a.facts else set())
+            if question.facts <= states and a.tags <= question.tags:
+                out.append(a)
+        return out
 
     def candidates(self, pool: SeedPool, values: dict[str, Any]) -> dict[str, list[Candidate]]:
         seed, lang = self.options.seed, pool.language
         result: dict[str, list[Candidate]] = {}
+        others_all = self._others(pool)
         for category, questions in pool.questions.items():
             needs = pool.needs.get(category, [])
             if any(not values.get(v) for v in needs):
                 continue  # e.g. no knowledge cutoff given: no cutoff questions
-            answers = pool.answers[category]
-            for entry in (*questions, *answers):
-                for var in entry.variables - {"other"}:
-                    if values.get(var) in (None, ""):
-                        raise ConfigError(
-                            f"template {entry.id} ({pool.path}) needs persona field '{VARIABLES[var]}', "
-                            "which the persona does not set"
-                        )
-            uses_other = any("other" in e.variables for e in (*questions, *answers))
-            others: list[str | None] = list(self._others(lang)) if uses_other else [None]
-            if uses_other and not others:
-                continue
+            questions = [q for q in questions if self._usable(q, values, pool)]
+            answers = [a for a in pool.answers[category] if self._usable(a, values, pool)]
             cands = []
             for q in questions:
-                for other in others:
+                fitting = self._fitting(q, answers)
+                uses_other = "other" in q.variables or any("other" in a.variables for a in fitting)
+                for other in others_all if uses_other else [None]:
                     group = sorted(
-                        answers,
+                        fitting,
                         key=lambda a, q=q, o=other: stable_hash(seed, TASK, lang, q.id, a.id, o, "rank"),
                     )
                     for rank, a in enumerate(group):
                         order = (rank, stable_hash(seed, TASK, lang, category, q.id, a.id, other))
                         cands.append(Candidate(category, q, a, other, order))
-            cands.sort(key=lambda c: c.order)
-            result[category] = cands
+            if cands:
+                cands.sort(key=lambda c: c.order)
+                result[category] = cands
         return result
-
-    def _pick(self, cands: dict[str, list[Candidate]], quota: int) -> Iterator[Candidate]:
-        """Categories take turns; fresh questions first (each category capped at twice its share of
-        `quota`), then reuse. Yields until every candidate is used; the caller stops at its quota."""
-        cats = [c for c in CATEGORY_ORDER if c in cands]
-        cap = max(1, 2 * -(-quota // max(1, len(cats))))
-        taken: Counter = Counter()
-        used_instr: set = set()
-        pos = dict.fromkeys(cats, 0)
-        for fresh_only in (True, False):
-            progress = True
-            while progress:
-                progress = False
-                for cat in cats:
-                    if fresh_only and taken[cat] >= cap:
-                        continue
-                    lst = cands[cat]
-                    i = pos[cat] if not fresh_only else 0
-                    while i < len(lst) and (
-                        lst[i] is None or (fresh_only and lst[i].instruction_key in used_instr)
-                    ):
-                        i += 1
-                    if i >= len(lst):
-                        continue
-                    cand = lst[i]
-                    lst[i] = None  # consumed
-                    if not fresh_only:
-                        pos[cat] = i + 1
-                    used_instr.add(cand.instruction_key)
-                    taken[cat] += 1
-                    progress = True
-                    yield cand
 
     # --- records --------------------------------------------------------------------------------------
 
     def _record(self, pool: SeedPool, values: dict[str, Any], cand: Candidate) -> Record | Rejected:
         lang, seed = pool.language, self.options.seed
         vals = {**values, "other": cand.other}
-        question = cand.question.render(vals).strip()
-        answer = cand.answer.render(vals).strip()
+
+        def render(entry: Entry) -> str:
+            return agree(entry.render(vals), lang).strip()
+
+        question = render(cand.question)
+        answer = render(cand.answer)
         key = f"{lang}|{cand.question.id}|{cand.answer.id}|{cand.other}"
         system = None
         if pool.system and _share(seed, key, "system") < self.options.system_ratio:
-            system = pool.system[choose_index(len(pool.system), seed, TASK, key, "system-text")].render(vals)
+            system = render(pool.system[choose_index(len(pool.system), seed, TASK, key, "system-text")])
         history: list[Turn] = []
         greet_q, greet_a = pool.questions.get("greeting"), pool.answers.get("greeting")
         if (
@@ -210,9 +282,10 @@ class IdentityGenerator:
             and greet_a
             and _share(seed, key, "multi") < self.options.multi_turn_ratio
         ):
-            gq = greet_q[choose_index(len(greet_q), seed, TASK, key, "greet-q")].render(vals)
-            ga = greet_a[choose_index(len(greet_a), seed, TASK, key, "greet-a")].render(vals)
-            history = [Turn(user=gq.strip(), assistant=ga.strip())]
+            gq = render(greet_q[choose_index(len(greet_q), seed, TASK, key, "greet-q")])
+            usable = [a for a in greet_a if self._usable(a, values, pool)] or greet_a
+            ga = render(usable[choose_index(len(usable), seed, TASK, key, "greet-a")])
+            history = [Turn(user=gq, assistant=ga)]
         meta = {
             "lang": lang,
             "category": cand.category,
@@ -236,6 +309,10 @@ class IdentityGenerator:
             return Rejected(
                 reason="persona_not_named", detail=f"answer does not name {values['name']}", example=example
             )
+        if cand.category in OTHER_CATEGORIES and any(b in answer for b in self._base_names):
+            return Rejected(
+                reason="denies_base_model", detail="a denial names the persona's base model", example=example
+            )
         if self.check is not None:
             for side, text in (("question", question), ("answer", answer)):
                 problem = self.check.check(self._mask(text), lang)
@@ -250,6 +327,33 @@ class IdentityGenerator:
                 text = text.replace(name, " ")
         return text
 
+    def _valid(
+        self, pool: SeedPool, values: dict[str, Any], cands: list[Candidate]
+    ) -> tuple[list[tuple[Record, Candidate]], list[tuple[int, Rejected]]]:
+        """Every distinct checked record of one category, in candidate order, and the rejects with
+        how many records had been made before each (to count only those a run reached)."""
+        made: list[tuple[Record, Candidate]] = []
+        refused: list[tuple[int, Rejected]] = []
+        seen: set[tuple[str, str]] = set()
+        for cand in cands:
+            item = self._record(pool, values, cand)
+            if isinstance(item, Rejected):
+                refused.append((len(made), item))
+                continue
+            pair = (item.instruction, item.output)
+            if pair not in seen:  # same text from different ids (e.g. an answer without {{ other }})
+                seen.add(pair)
+                made.append((item, cand))
+        return made, refused
+
+    def target_mix(self, available: list[str]) -> dict[str, float]:
+        """The target shares (summing to 1) over the categories a language can make."""
+        weights = {c: self.mix.get(c, 0.0) for c in available}
+        total = sum(weights.values())
+        if total <= 0:
+            raise ConfigError("--mix gives every category this persona can make a weight of 0")
+        return {c: w / total for c, w in weights.items() if w > 0}
+
     def generate(self) -> tuple[list[Record], list[Rejected], Report]:
         n, langs = self.options.n, self.languages
         if n < 0:
@@ -258,40 +362,41 @@ class IdentityGenerator:
         quotas = [n // len(langs) + (1 if i < n % len(langs) else 0) for i in range(len(langs))]
         records: list[Record] = []
         rejected: list[Rejected] = []
-        by_cat: dict[str, Counter] = defaultdict(Counter)
+        by_cat: dict[str, Counter] = {}
+        targets: dict[str, dict[str, float]] = {}
         for lang, quota in zip(langs, quotas):
             pool = self.pools[lang]
             values = self.values(pool)
             cands = self.candidates(pool, values)
-            seen: set[tuple[str, str]] = set()
-            made = 0
-            for cand in self._pick(cands, quota):
-                if made >= quota:
-                    break
-                item = self._record(pool, values, cand)
-                report.read += 1
-                if isinstance(item, Rejected):
-                    rejected.append(item)
-                    report.reject(item)
-                    continue
-                pair = (item.instruction, item.output)
-                if pair in seen:
-                    continue  # same text from different ids (e.g. an answer without {{ other }})
-                seen.add(pair)
-                records.append(item)
-                made += 1
-                by_cat[lang][cand.category] += 1
+            valid = {cat: self._valid(pool, values, lst) for cat, lst in cands.items()}
+            shares = self.target_mix([c for c in CATEGORY_ORDER if valid.get(c, ([], []))[0]])
+            targets[lang] = shares
+            counts = _allocate(quota, shares, {c: len(valid[c][0]) for c in shares})
+            made = sum(counts.values())
+            chosen: list[tuple[Record, Candidate]] = []
+            reached = 0
+            for cat, k in counts.items():
+                chosen.extend(valid[cat][0][:k])
+                for before, item in valid[cat][1]:
+                    if before < k:  # met on the way to the k records taken
+                        reached += 1
+                        rejected.append(item)
+                        report.reject(item)
+            chosen.sort(key=lambda rc: stable_hash(self.options.seed, TASK, rc[0].meta["key"], "order"))
+            by_cat[lang] = Counter(counts)
+            for record, cand in chosen:
+                records.append(record)
                 report.languages[lang] += 1
                 report.templates[cand.question.id] += 1
+            report.read += made + reached
             if made < quota:
                 report.notes.append(
-                    f"{lang}: asked for {quota} records, only {made} distinct question/answer combinations exist; "
-                    "wrote those rather than repeat rows (add seeds with --seeds FILE)"
+                    f"{lang}: asked for {quota} records; the pools hold enough distinct question/answer "
+                    f"pairs for {made} in the target mix; wrote those rather than repeat rows or drift "
+                    "from the mix (add seeds with --seeds FILE)"
                 )
         report.written = len(records)
-        for lang in langs:
-            cats = ", ".join(f"{c} {k}" for c, k in sorted(by_cat[lang].items()))
-            report.notes.append(f"{lang} by category: {cats}")
+        report.notes.extend(_mix_notes(langs, by_cat, targets))
         report.notes.append(
             "identity-only set: mix it with general instruction data before training (e.g. 1 identity row per "
             "5-10 general rows; `instructgen mix`) so the model does not answer everything with its identity"
@@ -299,19 +404,53 @@ class IdentityGenerator:
         return records, rejected, report
 
 
-CATEGORY_ORDER = (
-    "name",
-    "developer",
-    "capabilities",
-    "greeting",
-    "short",
-    "denial",
-    "adversarial",
-    "limitations",
-    "languages",
-    "cutoff",
-    "contact",
-)
+CATEGORY_ORDER = tuple(c for c in CATEGORIES)
+
+
+def _allocate(quota: int, shares: dict[str, float], capacity: dict[str, int]) -> dict[str, int]:
+    """Counts per category for `quota` records in `shares` (largest remainder). When a category
+    cannot fill its count, the total shrinks until every category fits, so the mix holds."""
+    total = quota
+    if shares:
+        total = min(quota, *(int(capacity[c] / s) + 1 for c, s in shares.items()))
+    while total >= 0:
+        exact = {c: total * s for c, s in shares.items()}
+        counts = {c: int(v) for c, v in exact.items()}
+        rest = total - sum(counts.values())
+        for c in sorted(exact, key=lambda c: (counts[c] - exact[c], c))[:rest]:
+            counts[c] += 1
+        if all(counts[c] <= capacity[c] for c in counts):
+            return counts
+        total -= 1
+    return dict.fromkeys(shares, 0)
+
+
+def _mix_notes(
+    langs: list[str], by_cat: dict[str, Counter], targets: dict[str, dict[str, float]]
+) -> list[str]:
+    """The written mix per language and overall, each share next to its target."""
+    notes = []
+    total: Counter = Counter()
+    target_sum: Counter = Counter()
+    for lang in langs:
+        counts = by_cat[lang]
+        n = sum(counts.values())
+        total.update(counts)
+        for c, s in targets[lang].items():
+            target_sum[c] += s * n
+        cats = ", ".join(f"{c} {counts[c]}" for c in CATEGORY_ORDER if counts[c])
+        notes.append(f"{lang} by category: {cats}")
+    n = sum(total.values())
+    if n:
+        parts = [
+            f"{c} {100 * total[c] / n:.1f}% (target {100 * target_sum[c] / n:.1f}%)"
+            for c in CATEGORY_ORDER
+            if target_sum[c]
+        ]
+        notes.append("category mix: " + ", ".join(parts))
+        other = sum(total[c] for c in OTHER_CATEGORIES)
+        notes.append(f"denial + adversarial: {100 * other / n:.1f}% of records")
+    return notes
 
 
 def _share(seed: int, key: str, purpose: str) -> float:
@@ -340,10 +479,18 @@ def identity(
         n=n,
         languages=tuple(languages or ()),
         seed=seed,
-        **{k: tuple(v) if k == "seed_files" else v for k, v in options.items()},
+        **{k: _option(k, v) for k, v in options.items()},
     )
     records, rejected, report = IdentityGenerator(persona, opts).generate()
     return Result(records=records, rejected=rejected, report=report)
+
+
+def _option(key: str, value: Any) -> Any:
+    if key == "seed_files":
+        return tuple(value)
+    if key == "mix":
+        return parse_mix(value) if isinstance(value, str) else tuple(dict(value).items())
+    return value
 
 
 def load_persona(path: str) -> Persona:
@@ -370,4 +517,12 @@ def load_persona(path: str) -> Persona:
         raise ConfigError(f"{path}: {problems}") from None
 
 
-__all__ = ["IdentityGenerator", "IdentityOptions", "TemplateError", "identity", "load_persona"]
+__all__ = [
+    "DEFAULT_MIX",
+    "IdentityGenerator",
+    "IdentityOptions",
+    "TemplateError",
+    "identity",
+    "load_persona",
+    "parse_mix",
+]

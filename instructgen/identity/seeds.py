@@ -1,9 +1,18 @@
 """Identity seed pools (`task_templates/identity/<lang>.yaml`): questions and answers per category.
 
-Unlike task pools, an identity pool pairs any question of a category with any answer of the
-same category, so each entry is a short Jinja text and the category is the unit of meaning.
-Validated on load like every pool: unknown keys, syntax, unknown variables, a category with
-questions but no answers (or the reverse).
+An identity pool pairs a question of a category with an answer of the same category, but only
+an answer that states every fact the question asks for: "Who built you? One word." asks for
+the developer, so "I'm {{ name }}." may not answer it. Facts are data in the pool:
+
+- a question asks for its category's default facts (`DEFAULT_ASKS`) unless it is written as a
+  mapping `{text: ..., asks: [developer]}`; `tags` mark its tone (`suspicion`, `order`);
+- an answer states the facts of the variables it uses ({{ developer }} -> developer) plus those
+  listed in `states` (`ai`, `memory`, `browsing`, `feelings`, `mistakes`, ...); `fits` lists tags
+  a question must carry for the answer to suit it ("I understand why you might think so" fits
+  only a `suspicion`).
+
+Validated on load like every pool: unknown keys, syntax, unknown variables and facts, a category
+with questions but no answers (or the reverse).
 """
 
 from __future__ import annotations
@@ -32,10 +41,14 @@ VARIABLES = {
     "other": "deny",
     "cutoff": "knowledge_cutoff",
     "contact": "contact",
+    "base_model": "base_model",
 }
+# Variables whose absence drops the entries that use them instead of stopping the run.
+OPTIONAL_VARIABLES = frozenset({"description", "limitations", "strengths", "languages", "base_model"})
 CATEGORIES = (
     "greeting",
     "name",
+    "introduction",
     "developer",
     "capabilities",
     "limitations",
@@ -45,7 +58,39 @@ CATEGORIES = (
     "short",
     "cutoff",
     "contact",
+    "base_model",
 )
+# What an answer can state. Variables state their own fact; the rest are listed per answer.
+FACTS = frozenset(
+    {
+        *VARIABLES,
+        "not_other",  # denies being {{ other }} (the variable states it)
+        "greeting",
+        "ai",  # says it is an AI / a language model, not a person
+        "memory",
+        "browsing",
+        "feelings",
+        "mistakes",
+        "base_model_private",  # declines to name the base model (disclose_base_model: false)
+    }
+)
+FACT_OF_VARIABLE = {v: ("not_other" if v == "other" else v) for v in VARIABLES}
+TAGS = frozenset({"suspicion", "order", "yes_no"})
+DEFAULT_ASKS: dict[str, tuple[str, ...]] = {
+    "greeting": ("greeting",),
+    "name": ("name",),
+    "introduction": ("name", "developer"),
+    "developer": ("developer",),
+    "capabilities": ("capabilities",),
+    "limitations": ("mistakes",),
+    "languages": ("languages",),
+    "denial": ("name", "not_other"),
+    "adversarial": ("name", "not_other"),
+    "short": ("name",),
+    "cutoff": ("cutoff",),
+    "contact": ("contact",),
+    "base_model": ("base_model",),
+}
 TOP_KEYS = {
     "task",
     "language",
@@ -56,6 +101,7 @@ TOP_KEYS = {
     "system",
     "questions",
     "answers",
+    "other_names",
 }
 
 
@@ -66,6 +112,13 @@ class Entry:
     text: str
     render: _Renderer
     variables: frozenset[str]
+    facts: frozenset[str] = frozenset()  # question: what it asks for; answer: what it states
+    tags: frozenset[str] = frozenset()  # question: its tone; answer: tones it fits (empty: any)
+    raw: object = None  # the entry as written in the pool (text or mapping), to copy it elsewhere
+
+    def answers(self, question: Entry) -> bool:
+        """True when this answer states every fact `question` asks for and suits its tone."""
+        return question.facts <= self.facts and self.tags <= question.tags
 
 
 @dataclass
@@ -77,6 +130,7 @@ class SeedPool:
     capability_names: dict[str, str]
     needs: dict[str, list[str]]
     system: list[Entry]
+    other_names: dict[str, str] = field(default_factory=dict)  # "通义千问" -> "通義千問" (ja)
     questions: dict[str, list[Entry]] = field(default_factory=dict)
     answers: dict[str, list[Entry]] = field(default_factory=dict)
 
@@ -86,7 +140,30 @@ class SeedPool:
         return self.list_sep.join(items[:-1]) + self.list_and + items[-1]
 
 
-def _entry(text: object, entry_id: str, category: str, path: str) -> Entry:
+def _words(value: object, known: frozenset[str], what: str, path: str, entry_id: str) -> frozenset[str]:
+    items = [value] if isinstance(value, str) else list(value or [])
+    unknown = sorted(str(i) for i in items if i not in known)
+    if unknown:
+        raise TemplateError(
+            f"unknown {what} '{unknown[0]}'; known: {', '.join(sorted(known))}", path=path, template_id=entry_id
+        )
+    return frozenset(str(i) for i in items)
+
+
+def _entry(raw: object, entry_id: str, category: str, path: str, kind: str = "system") -> Entry:
+    """One question/answer: a text, or {text, asks|states, tags|fits} (see the module docstring)."""
+    extra: dict = {}
+    text = raw
+    if isinstance(raw, dict):
+        allowed = {"questions": {"text", "asks", "tags"}, "answers": {"text", "states", "fits"}}.get(kind, {"text"})
+        bad = sorted(set(raw) - allowed)
+        if bad:
+            raise TemplateError(
+                f"unknown key '{bad[0]}' (a {kind[:-1]} may have: {', '.join(sorted(allowed))})",
+                path=path,
+                template_id=entry_id,
+            )
+        text, extra = raw.get("text"), raw
     if not isinstance(text, str) or not text.strip():
         raise TemplateError("entries must be non-empty text", path=path, template_id=entry_id)
     try:
@@ -103,6 +180,15 @@ def _entry(text: object, entry_id: str, category: str, path: str) -> Entry:
             path=path,
             template_id=entry_id,
         )
+    if kind == "questions":
+        asks = _words(extra.get("asks", DEFAULT_ASKS.get(category, ())), FACTS, "fact", path, entry_id)
+        tags = _words(extra.get("tags"), TAGS, "tag", path, entry_id)
+        return Entry(entry_id, category, text, renderer, frozenset(variables), asks, tags, raw)
+    if kind == "answers":
+        states = _words(extra.get("states"), FACTS, "fact", path, entry_id)
+        states |= {FACT_OF_VARIABLE[v] for v in variables}
+        fits = _words(extra.get("fits"), TAGS, "tag", path, entry_id)
+        return Entry(entry_id, category, text, renderer, frozenset(variables), states, fits, raw)
     return Entry(entry_id, category, text, renderer, frozenset(variables))
 
 
@@ -133,6 +219,7 @@ def parse_seed_pool(text: str, *, path: str) -> SeedPool:
             _entry(t, f"identity-{language}-system-{i + 1:02d}", "system", path)
             for i, t in enumerate(data.get("system") or [])
         ],
+        other_names={str(k): str(v) for k, v in (data.get("other_names") or {}).items()},
     )
     for kind in ("questions", "answers"):
         block = data.get(kind) or {}
@@ -145,7 +232,7 @@ def parse_seed_pool(text: str, *, path: str) -> SeedPool:
                 raise TemplateError(f"unknown category '{category}' in {kind}{hint}", path=path)
             letter = "q" if kind == "questions" else "a"
             getattr(pool, kind)[category] = [
-                _entry(t, f"identity-{language}-{category}-{letter}{i + 1:02d}", category, path)
+                _entry(t, f"identity-{language}-{category}-{letter}{i + 1:02d}", category, path, kind)
                 for i, t in enumerate(texts or [])
             ]
     for category in sorted(set(pool.questions) ^ set(pool.answers)):
