@@ -54,7 +54,9 @@ PARTICLES = {
     ("이잖아", "잖아"),
     ("아", "야"),
 }
-MARKER = re.compile(r"\[(" + "|".join(sorted({c for c, _ in PARTICLES}, key=len, reverse=True)) + r")/([^\]/]+)\]")
+MARKER = re.compile(
+    r"\[(" + "|".join(sorted({c for c, _ in PARTICLES}, key=len, reverse=True)) + r")/([^\]/]+)\]"
+)
 LATIN_WORD = re.compile(r"([A-Za-z]+)([^A-Za-z]*)$")
 
 

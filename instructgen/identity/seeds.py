@@ -145,7 +145,9 @@ def _words(value: object, known: frozenset[str], what: str, path: str, entry_id:
     unknown = sorted(str(i) for i in items if i not in known)
     if unknown:
         raise TemplateError(
-            f"unknown {what} '{unknown[0]}'; known: {', '.join(sorted(known))}", path=path, template_id=entry_id
+            f"unknown {what} '{unknown[0]}'; known: {', '.join(sorted(known))}",
+            path=path,
+            template_id=entry_id,
         )
     return frozenset(str(i) for i in items)
 
@@ -155,7 +157,9 @@ def _entry(raw: object, entry_id: str, category: str, path: str, kind: str = "sy
     extra: dict = {}
     text = raw
     if isinstance(raw, dict):
-        allowed = {"questions": {"text", "asks", "tags"}, "answers": {"text", "states", "fits"}}.get(kind, {"text"})
+        allowed = {"questions": {"text", "asks", "tags"}, "answers": {"text", "states", "fits"}}.get(
+            kind, {"text"}
+        )
         bad = sorted(set(raw) - allowed)
         if bad:
             raise TemplateError(
