@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..identity.generate import IdentityGenerator, IdentityOptions, load_persona
+from ..identity.generate import DEFAULT_MIX, IdentityGenerator, IdentityOptions, load_persona, parse_mix
 from ..identity.scan import ScanReport, scan_record
 from ..io.records import read_records
 from ..io.writers import JsonlSink, RecordWriter
@@ -44,10 +44,35 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "--strength", "strengths", multiple=True, help="What it is especially good at, as --capability."
 )
 @click.option(
+    "--speaks",
+    default=None,
+    help="Languages the model says it speaks, comma-separated (the persona's `languages`). "
+    "Without it, no record claims any language list.",
+)
+@click.option(
+    "--base-model",
+    default=None,
+    help="The model this one is fine-tuned from: answers say 'built on top of X' and never deny it.",
+)
+@click.option(
+    "--hide-base-model",
+    is_flag=True,
+    help="With a base model: answers decline to name it (and still never deny it).",
+)
+@click.option(
     "--languages",
     default=None,
     help="Languages to write records in, comma-separated (default: the "
     "persona's languages, else zh,en). Pools ship for zh, en, ja, ko, de, fr, es.",
+)
+@click.option(
+    "--mix",
+    "mix_text",
+    default=None,
+    metavar="CATEGORY=WEIGHT,...",
+    help="Change the target category mix (weights, renormalized; 0 drops a category). Default: "
+    + ", ".join(f"{c}={w:g}" for c, w in DEFAULT_MIX.items())
+    + ".",
 )
 @click.option(
     "-n",
@@ -110,7 +135,11 @@ def identity_cmd(
     developer,
     capabilities,
     strengths,
+    speaks,
+    base_model,
+    hide_base_model,
     languages,
+    mix_text,
     count,
     system_ratio,
     multi_turn_ratio,
@@ -133,10 +162,11 @@ def identity_cmd(
 ):
     """Write "who are you / who made you / what can you do" records for a persona.
 
-    Records are balanced across languages and categories (greeting, name, developer,
-    capabilities, limitations, languages, "are you X?" denials, adversarial insistence,
-    short answers), never repeat an instruction/answer pair, always name the persona, and are
-    checked for language agreement and leftover placeholders.
+    Records are split evenly across languages and follow a target category mix (who the model
+    is, who built it and what it can do are the majority; "are you X?" denials and adversarial
+    insistence about 12%; see --mix). Each answer states what its question asks, records never
+    repeat an instruction/answer pair, always name the persona, and are checked for language
+    agreement and leftover placeholders. The report prints the mix written.
     """
     data = load_persona(persona_file).model_dump(exclude_unset=True) if persona_file else {}
     for key, value in (("name", name), ("developer", developer)):
@@ -146,6 +176,12 @@ def identity_cmd(
         data["capabilities"] = _split(capabilities)
     if strengths:
         data["strengths"] = _split(strengths)
+    if speaks:
+        data["languages"] = _split((speaks,))
+    if base_model:
+        data["base_model"] = base_model
+    if hide_base_model:
+        data["disclose_base_model"] = False
     missing = [f"--{k}" for k in ("name", "developer") if not data.get(k)]
     if missing:
         raise click.UsageError(f"give {' and '.join(missing)}, or a --persona file that sets them")
@@ -159,6 +195,7 @@ def identity_cmd(
         multi_turn_ratio=multi_turn_ratio,
         seed_files=tuple(seed_files),
         langid=langid,
+        mix=parse_mix(mix_text) if mix_text else (),
     )
     gen = IdentityGenerator(persona, options)
     records, rejected, report = gen.generate()
