@@ -534,3 +534,33 @@ def test_ner_plain_or_corrupt_folder_is_an_input_error(tmp_path):
     (broken / "state.json").write_text("{")
     with pytest.raises(InputError, match=r"cannot load the saved dataset \("):
         tagged(broken)
+
+
+# --- rows with named columns (for the classification reader) ---------------------------------------
+
+
+def test_header_rows_count_bad_rows_and_keep_good_ones(tmp_path):
+    from instructgen.io.readers import iter_header_rows
+
+    p = write(tmp_path, "c.csv", b'text,label\r"good, really",pos\rbad,neg,extra\n\xff,neg\n"open,pos\n')
+    items = list(iter_header_rows(p, ",", on_error="skip"))
+    assert [i for i in items if not isinstance(i, Rejected)] == [
+        (2, {"text": "good, really", "label": "pos"})
+    ]
+    assert [(i.reason, i.line) for i in items if isinstance(i, Rejected)] == [
+        ("malformed_row", 3),
+        ("encoding_error", 4),
+        ("malformed_row", 5),
+    ]
+    with pytest.raises(InputError, match=r"c\.csv:3: 3 fields, the header has 2"):
+        list(iter_header_rows(p, ","))
+
+
+def test_a_broken_header_is_never_skipped(tmp_path):
+    from instructgen.io.readers import iter_header_rows
+
+    p = write(tmp_path, "h.tsv", b"te\xffxt\tlabel\nx\ty\n")
+    with pytest.raises(InputError, match=r"h\.tsv:1: not valid UTF-8"):
+        list(iter_header_rows(p, "\t", on_error="skip"))
+    with pytest.raises(InputError, match=r"h\.tsv:1: not valid UTF-8"):
+        translate(p, "skip")

@@ -489,6 +489,8 @@ def read_tabular(
     names: list[str] | None = None
     width: int | None = None
     for line, end, row in iter_delimited(path, delimiter):
+        if line == 1 and isinstance(row, InputError) and header != "no":
+            raise row  # a broken first row may be the header: skipping it would misread every row
         try:
             if isinstance(row, InputError):
                 raise row
@@ -513,6 +515,41 @@ def read_tabular(
             yield rejected_from(exc, printable(delimiter.join(row) if isinstance(row, list) else ""))
             continue
         yield _pair_example(src, tgt, shown, line)
+
+
+def iter_header_rows(
+    path: str | Path, delimiter: str, *, on_error: str = "raise"
+) -> Iterator[tuple[int, dict[str, str]] | Rejected]:
+    """(line, {column: cell}) per row of a TSV/CSV file whose first row names the columns.
+
+    The checks of `iter_delimited` (quoting against physical lines, CR line ends, encodings) plus
+    the header width: a row with more or fewer cells than the header is `malformed_row`, counted
+    under skip, never cut or padded. For readers with named columns (classification).
+    """
+    shown = str(path)
+    header: list[str] | None = None
+    for line, end, row in iter_delimited(path, delimiter):
+        if header is None:  # no skipping past a broken header: every row would be misread
+            if isinstance(row, InputError):
+                raise row
+            header = [h.strip() for h in row]
+            continue
+        try:
+            if isinstance(row, InputError):
+                raise row
+            if len(row) != len(header):
+                raise InputError(
+                    _width_message(len(row), len(header), True, line, end),
+                    path=shown,
+                    line=line,
+                    reason="malformed_row",
+                )
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            yield rejected_from(exc, printable(delimiter.join(row) if isinstance(row, list) else ""))
+            continue
+        yield line, dict(zip(header, row))
 
 
 def _width_message(n: int, width: int, header: bool, line: int, end: int) -> str:
