@@ -393,3 +393,31 @@ def test_every_tokenizer_file_is_in_the_cache_key(tmp_path, run_cli):
     assert "cache: miss" in run_cli(*args).stderr
     (wp / "model.safetensors").write_bytes(b"\x00" * 64)
     assert "cache: hit" in run_cli(*args).stderr
+
+
+# --- issue 10: what a trainer needs, in the metadata -----------------------------------------------------
+
+
+def test_metadata_says_what_a_trainer_needs(tmp_path, qwen_dir, run_cli):
+    """The test Qwen tokenizer is set up as Qwen2.5-Instruct's tokenizer_config.json: pad
+    <|endoftext|> (151643), eos <|im_end|> (151645), no BOS; 151,643 ranks + 3 specials."""
+    from instructgen.tokenize.tokenizers import tokenizer_fingerprint
+
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    res = run_cli("tokenize", src, "--tokenizer", qwen_dir, "--format", "chatml", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    trainer = json.loads((out / "instructgen_meta.json").read_text())["trainer"]
+    assert trainer == {
+        "pad": {"id": 151643, "text": "<|endoftext|>"},
+        "eos": {"id": 151645, "text": "<|im_end|>"},
+        "bos": None,
+        "end_of_turn": {"id": 151645, "text": "<|im_end|>"},
+        "vocab_size": 151646,
+        "tokenizer_sha256": tokenizer_fingerprint(qwen_dir),
+        "format": "chatml",
+        "max_length": 2048,
+        "packed": False,
+        "label_ignore_index": -100,
+        "columns": ["input_ids", "attention_mask", "labels", "row", "truncated"],
+    }

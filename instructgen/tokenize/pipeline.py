@@ -611,7 +611,8 @@ def tokenize_file(
     folder = OutputFolder(out_dir, overwrite=overwrite, protect=protect)
     folder.check()
     fmt_obj = None if fmt == "chat_template" else get_format(fmt)
-    key = cache_key(input_hash(input_path), tokenizer_fingerprint(tokenizer_path), fmt_obj, options, pack)
+    tok_fp = tokenizer_fingerprint(tokenizer_path)
+    key = cache_key(input_hash(input_path), tok_fp, fmt_obj, options, pack)
     stale = ""
     if folder.ours and not overwrite:
         meta = read_meta(out_dir)
@@ -641,6 +642,7 @@ def tokenize_file(
             fmt_obj,
             options,
             key,
+            tok_fp,
             num_proc=num_proc,
             pack=pack,
             fast=fast,
@@ -656,6 +658,38 @@ def tokenize_file(
         report.cache = f"miss (the cached output was damaged: {stale}; rebuilt)"
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def trainer_info(
+    tok: Any, tok_fp: str, fmt: PromptFormat | None, options: EncodeOptions, pack: bool
+) -> dict[str, Any]:
+    """What a trainer needs besides the ids: the special ids to pad and stop with, the vocabulary
+    size the embedding must cover, and the tokenizer's hash to check it loads the same one."""
+
+    def token(tid: int | None) -> dict[str, Any] | None:
+        return None if tid is None else {"id": tid, "text": tok.token_text(tid)}
+
+    if hasattr(tok, "hf"):
+        vocab_size = len(tok.hf)  # base vocabulary plus added tokens: the ids the data can hold
+    elif hasattr(tok, "enc"):
+        vocab_size = tok.enc.n_vocab
+    else:
+        vocab_size = None
+    eot = None
+    if fmt is not None:
+        eot = tok.token_id(fmt.eot) if fmt.eot else tok.eos_id
+    return {
+        "pad": token(tok.pad_id),
+        "eos": token(tok.eos_id),
+        "bos": token(tok.bos_id),
+        "end_of_turn": token(eot),
+        "vocab_size": vocab_size,
+        "tokenizer_sha256": tok_fp,
+        "format": fmt.name if fmt is not None else "chat_template",
+        "max_length": options.max_length,
+        "packed": pack,
+        "label_ignore_index": IGNORE,
+    }
 
 
 def output_files(out_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -715,6 +749,7 @@ def _build(
     fmt_obj: PromptFormat | None,
     options: EncodeOptions,
     key: str,
+    tok_fp: str,
     *,
     num_proc: int,
     pack: bool,
@@ -777,6 +812,10 @@ def _build(
         "options": asdict(options),
         "pack": pack,
         "report": report.to_json(),
+        "trainer": {
+            **trainer_info(tok, tok_fp, fmt_obj, options, pack),
+            "columns": list(json.loads((out_dir / "dataset_info.json").read_text("utf-8"))["features"]),
+        },
         "files": output_files(out_dir),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
