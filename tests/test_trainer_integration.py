@@ -70,13 +70,16 @@ def tiny_llama(vocab_size: int, attn: str):
     return LlamaForCausalLM(config)
 
 
-def run_trainer(tmp_path, packed_dir, tiny_dir, collator_kwargs: dict, attn: str):
-    """Two optimizer steps with Trainer defaults; returns (dataset, features keys the collator saw,
-    forward kwargs the model got, training loss)."""
+def run_trainer(tmp_path, packed_dir, tiny_dir, collator_kwargs: dict, attn: str, trl: dict | None = None):
+    """Two optimizer steps with Trainer defaults (or TRL's SFTTrainer with `trl` as extra SFTConfig
+    arguments); returns (dataset, features keys the collator saw, forward kwargs the model got,
+    training loss)."""
     import datasets
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
     ds = datasets.load_from_disk(str(packed_dir))
+    if trl is not None and trl.pop("rename", False):
+        ds = ds.rename_column("seq_lens", "seq_lengths")
     tok = AutoTokenizer.from_pretrained(str(tiny_dir))
     collator = Collator(pad_id=tok.pad_token_id, **collator_kwargs)
     seen_keys: list[set] = []
@@ -88,21 +91,57 @@ def run_trainer(tmp_path, packed_dir, tiny_dir, collator_kwargs: dict, attn: str
     model = tiny_llama(len(tok), attn)
     calls: list[dict] = []
     model.register_forward_pre_hook(lambda _m, _a, kw: calls.append(dict(kw)), with_kwargs=True)
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        per_device_train_batch_size=len(ds),
-        max_steps=2,
-        learning_rate=1e-3,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        seed=0,
-    )
-    assert args.remove_unused_columns  # the default this test is about
-    result = Trainer(model=model, args=args, train_dataset=ds, data_collator=collate).train()
+    common = {
+        "output_dir": str(tmp_path / "run"),
+        "per_device_train_batch_size": len(ds),
+        "max_steps": 2,
+        "learning_rate": 1e-3,
+        "report_to": [],
+        "use_cpu": True,
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    if trl is None:
+        args = TrainingArguments(**common)
+        assert args.remove_unused_columns  # the default this test is about
+        trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=collate)
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common, bf16=False, **trl)
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=ds, processing_class=tok, data_collator=collate
+        )
+    result = trainer.train()
+    if trl is not None:
+        ds = ds.rename_columns({"seq_lengths": "seq_lens"}) if "seq_lengths" in ds.column_names else ds
     return ds, seen_keys, calls, result.training_loss
+
+
+def check_block_mask_calls(ds, calls: list[dict]) -> None:
+    """Every row the model got has restarting positions and a block mask equal to the seq_lens
+    the tokenizer wrote (rows matched by their ids; right padding)."""
+    by_ids = {tuple(r["input_ids"]): r["seq_lens"] for r in ds}
+    for kw in calls:
+        assert {"input_ids", "attention_mask", "labels", "position_ids"} <= set(kw)
+        mask = kw["attention_mask"]
+        batch, width = kw["input_ids"].shape
+        assert mask.shape == (batch, 1, width, width) and mask.dtype == torch.float32
+        rows_seen = set()
+        for r in range(batch):
+            (key,) = [k for k in by_ids if tuple(kw["input_ids"][r, : len(k)].tolist()) == k]
+            rows_seen.add(key)
+            lens = by_ids[key]
+            expected_pos = [p for n in lens for p in range(n)] + [0] * (width - len(key))
+            assert kw["position_ids"][r].tolist() == expected_pos
+            example = [i for i, n in enumerate(lens) for _ in range(n)]
+            for q in range(len(key)):
+                visible = (mask[r, 0, q, : len(key)] == 0).nonzero().flatten().tolist()
+                assert visible == [k for k in range(q + 1) if example[k] == example[q]]
+                assert (mask[r, 0, q, len(key) :] != 0).all()  # padding is never seen
+        assert len(rows_seen) == len(ds)
 
 
 def split(ids: list[int], lens: list[int]) -> list[tuple[int, ...]]:
@@ -129,25 +168,7 @@ def test_trainer_block_mask_keeps_positions_and_boundaries(tmp_path, packed_dir,
         k == {"input_ids", "attention_mask", "labels", "position_ids"} for k in seen_keys
     )
     assert len(calls) == 2 and math.isfinite(loss)
-    by_ids = {tuple(r["input_ids"]): r["seq_lens"] for r in ds}
-    for kw in calls:
-        assert {"input_ids", "attention_mask", "labels", "position_ids"} <= set(kw)
-        mask = kw["attention_mask"]
-        batch, width = kw["input_ids"].shape
-        assert mask.shape == (batch, 1, width, width) and mask.dtype == torch.float32
-        rows_seen = set()
-        for r in range(batch):
-            (key,) = [k for k in by_ids if tuple(kw["input_ids"][r, : len(k)].tolist()) == k]
-            rows_seen.add(key)
-            lens = by_ids[key]
-            expected_pos = [p for n in lens for p in range(n)] + [0] * (width - len(key))
-            assert kw["position_ids"][r].tolist() == expected_pos
-            example = [i for i, n in enumerate(lens) for _ in range(n)]
-            for q in range(len(key)):
-                visible = (mask[r, 0, q, : len(key)] == 0).nonzero().flatten().tolist()
-                assert visible == [k for k in range(q + 1) if example[k] == example[q]]
-                assert (mask[r, 0, q, len(key) :] != 0).all()  # padding is never seen
-        assert len(rows_seen) == len(ds)
+    check_block_mask_calls(ds, calls)
 
 
 def test_trainer_padding_free_flattens_with_position_ids(tmp_path, packed_dir, tiny_dir):
@@ -163,3 +184,30 @@ def test_trainer_padding_free_flattens_with_position_ids(tmp_path, packed_dir, t
         lens = [b - a for a, b in zip(starts, [*starts[1:], len(pos)])]
         assert kw["cu_seq_lens_q"].tolist() == [0, *torch.cumsum(torch.tensor(lens), 0).tolist()]
         assert sorted(split(kw["input_ids"][0].tolist(), lens)) == expected
+
+
+# TRL 1.16 SFTTrainer (trl/trainer/sft_trainer.py): with a pre-tokenized dataset and
+# `dataset_kwargs={"skip_prepare_dataset": True}` it trains on the rows as given, but its
+# `_set_signature_columns_if_needed` keeps only input_ids, labels and seq_lengths, so position_ids
+# is pruned under its defaults. Either keep every column or give seq_lens TRL's name.
+TRL_SKIP = {"dataset_kwargs": {"skip_prepare_dataset": True}}
+
+
+def test_trl_default_pruning_drops_position_ids(tmp_path, packed_dir, tiny_dir):
+    """Why README asks for one of the two settings below (fails if TRL changes what it keeps)."""
+    pytest.importorskip("trl")
+    _, seen_keys, _, _ = run_trainer(tmp_path, packed_dir, tiny_dir, {}, "sdpa", trl=dict(TRL_SKIP))
+    assert seen_keys[0] == {"input_ids", "labels"}
+
+
+@pytest.mark.parametrize(
+    "setting", [{"remove_unused_columns": False}, {"rename": True}], ids=["keep_columns", "seq_lengths"]
+)
+def test_trl_sft_trainer_keeps_boundaries(tmp_path, packed_dir, tiny_dir, setting):
+    pytest.importorskip("trl")
+    ds, seen_keys, calls, loss = run_trainer(
+        tmp_path, packed_dir, tiny_dir, {}, "sdpa", trl={**TRL_SKIP, **setting}
+    )
+    assert seen_keys[0] & {"position_ids", "seq_lens", "seq_lengths"}
+    assert len(calls) == 2 and math.isfinite(loss)
+    check_block_mask_calls(ds, calls)

@@ -33,17 +33,21 @@ from typing import Any
 
 IGNORE = -100
 PACKED_ATTENTION = ("block_mask", "padding_free")
+# ours, and TRL's name: TRL's SFTTrainer keeps only input_ids, labels and seq_lengths through its
+# column pruning (trl 1.16 sft_trainer.py `_set_signature_columns_if_needed`), dropping position_ids
+SEQ_LENS_KEYS = ("seq_lens", "seq_lengths")
 
 
 def example_lengths(feature: dict[str, Any], row: int = 0) -> list[int]:
-    """Lengths of the examples packed into one row: `seq_lens` when present, otherwise where
-    `position_ids` restart (any step other than +1, the rule of transformers'
-    `find_packed_sequence_indices`), otherwise the whole row as one example."""
+    """Lengths of the examples packed into one row: `seq_lens` (or TRL's `seq_lengths`) when
+    present, otherwise where `position_ids` restart (any step other than +1, the rule of
+    transformers' `find_packed_sequence_indices`), otherwise the whole row as one example."""
     import torch
 
     n = len(feature["input_ids"])
-    if "seq_lens" in feature and feature["seq_lens"] is not None:
-        lens = [int(s) for s in feature["seq_lens"]]
+    given = next((feature[k] for k in SEQ_LENS_KEYS if feature.get(k) is not None), None)
+    if given is not None:
+        lens = [int(s) for s in given]
         if sum(lens) != n or any(s <= 0 for s in lens):
             raise ValueError(f"row {row}: seq_lens {lens} do not split its {n} tokens")
         return lens
@@ -92,10 +96,12 @@ class Collator:
         if self.padding_side not in ("right", "left"):
             raise ValueError("padding_side must be 'right' or 'left'")
         if self.packed_attention not in PACKED_ATTENTION:
-            raise ValueError(f"packed_attention must be one of {PACKED_ATTENTION}, not {self.packed_attention!r}")
+            raise ValueError(
+                f"packed_attention must be one of {PACKED_ATTENTION}, not {self.packed_attention!r}"
+            )
         if self.packed_attention == "padding_free":
             return self._flatten(features, torch)
-        packed = "seq_lens" in features[0] or "position_ids" in features[0]
+        packed = any(k in features[0] for k in (*SEQ_LENS_KEYS, "position_ids"))
         if packed and self.return_position_ids is False:
             raise ValueError("packed rows need position_ids (each example's positions restart at 0)")
         lengths = [len(f["input_ids"]) for f in features]
@@ -145,7 +151,9 @@ class Collator:
         width = seg.shape[1]
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         allowed = (seg[:, :, None] == seg[:, None, :]) & causal
-        dtype = self.mask_dtype if isinstance(self.mask_dtype, torch.dtype) else getattr(torch, self.mask_dtype)
+        dtype = (
+            self.mask_dtype if isinstance(self.mask_dtype, torch.dtype) else getattr(torch, self.mask_dtype)
+        )
         if dtype == torch.bool:
             return allowed[:, None]
         zero = torch.zeros((), dtype=dtype)
