@@ -11,14 +11,15 @@ import yaml
 from ..errors import InstructgenError
 from ..identity.seeds import load_seed_pool
 from ..templates.pool import PoolSet, builtin_pool_files, load_builtin_pools, load_pool
+from ..templates.safe_yaml import load_yaml_bounded
 from ..templates.tasks import get_task, known_tasks
 from .common import fail_cleanly
 
 
 def _is_seed_pool(path: str | Path) -> bool:
     try:
-        head = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, yaml.YAMLError):
+        head = load_yaml_bounded(path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
     return isinstance(head, dict) and head.get("task") == "identity"
 

@@ -20,10 +20,11 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from pydantic import ValidationError
 
 from ..determinism import choose_index
-from ..errors import ConfigError, TemplateError
+from ..errors import ConfigError, TemplateError, TemplateLimitError
 from ..schema import TemplateSpec
 from .env import template_env
 from .languages import normalize_code
+from .safe_yaml import safe_load_bounded
 from .tasks import TaskSpec, get_task
 
 FIELDS = ("instruction", "input", "output", "system")
@@ -34,14 +35,18 @@ class _Renderer:
 
     Most fields are plain text with `{{ var }}` slots; those are joined directly, which is
     several times faster than a Jinja render and gives the same string (checked in tests).
-    Anything else (filters, conditionals) goes through the sandboxed Jinja template.
+    Anything else (filters, conditionals) goes through the sandboxed Jinja template, whose
+    renders are bounded in CPU time and size (see `env.py`); any failure is a `TemplateError`
+    naming `path` and `template_id` when the caller gave them.
     """
 
-    __slots__ = ("_parts", "_template", "_variables", "source")
+    __slots__ = ("_parts", "_template", "_variables", "path", "source", "template_id")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, *, path: str | None = None, template_id: str | None = None) -> None:
         env = template_env()
         self.source = source
+        self.path = path
+        self.template_id = template_id
         ast = env.parse(source)
         self._parts = _simple_parts(ast)
         self._template = None if self._parts is not None else env.from_string(source)
@@ -52,7 +57,14 @@ class _Renderer:
 
     def __call__(self, values: dict[str, Any]) -> str:
         if self._parts is None:
-            return self._template.render(values)  # type: ignore[union-attr]
+            try:
+                return self._template.render(values)  # type: ignore[union-attr]
+            except TemplateError as exc:
+                if exc.path is None and self.path is not None:
+                    raise type(exc)(exc.message, path=self.path, template_id=self.template_id) from None
+                raise
+            except Exception as exc:  # the sandbox raises SecurityError, TypeError, UndefinedError...
+                raise TemplateError(str(exc), path=self.path, template_id=self.template_id) from None
         out = []
         for is_var, text in self._parts:
             if is_var:
@@ -107,10 +119,18 @@ class Template:
         return cached
 
     def render(self, values: dict[str, Any]) -> dict[str, str | None]:
+        """The four fields rendered; a field that fails or exceeds a bound is a `TemplateError`
+        naming the pool file, line and template id."""
         out: dict[str, str | None] = {}
         for name in FIELDS:
             renderer = self._renderers.get(name)
-            out[name] = renderer(values) if renderer is not None else None
+            try:
+                out[name] = renderer(values) if renderer is not None else None
+            except TemplateError as exc:
+                if exc.path is not None:
+                    raise
+                where = f"{self.path}:{self.line}" if self.line else self.path
+                raise type(exc)(exc.message, path=where, template_id=self.id) from None
         if out["input"] is None:
             out["input"] = ""
         return out
@@ -180,6 +200,10 @@ def compile_template(
                 path=where,
                 template_id=spec.id,
             ) from None
+        except RecursionError:
+            raise TemplateLimitError(
+                f"'{name}' is nested too deeply", path=where, template_id=spec.id
+            ) from None
         used[name] = renderers[name].variables()
 
     known = set(task.variables)
@@ -218,8 +242,8 @@ def compile_template(
     )
     try:
         rendered = template.render(task.sample)
-    except Exception as exc:  # the sandbox raises SecurityError, TypeError, UndefinedError...
-        raise TemplateError(f"trial render failed: {exc}", path=where, template_id=spec.id) from None
+    except TemplateError as exc:  # already names file and id; a bound exceeded stays a TemplateLimitError
+        raise type(exc)(f"trial render failed: {exc.message}", path=where, template_id=spec.id) from None
     if not (rendered["instruction"] or "").strip():
         raise TemplateError("instruction renders to empty text", path=where, template_id=spec.id)
     return template
@@ -240,7 +264,7 @@ def load_pool(path: str | Path, *, task: str | None = None, display_path: str | 
 
 def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
