@@ -182,11 +182,20 @@ class IdentityGenerator:
             "capabilities": pool.join(caps),
             "strengths": pool.join(strengths) or None,
             "limitations": pool.join(limits) or None,
-            "languages": pool.join([language_name(c, lang) for c in self.persona.languages]) or None,
+            "languages": self._languages(pool),
             "cutoff": self.persona.knowledge_cutoff,
             "contact": self.persona.contact,
             "base_model": base if self.persona.disclose_base_model else None,
         }
+
+    def _languages(self, pool: SeedPool) -> str | None:
+        """The persona's languages, named in the pool's language; None (no language questions) when
+        the persona lists none, or does not list the language this pool writes in: a Japanese record
+        must not say the model speaks only Chinese and English."""
+        spoken = [normalize_code(c) for c in self.persona.languages]
+        if pool.language.split("-")[0] not in {c.split("-")[0] for c in spoken}:
+            return None
+        return pool.join([language_name(c, pool.language) for c in spoken]) or None
 
     def _is_base(self, name: str) -> bool:
         low = name.casefold()
@@ -389,6 +398,11 @@ class IdentityGenerator:
                 report.languages[lang] += 1
                 report.templates[cand.question.id] += 1
             report.read += made + reached
+            if self.persona.languages and values["languages"] is None:
+                report.notes.append(
+                    f"{lang}: the persona's languages ({', '.join(self.persona.languages)}) do not include "
+                    f"{lang}; no records about which languages it speaks were written in {lang}"
+                )
             if made < quota:
                 report.notes.append(
                     f"{lang}: asked for {quota} records; the pools hold enough distinct question/answer "
