@@ -189,3 +189,32 @@ def mix_cmd(sources, output, total, allow_repeat, fmt, drop_meta, manifest, seed
     click.echo(result.summary(), err=True)
     if manifest_path:
         click.echo(f"  manifest: {manifest_path}", err=True)
+
+
+@click.command("stats")
+@click.argument("path", type=click.Path())
+@click.option("--tokenizer", default=None, help="Count tokens too (a HF tokenizer folder or a .tiktoken file).")
+@click.option("--rejects", default=None, metavar="FILE", help="A rejects file to count reasons from.")
+@click.option("--plots", default=None, metavar="DIR", help="Write PNG plots here (needs matplotlib).")
+@click.option("--json", "json_out", default=None, metavar="FILE", help="Write every figure as JSON too.")
+@click.option("--no-langid", is_flag=True, help="Do not detect languages the records' meta does not state.")
+@fail_cleanly
+def stats_cmd(path, tokenizer, rejects, plots, json_out, no_langid):
+    """Describe PATH: records in any layout, or an `instructgen tokenize` output folder.
+
+    Counts, length distributions (characters; tokens with --tokenizer), languages, templates,
+    labels and rejected reasons; for tokenized data the trained-token share and packing
+    efficiency. The table goes to stdout; --plots DIR draws the same as PNGs.
+    """
+    from ..dataops.stats import compute_stats, save_json
+
+    st = compute_stats(path, tokenizer=tokenizer, langid=not no_langid, rejects=rejects)
+    if plots:  # before printing, so a missing matplotlib stops with nothing half-written
+        from ..dataops.plots import write_plots
+
+        written = write_plots(st, plots)
+    click.echo(st.table())
+    if json_out:
+        save_json(st, json_out)
+    if plots:
+        click.echo(f"plots: {', '.join(str(p) for p in written)}", err=True)
