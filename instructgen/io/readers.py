@@ -458,7 +458,7 @@ def iter_delimited(path: str | Path, delimiter: str) -> Iterator[tuple[int, int,
             line, problem = problems[0]
             problems.clear()
             yield start, last, InputError(problem, path=shown, line=line, reason="encoding_error")
-        elif row and not (len(row) == 1 and row[0] == ""):
+        elif row:  # [] is an empty line; '""' is a row with one empty field, and is counted
             yield start, last, row
 
 
