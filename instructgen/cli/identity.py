@@ -127,6 +127,10 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--concurrency", type=int, default=4, show_default=True, help="LLM requests in flight at most.")
 @click.option("--cache-dir", default=None, help="LLM response cache (default: $XDG_CACHE_HOME/instructgen).")
 @click.option("--offline", is_flag=True, help="Replay LLM answers from the cache only.")
+@click.option(
+    "--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for one LLM answer."
+)
+@click.option("--max-retries", type=int, default=5, show_default=True, help="Retries per LLM request.")
 @output_options
 @fail_cleanly
 def identity_cmd(
@@ -152,6 +156,8 @@ def identity_cmd(
     concurrency,
     cache_dir,
     offline,
+    timeout,
+    max_retries,
     output,
     fmt,
     columns,
@@ -211,6 +217,8 @@ def identity_cmd(
                 concurrency=concurrency,
                 cache_dir=cache_dir,
                 offline=offline,
+                timeout=timeout,
+                max_retries=max_retries,
             )
         )
         try:
@@ -221,9 +229,11 @@ def identity_cmd(
         for r in refused:
             report.reject(r)
         done = sum(1 for r in records if str(r.meta.get("source", "")).startswith("llm:"))
+        failed = sum(1 for r in refused if r.reason == "llm_request_failed")
         report.notes.insert(
             0,
-            f"llm: {done} records paraphrased, {len(refused)} paraphrases refused (their seed records kept)",
+            f"llm: {done} records paraphrased, {len(refused) - failed} paraphrases refused (their seed records kept)"
+            + (f", {failed} requests failed (their seed records kept unparaphrased)" if failed else ""),
         )
         report.notes.insert(1, client.usage.summary())
     with RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer:
