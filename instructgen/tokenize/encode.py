@@ -19,6 +19,7 @@ an explicit policy and never cuts a role header or the final end-of-turn token.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -477,11 +478,12 @@ def identity_conflict(record: Record, names: tuple[str, ...] | list[str]) -> str
 # --- one-pass through the tokenizer's chat template ----------------------------------------------
 
 _OPEN, _MID, _CLOSE = "\ue000", "\ue001", "\ue002"
-ZWSP = "\u200b"
+SENTINELS = (_OPEN, _MID, _CLOSE)
 
 
-def record_messages(record: Record) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": record.system}] if record.system else []
+def record_messages(record: Record, system: str | None = None) -> list[dict[str, str]]:
+    system = record.system if system is None else system
+    msgs = [{"role": "system", "content": system}] if system is not None else []
     for t in record.history:
         msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.assistant}]
     msgs += [
@@ -491,51 +493,116 @@ def record_messages(record: Record) -> list[dict[str, str]]:
     return msgs
 
 
-class ChatTemplateEncoder:
-    """One render, one tokenization, spans from sentinels (HF tokenizers with a chat template)."""
+class ChatTemplateEncoder(Encoder):
+    """The tokenizer's own Jinja chat template, with spans taken from its structure.
+
+    The conversation is rendered once with invisible sentinels around every message's content
+    (so templates that rewrite earlier turns are still located, and templates that change content
+    are refused), and once plainly to check that nothing but the sentinels differs. The trained
+    span of an assistant turn is everything the model must generate for it: from the end of the
+    generation prompt (what the template renders after the previous message with
+    add_generation_prompt=True) through the first special token after the content (the
+    end-of-turn), whitespace the template puts around the content included (Llama-2:
+    `[/INST] {answer} </s>`). The render then becomes segments and is encoded like a built-in
+    format: the prompt side and the response side as one string each, user text escaped.
+    """
 
     def __init__(self, tokenizer: Any, options: EncodeOptions) -> None:
-        if not hasattr(tokenizer, "encode_with_offsets") or not getattr(tokenizer, "chat_template", None):
+        if not getattr(tokenizer, "chat_template", None) or not hasattr(tokenizer, "hf"):
             raise ConfigError("format chat_template needs a HF tokenizer directory with a chat_template")
         if options.truncation != "drop":
             raise ConfigError(
                 "format chat_template supports --truncation drop only (a rendered template has no "
                 "structure to cut safely)"
             )
+        if options.system_mode not in SYSTEM_MODES:
+            raise ConfigError(f"--system mode must be one of {', '.join(SYSTEM_MODES)}")
         self.tok = tokenizer
         self.options = options
+        self.fmt = PromptFormat(name="chat_template", bos=False)
+        self.bos_id = None
+        self.eot_id = tokenizer.eos_id
+        self.eot_text = tokenizer.token_text(tokenizer.eos_id) if tokenizer.eos_id is not None else ""
         self.specials = [s for s in tokenizer.special_tokens() if s]
+        self._special_re = (
+            re.compile("|".join(re.escape(s) for s in sorted(self.specials, key=len, reverse=True)))
+            if self.specials
+            else None
+        )
+        added = tokenizer.added_tokens() if hasattr(tokenizer, "added_tokens") else {}
+        self._added = added or {s: (False, False) for s in self.specials}
+        self._added_ids = {t: tokenizer.token_id(t) for t in self._added}
+        names = sorted(self._added, key=len, reverse=True)
+        self._split_re = re.compile("|".join(re.escape(t) for t in names)) if names else None
+        self._glue = bool(getattr(tokenizer, "marks_word_start", False))
+        self._template_cache = {}
         self.stats = EncodeStats()
+        self._audited = 0
+        self._expected: list[list[str]] = []
 
-    def _escape(self, text: str) -> str:
-        if not self.options.escape_special:
-            return text
-        for sp in self.specials:
-            if sp in text:
-                text = text.replace(sp, sp[0] + ZWSP + sp[1:])
-                self.stats.escaped += 1
-        return text
+    def _apply(self, msgs: list[dict[str, str]], *, generation: bool) -> str:
+        try:
+            return self.tok.hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise ConfigError(f"the chat template failed to render: {exc}") from None
 
-    def render(self, record: Record) -> tuple[str, list[tuple[int, int, bool]]]:
-        """(text, [(start, end, trained)] for every assistant span).
+    def _messages(self, record: Record) -> list[dict[str, str]]:
+        mode = self.options.system_mode
+        if record.system is not None or mode in ("auto", "default", "none"):
+            return record_messages(record)
+        return record_messages(record, self.options.system_text)
 
-        The conversation is rendered twice: with sentinels around every message's content, and
-        plainly. With the sentinels removed the two must be identical; a template that trims,
-        rewrites or drops content (e.g. earlier turns' thinking) makes them differ and is refused.
-        """
-        msgs = [{"role": m["role"], "content": self._escape(m["content"])} for m in record_messages(record)]
+    def render(self, record: Record) -> tuple[str, list[tuple[int, int, bool]], list[tuple]]:
+        """(text, [(start, end, trained)] per assistant turn, segments), in plain-text coordinates."""
+        msgs = self._messages(record)
         marked = [
             {"role": m["role"], "content": f"{_OPEN}{i}{_MID}{m['content']}{_CLOSE}{i}{_MID}"}
             for i, m in enumerate(msgs)
         ]
-        rendered = self.tok.hf.apply_chat_template(marked, tokenize=False)
-        plain = self.tok.hf.apply_chat_template(msgs, tokenize=False)
+        rendered = self._apply(marked, generation=False)
+        plain = self._apply(msgs, generation=False)
+        where = self._locate(rendered, msgs)  # (open start, content start, content end, close end)
         text_parts: list[str] = []
-        spans: list[tuple[int, int, bool]] = []
-        where: list[tuple[int, int, int]] = []  # (start, end, message index) of every message
+        shift: list[tuple[int, int]] = []  # (rendered position, plain position) at each region start
         pos = 0
-        cursor = 0
-        last_assistant = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        for a, cs, ce, b in where:
+            shift.append((pos, sum(map(len, text_parts))))
+            text_parts.append(rendered[pos:a])
+            shift.append((cs, sum(map(len, text_parts))))
+            text_parts.append(rendered[cs:ce])
+            pos = b
+        shift.append((pos, sum(map(len, text_parts))))
+        text_parts.append(rendered[pos:])
+        text = "".join(text_parts)
+        if _OPEN in text or _CLOSE in text:
+            raise ConfigError("the chat template repeated a message's content; spans cannot be trusted")
+        if text != plain:
+            at = next((k for k, (x, y) in enumerate(zip(text, plain)) if x != y), min(len(text), len(plain)))
+            bounds = [(self._to_plain(shift, cs), self._to_plain(shift, ce)) for _, cs, ce, _ in where]
+            i = next((i for i, (x, y) in enumerate(bounds) if x <= at <= y), None)
+            which = f"message {i} ({msgs[i]['role']})" if i is not None else "the text between messages"
+            raise ConfigError(
+                f"the chat template changed the content of {which}, e.g. by trimming it or dropping "
+                "earlier turns' thinking; spans cannot be trusted: use a built-in --format"
+            )
+        spans = self._spans(msgs, marked, rendered, where)
+        spans = [(self._to_plain(shift, s), self._to_plain(shift, e), t) for s, e, t in spans]
+        contents = [
+            (self._to_plain(shift, cs), self._to_plain(shift, ce), msgs[i]["role"])
+            for i, (_, cs, ce, _) in enumerate(where)
+        ]
+        return text, spans, self._to_segments(text, spans, contents)
+
+    @staticmethod
+    def _to_plain(shift: list[tuple[int, int]], pos: int) -> int:
+        base_r, base_p = max((r, p) for r, p in shift if r <= pos)
+        return base_p + (pos - base_r)
+
+    def _locate(self, rendered: str, msgs: list[dict[str, str]]) -> list[tuple[int, int, int, int]]:
+        where = []
+        pos = 0
         for i, m in enumerate(msgs):
             open_tag, close_tag = f"{_OPEN}{i}{_MID}", f"{_CLOSE}{i}{_MID}"
             a = rendered.find(open_tag, pos)
@@ -545,69 +612,138 @@ class ChatTemplateEncoder:
                     f"the chat template dropped message {i} ({m['role']}); it rewrites the conversation, "
                     "so spans cannot be trusted: use a built-in --format"
                 )
-            inner = rendered[a + len(open_tag) : b]
-            text_parts.append(rendered[pos:a])
-            cursor += a - pos
-            start = cursor
-            text_parts.append(inner)
-            cursor += len(inner)
-            where.append((start, cursor, i))
-            if m["role"] == "assistant":
-                trained = self.options.train_on_inputs or not self.options.mask_history or i == last_assistant
-                spans.append((start, cursor, trained))
+            where.append((a, a + len(open_tag), b, b + len(close_tag)))
             pos = b + len(close_tag)
-        text_parts.append(rendered[pos:])
-        text = "".join(text_parts)
-        if _OPEN in text or _CLOSE in text:
-            raise ConfigError("the chat template repeated a message's content; spans cannot be trusted")
-        if text != plain:
-            at = next((k for k, (x, y) in enumerate(zip(text, plain)) if x != y), min(len(text), len(plain)))
-            i = next((i for a, b, i in where if a <= at <= b), None)
-            which = f"message {i} ({msgs[i]['role']})" if i is not None else "the text between messages"
-            raise ConfigError(
-                f"the chat template changed the content of {which}, e.g. by trimming it or dropping "
-                "earlier turns' thinking; spans cannot be trusted: use a built-in --format"
-            )
-        return text, spans
+        return where
+
+    def _spans(self, msgs, marked, rendered, where) -> list[tuple[int, int, bool]]:
+        """Trained spans in rendered coordinates, located from the template's own structure."""
+        opts = self.options
+        last_assistant = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        spans = []
+        for i, m in enumerate(msgs):
+            if m["role"] != "assistant":
+                continue
+            if i == 0:
+                raise ConfigError("the conversation starts with an assistant message; no prompt precedes it")
+            prompt = self._apply(marked[:i], generation=True)
+            close_prev = f"{_CLOSE}{i - 1}{_MID}"
+            k = prompt.rfind(close_prev)
+            if k < 0:
+                raise ConfigError(
+                    f"the chat template's generation prompt dropped message {i - 1}; its structure cannot "
+                    "be located: use a built-in --format"
+                )
+            gen_tail = prompt[k + len(close_prev) :]  # what the prompt ends with after the last message
+            between = rendered[where[i - 1][3] : where[i][0]]
+            if not between.startswith(gen_tail):
+                raise ConfigError(
+                    f"the chat template renders {between!r} before assistant message {i}, but its generation "
+                    f"prompt (add_generation_prompt=True) ends with {gen_tail!r}: the start of the answer "
+                    "cannot be located: use a built-in --format"
+                )
+            start = where[i - 1][3] + len(gen_tail)
+            nxt = where[i + 1][0] if i + 1 < len(where) else len(rendered)
+            after = rendered[where[i][3] : nxt]
+            found = self._special_re.search(after) if self._special_re is not None else None
+            if found is None:
+                raise ConfigError(
+                    f"the chat template puts no special token after assistant message {i} (it renders "
+                    f"{after!r}), so the end of the turn cannot be located: use a built-in --format"
+                )
+            end = where[i][3] + found.end()
+            trained = opts.train_on_inputs or not opts.mask_history or i == last_assistant
+            spans.append((start, end, trained))
+        return spans
+
+    def _to_segments(self, text: str, spans, contents) -> list[tuple]:
+        """The plain render as segments: template text and message contents, trained inside spans."""
+        cuts = {0, len(text)}
+        for s, e, _ in spans:
+            cuts |= {s, e}
+        for s, e, _ in contents:
+            cuts |= {s, e}
+        order = sorted(cuts)
+        segs: list[tuple] = []
+        turn = -1
+        for a, b in itertools.pairwise(order):
+            if a == b:
+                continue
+            content = next((c for c in contents if c[0] <= a and b <= c[1] and c[0] < c[1]), None)
+            span = next((sp for sp in spans if sp[0] <= a and b <= sp[1]), None)
+            trainable = self.options.train_on_inputs or (span is not None and span[2])
+            if content is not None and content[2] == "user":
+                turn += 1
+            kind = "text" if content is None else ("system" if content[2] == "system" else "content")
+            segs.append((kind, text[a:b], trainable, max(turn, 0) if kind != "system" else -1))
+        return segs
+
+    def _segments(self, record: Record) -> list[tuple]:
+        text, spans, segs = self.render(record)
+        self._expected.append([text[s:e] for s, e, t in spans if t])
+        return segs
 
     def encode_batch(self, records: list[Record]) -> list[Encoded | Rejected]:
-        rendered = [self.render(r) for r in records]
-        encs = self.tok.encode_with_offsets([t for t, _ in rendered])
-        special_ids = {self.tok.token_id(s) for s in self.specials}
-        out: list[Encoded | Rejected] = []
-        for (_text, spans), (ids, offsets) in zip(rendered, encs):
-            labels = [IGNORE] * len(ids)
-            for start, end, trained in spans:
-                if not trained and not self.options.train_on_inputs:
-                    continue
-                last = None
-                for k, (a, b) in enumerate(offsets):
-                    if a >= start and b <= end and b > a:
-                        labels[k] = ids[k]
-                        last = k
-                    elif a >= end:
-                        break
-                nxt = (
-                    (last + 1)
-                    if last is not None
-                    else next((k for k, (a, _) in enumerate(offsets) if a >= end), None)
-                )
-                if nxt is not None and nxt < len(ids) and ids[nxt] in special_ids:
-                    labels[nxt] = ids[nxt]  # the end-of-turn token closing this assistant turn
-            if self.options.train_on_inputs:
-                labels = list(ids)
-            self.stats.records += 1
-            if len(ids) > self.options.max_length:
-                self.stats.rejected["too_long"] = self.stats.rejected.get("too_long", 0) + 1
-                out.append(
+        keep: list[Record] = []
+        slots: list[int | Rejected] = []
+        for r in records:
+            bad = _sentinel_field(r)
+            if bad is not None:
+                self._count("private_use_character")
+                slots.append(
                     Rejected(
-                        reason="too_long", detail=f"{len(ids)} tokens > max_length {self.options.max_length}"
+                        reason="private_use_character",
+                        detail=f"{bad} contains U+E000..U+E002, which mark message spans in chat_template",
                     )
                 )
+            else:
+                slots.append(len(keep))
+                keep.append(r)
+        self._expected.clear()
+        encoded = super().encode_batch(keep) if keep else []
+        self._verify(keep, encoded)
+        self.stats.records += len(records) - len(keep)
+        return [s if isinstance(s, Rejected) else encoded[s] for s in slots]
+
+    def _verify(self, records: list[Record], encoded: list[Encoded | Rejected]) -> None:
+        """Every trained run must decode to its span (answer + end-of-turn, modulo whitespace), or
+        the template's structure was misread: stop rather than write wrong masks."""
+        expected = self._expected
+        for n, (enc, want) in enumerate(zip(encoded, expected)):
+            if not isinstance(enc, Encoded) or enc.truncated:
                 continue
-            if all(x == IGNORE for x in labels):
-                self.stats.rejected["no_trained_tokens"] = self.stats.rejected.get("no_trained_tokens", 0) + 1
-                out.append(Rejected(reason="no_trained_tokens", detail="no token left to train on"))
-                continue
-            out.append(Encoded(list(ids), labels))
-        return out
+            runs = _label_runs(enc.labels)
+            got = [" ".join(self.tok.decode(r).split()) for r in runs]
+            if got != [" ".join(w.split()) for w in want]:
+                raise ConfigError(
+                    f"chat_template: the trained tokens of record {n + 1} decode to {got[:2]!r}, not to the "
+                    f"answers and their end-of-turn {want[:2]!r}; the template's structure was not located "
+                    "correctly: use a built-in --format"
+                )
+
+    def _full_text(self, segs: list[tuple]) -> str:
+        return "".join(s[1] for s in segs)
+
+
+def _label_runs(labels: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    cur: list[int] = []
+    for x in labels:
+        if x != IGNORE:
+            cur.append(x)
+        elif cur:
+            runs.append(cur)
+            cur = []
+    return runs + ([cur] if cur else [])
+
+
+def _sentinel_field(record: Record) -> str | None:
+    """The first field holding one of the sentinel characters, or None (issue 11 item 19)."""
+    fields_ = [("instruction", record.instruction), ("input", record.input), ("output", record.output)]
+    fields_.append(("system", record.system or ""))
+    for k, t in enumerate(record.history):
+        fields_ += [(f"history[{k}].user", t.user), (f"history[{k}].assistant", t.assistant)]
+    for name, value in fields_:
+        if any(c in value for c in SENTINELS):
+            return f"field '{name}'"
+    return None

@@ -116,6 +116,8 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
             allowed = len(row.get("seq_lens") or [1])  # one per packed example
             if fmt is not None and fmt.bos_each_turn:
                 allowed = len(rec.history) + 1 if rec is not None else n_bos  # one per turn (Llama-2)
+            elif fmt is None:  # a chat template may open every turn with BOS (Llama-2's does)
+                allowed = max(allowed, _template_bos(tok, rec) if rec is not None else n_bos)
             if n_bos > allowed:
                 bad("duplicate_bos", i, f"{n_bos} BOS tokens, at most {allowed} expected")
         runs = _runs(labels)
@@ -131,9 +133,13 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
             if opts.get("mask_history"):
                 responses = responses[-1:]
             decoded = [tok.decode(run) for run in runs]
-            if fmt is None:  # chat template: the end-of-turn is whatever special token closed the span
-                expected = responses
-                got = [_strip_special_suffix(d, run, tok, special_ids) for d, run in zip(decoded, runs)]
+            if fmt is None:  # chat template: the end-of-turn is whatever special token closed the span,
+                # and the span holds the template's own whitespace around the answer (Llama-2: " {a} </s>")
+                expected = [" ".join(r.split()) for r in responses]
+                got = [
+                    " ".join(_strip_special_suffix(d, run, tok, special_ids).split())
+                    for d, run in zip(decoded, runs)
+                ]
             else:
                 expected = [r + eot_text for r in responses]
                 got = decoded
@@ -141,6 +147,16 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
             if got != expected:
                 bad("decoded_mismatch", i, f"trained tokens decode to {got[:2]!r}, expected {expected[:2]!r}")
     return report
+
+
+def _template_bos(tok: Any, rec: Any) -> int:
+    """How many BOS tokens the tokenizer's chat template itself renders for a record."""
+    from .encode import record_messages
+
+    if getattr(tok, "hf", None) is None or not getattr(tok, "chat_template", None) or tok.bos_id is None:
+        return 1
+    text = tok.hf.apply_chat_template(record_messages(rec), tokenize=False)
+    return max(1, text.count(tok.token_text(tok.bos_id)))
 
 
 def _strip_special_suffix(text: str, run: list[int], tok: Any, special_ids: set) -> str:
