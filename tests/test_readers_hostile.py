@@ -196,6 +196,8 @@ def test_skip_counts_encoding_errors(tmp_path):
         assert rejections(items) == [
             ("encoding_error", 2, f"not valid UTF-8 (invalid start byte at byte {at} of the line)")
         ], name
+        (rej,) = [i for i in items if isinstance(i, Rejected)]
+        assert "\\udcff" in rej.example["raw"], rej.example  # the line kept, its bad byte escaped
 
 
 def test_line_aligned_skip_counts_encoding_errors(tmp_path):
@@ -564,3 +566,20 @@ def test_a_broken_header_is_never_skipped(tmp_path):
         list(iter_header_rows(p, "\t", on_error="skip"))
     with pytest.raises(InputError, match=r"h\.tsv:1: not valid UTF-8"):
         translate(p, "skip")
+
+
+def test_every_documented_reader_reason_is_reachable_under_skip(tmp_path):
+    """README ("Quality checks") documents the reader's malformed_json, missing_field,
+    malformed_row and encoding_error: each must be what --on-error skip counts for its input."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = ["malformed_json", "missing_field", "malformed_row", "encoding_error"]
+    assert all(f"`{r}`" in readme for r in documented)
+    inputs = {
+        "malformed_json": ("a.jsonl", b'{"de": "a"\n'),
+        "missing_field": ("b.jsonl", b'{"de": "a"}\n'),
+        "malformed_row": ("c.tsv", b"a\tb\na\tb\tc\n"),
+        "encoding_error": ("d.tsv", b"a\tb\n\xffa\tb\n"),
+    }
+    for reason, (name, data) in inputs.items():
+        items = translate(write(tmp_path, name, data), "skip")
+        assert [i.reason for i in items if isinstance(i, Rejected)] == [reason]

@@ -325,7 +325,7 @@ def test_delimited_rows_cover_every_physical_line(delimiter, lines, end, junk):
             physical.pop()
         covered = set()
         last = 0
-        for first, end_line, row in got:
+        for first, end_line, row, _raw in got:
             assert last < first <= end_line, (first, end_line)
             # a gap between rows may only hold blank lines
             assert all(physical[n - 1] == "" for n in range(last + 1, first))

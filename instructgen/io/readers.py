@@ -407,8 +407,11 @@ def _no_final_newline(path: str | Path) -> int:
         return 0 if f.read(1) == b"\n" else 1
 
 
-def iter_delimited(path: str | Path, delimiter: str) -> Iterator[tuple[int, int, list[str] | InputError]]:
-    """(first line, last line, cells or InputError) per non-blank row of a TSV or CSV file.
+def iter_delimited(
+    path: str | Path, delimiter: str
+) -> Iterator[tuple[int, int, list[str] | InputError, str]]:
+    """(first line, last line, cells or InputError, raw text of a bad row) per non-blank row of a
+    TSV or CSV file (the raw text, undecodable bytes escaped, is for the rejects file).
 
     TSV has no quoting (text may contain quotes); CSV follows RFC 4180, quoted fields may span
     lines. CR, LF and CRLF all end a line. Quoting is parsed strictly and checked against the
@@ -420,11 +423,13 @@ def iter_delimited(path: str | Path, delimiter: str) -> Iterator[tuple[int, int,
     kind = "TSV" if delimiter == "\t" else "CSV"
     last = 0
     problems: list[tuple[int, str]] = []
+    texts: list[str] = []  # the current row's lines
 
     def feed() -> Iterator[str]:
         nonlocal last
         for number, text, problem in iter_lines(path, newlines="any"):
             last = number
+            texts.append(text)
             if problem is not None:
                 problems.append((number, problem))
             yield text + "\n"  # csv needs the ends for quoted newlines
@@ -449,17 +454,21 @@ def iter_delimited(path: str | Path, delimiter: str) -> Iterator[tuple[int, int,
                     line=first,
                     reason="malformed_row",
                 ),
+                printable("\n".join(texts)),
             )
             first = last + 1
             problems.clear()
+            texts.clear()
             continue
         start, first = first, last + 1
         if problems:
             line, problem = problems[0]
             problems.clear()
-            yield start, last, InputError(problem, path=shown, line=line, reason="encoding_error")
+            error = InputError(problem, path=shown, line=line, reason="encoding_error")
+            yield start, last, error, printable("\n".join(texts))
         elif row:  # [] is an empty line; '""' is a row with one empty field, and is counted
-            yield start, last, row
+            yield start, last, row, ""
+        texts.clear()
 
 
 def _quoting_message(kind: str, error: str, first: int, last: int) -> str:
@@ -488,7 +497,7 @@ def read_tabular(
     shown = str(path)
     names: list[str] | None = None
     width: int | None = None
-    for line, end, row in iter_delimited(path, delimiter):
+    for line, end, row, raw in iter_delimited(path, delimiter):
         if line == 1 and isinstance(row, InputError) and header != "no":
             raise row  # a broken first row may be the header: skipping it would misread every row
         try:
@@ -512,7 +521,7 @@ def read_tabular(
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield rejected_from(exc, printable(delimiter.join(row) if isinstance(row, list) else ""))
+            yield rejected_from(exc, raw or delimiter.join(row) if isinstance(row, list) else raw)
             continue
         yield _pair_example(src, tgt, shown, line)
 
@@ -528,7 +537,7 @@ def iter_header_rows(
     """
     shown = str(path)
     header: list[str] | None = None
-    for line, end, row in iter_delimited(path, delimiter):
+    for line, end, row, raw in iter_delimited(path, delimiter):
         if header is None:  # no skipping past a broken header: every row would be misread
             if isinstance(row, InputError):
                 raise row
@@ -547,7 +556,7 @@ def iter_header_rows(
         except InputError as exc:
             if on_error != "skip":
                 raise
-            yield rejected_from(exc, printable(delimiter.join(row) if isinstance(row, list) else ""))
+            yield rejected_from(exc, raw or delimiter.join(row) if isinstance(row, list) else raw)
             continue
         yield line, dict(zip(header, row))
 
