@@ -1,6 +1,11 @@
 """A real HTTP server on loopback that speaks the OpenAI chat-completions protocol, scripted per test.
 
-`script` is a callable(request_number, request_json) -> (status, content or body dict, headers).
+`script` is a callable(request_number, request_json) -> (status, payload, headers), where the payload is
+- a str: the assistant content of a well-formed completion;
+- a dict or list: that JSON body, as is (`choices: []`, `choices: null`, a choice without `message`...);
+- `Raw(body, content_type)`: those bytes (invalid JSON, an HTML error page);
+- `HANG`: never answer (until the server shuts down), for timeouts;
+- `RESET`: close the connection without an answer.
 The server records every request and the highest number of requests in flight at once.
 """
 
@@ -10,10 +15,23 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Reply = tuple[int, Any, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A body sent byte for byte (not JSON-encoded)."""
+
+    body: bytes | str
+    content_type: str = "application/json"
+
+
+HANG = object()
+RESET = object()
 
 
 def completion(content: str, model: str = "test-model") -> dict[str, Any]:
@@ -38,6 +56,7 @@ class ChatServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,11 +76,23 @@ class ChatServer:
                     if server.delay:
                         time.sleep(server.delay)
                     status, payload, headers = server.script(n, body)
-                    if isinstance(payload, str):
-                        payload = completion(payload, body.get("model", "test-model"))
-                    data = json.dumps(payload).encode()
+                    if payload is HANG:
+                        server._stop.wait(60)
+                        return
+                    if payload is RESET:
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    content_type = "application/json"
+                    if isinstance(payload, Raw):
+                        content_type = payload.content_type
+                        data = payload.body.encode() if isinstance(payload.body, str) else payload.body
+                    else:
+                        if isinstance(payload, str):
+                            payload = completion(payload, body.get("model", "test-model"))
+                        data = json.dumps(payload).encode()
                     self.send_response(status)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", content_type)
                     self.send_header("content-length", str(len(data)))
                     for k, v in headers.items():
                         self.send_header(k, v)
@@ -83,6 +114,7 @@ class ChatServer:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stop.set()  # wakes HANG handlers
         self.httpd.shutdown()
         self.httpd.server_close()
 

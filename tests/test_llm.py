@@ -14,13 +14,15 @@ from instructgen.llm.client import LLMClient, LLMConfig, LLMError
 from instructgen.llm.parse import extract_json, extract_list, strip_thinking
 from instructgen.llm.template_gen import GenOptions, TemplateGenerator, generate_pool, rouge_l, units
 
+# a source inside a sentence must be quoted (instructgen/quality/placement.py); one after a colon
+# at the end moves to the input field
 GOOD = [
-    "Please render [input] in [tgt_lang], keeping names unchanged.",
+    'Please render "[input]" in [tgt_lang], keeping names unchanged.',
     "Turn the following [src_lang] passage into [tgt_lang]: [input]",
     'A customer wrote "[input]". Reply with the same message in [tgt_lang].',
     "Produce a faithful [tgt_lang] version of this text: [input]",
     "Localize this UI string for [tgt_lang] speakers: [input]",
-    "Here is a line of dialogue: [input]. How would an actor deliver it in [tgt_lang]?",
+    'Here is a line of dialogue: "[input]". How would an actor deliver it in [tgt_lang]?',
 ]
 BAD = [
     "Translate {input} into [tgt_lang].",  # misspelt placeholder
@@ -91,7 +93,7 @@ def test_generate_writes_a_pool_that_validates_and_translate_uses(tmp_path, cach
     assert [t["source"] for t in pool["templates"]] == ["llm:test-model"] * 5
     assert (
         pool["templates"][0]["instruction"]
-        == "Please render {{ source }} in {{ tgt_lang }}, keeping names unchanged."
+        == 'Please render "{{ source }}" in {{ tgt_lang }}, keeping names unchanged.'
     )
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "rej.jsonl").read_text().splitlines()]
     assert "unknown or misspelt placeholder {input}" in reasons

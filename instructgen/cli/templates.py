@@ -144,6 +144,20 @@ Examples (any OpenAI-compatible endpoint; the key is read from $OPENAI_API_KEY o
 )
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight at most.")
 @click.option("--rpm", type=float, default=None, help="Requests per minute at most.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for one answer before retrying.",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Retries per request (timeouts, resets, 5xx, malformed answers) before it counts as failed.",
+)
 @click.option("--cache-dir", default=None, help="Response cache (default: $XDG_CACHE_HOME/instructgen).")
 @click.option("--offline", is_flag=True, help="Replay from the cache only; a miss is an error.")
 @click.option("--refresh", is_flag=True, help="Ignore cached responses.")
@@ -179,6 +193,8 @@ def generate_cmd(
     api_key_env,
     concurrency,
     rpm,
+    timeout,
+    max_retries,
     cache_dir,
     offline,
     refresh,
@@ -190,9 +206,10 @@ def generate_cmd(
     rejects,
     output,
 ):
-    """Ask an LLM for new templates; keep those that pass the pool linter and are not near-duplicates."""
-    from pathlib import Path
+    """Ask an LLM for new templates; keep those that pass the pool linter and are not near-duplicates.
 
+    Exits 2 without writing the pool when no template is accepted.
+    """
     from ..io.writers import JsonlSink
     from ..llm.client import LLMClient, LLMConfig
     from ..llm.template_gen import GenOptions, TemplateGenerator, generate_pool, identity_pool_yaml, pool_yaml
@@ -203,6 +220,8 @@ def generate_cmd(
         api_key_env=api_key_env,
         concurrency=concurrency,
         rpm=rpm,
+        timeout=timeout,
+        max_retries=max_retries,
         cache_dir=cache_dir,
         offline=offline,
         refresh=refresh,
@@ -233,14 +252,17 @@ def generate_cmd(
         result = generate_pool(client, options, tuple(pool_files))
     finally:
         client.close()
-    if task == "identity":
-        text = identity_pool_yaml(lang, category, [a["instruction"] for a in result.accepted], model)
-    else:
-        text = pool_yaml(task, lang, result.accepted, model)
-    Path(output).write_text(text, encoding="utf-8")
+    if result.accepted:
+        if task == "identity":
+            text = identity_pool_yaml(lang, category, [a["instruction"] for a in result.accepted], model)
+        else:
+            text = pool_yaml(task, lang, result.accepted, model)
+        Path(output).write_text(text, encoding="utf-8")
     with JsonlSink(rejects) as sink:
         for r in result.rejected:
             sink.write(r)
+        for cause in result.failed:
+            sink.write({"reason": "request_failed", "cause": cause})
     reasons: dict[str, int] = {}
     for r in result.rejected:
         key = r["reason"].split(" (")[0].split(":")[0]
@@ -253,5 +275,8 @@ def generate_cmd(
     for k, v in sorted(reasons.items()):
         click.echo(f"  refused {k}: {v}", err=True)
     click.echo("  " + client.usage.summary(), err=True)
+    if not result.accepted:
+        why = f"the last request failed: {result.failed[-1]}" if result.failed else "see --rejects"
+        raise InstructgenError(f"no template was accepted, {output} was not written ({why})")
     if len(result.accepted) < count:
         click.echo(f"  note: stopped after {options.stall_rounds} rounds without a new template", err=True)

@@ -67,6 +67,14 @@ Examples:
     show_default=True,
     help="Records compared with one-pass tokenization (boundary audit); 0 = none, -1 = all.",
 )
+@click.option(
+    "--system",
+    "system",
+    default=None,
+    metavar="TEXT|none|default",
+    help="System prompt of records that have none: TEXT, 'none', or 'default' (the format's own). "
+    "Unset: the format's default, refused when the records carry an identity it contradicts.",
+)
 @click.option("--rejects", default=None, metavar="FILE", help="Write dropped records with their reason here.")
 @click.option(
     "--overwrite",
@@ -98,6 +106,7 @@ def tokenize_cmd(
     num_proc,
     no_fast,
     audit_sample,
+    system,
     rejects,
     overwrite,
     out_dir,
@@ -120,6 +129,8 @@ def tokenize_cmd(
         mask_history=mask_history,
         escape_special=not no_escape,
         audit_sample=audit_sample,
+        system_mode="auto" if system is None else system if system in ("none", "default") else "text",
+        system_text=system if system not in (None, "none", "default") else "",
     )
 
     def bar(total: int):

@@ -19,6 +19,8 @@ from ..templates.languages import language_name
 from .generate import IdentityGenerator
 from .scan import scan_text
 
+REQUEST_FAILED = "llm_request_failed"  # the request got no usable answer: the seed record is kept
+
 
 def _prompt(record: Record, persona_name: str, developer: str, lang: str) -> list[dict[str, str]]:
     return [
@@ -42,7 +44,7 @@ def _prompt(record: Record, persona_name: str, developer: str, lang: str) -> lis
 async def _paraphrase_all(
     client: Any, gen: IdentityGenerator, records: list[Record], ratio: float, seed: int
 ) -> tuple[list[Record], list[Rejected]]:
-    from ..llm.client import LLMError
+    from ..llm.client import RequestFailed
     from ..llm.parse import ParseError, extract_json
 
     persona = gen.persona
@@ -64,14 +66,24 @@ async def _paraphrase_all(
                 sample_index=0,
                 temperature=0.7,
             )
-        except LLMError:
-            raise
+        except RequestFailed as exc:  # no usable answer after retries: the seed record stays
+            return i, exc, lang
         return i, raw, lang
 
     answers = await asyncio.gather(*(one(i) for i in picked), return_exceptions=True)
-    failures = [a for a in answers if isinstance(a, BaseException)]
+    failures = [a for a in answers if isinstance(a, BaseException)]  # auth, quota, budget, offline
     for answer in answers:
         if isinstance(answer, BaseException):
+            continue
+        if isinstance(answer[1], RequestFailed):
+            i, exc, lang = answer
+            rejected.append(
+                Rejected(
+                    reason=REQUEST_FAILED,
+                    detail=exc.cause,
+                    example={"seed_instruction": records[i].instruction, "lang": lang},
+                )
+            )
             continue
         i, raw, lang = answer
         seed_rec = records[i]
@@ -127,5 +139,10 @@ async def _paraphrase_all(
 def paraphrase(
     client: Any, gen: IdentityGenerator, records: list[Record], *, ratio: float = 1.0, seed: int = 0
 ) -> tuple[list[Record], list[Rejected]]:
-    """Records with accepted paraphrases swapped in, and the refused paraphrases."""
+    """Records with accepted paraphrases swapped in, and the refused paraphrases.
+
+    A request that gets no usable answer (timeouts, resets, 5xx, malformed answers, after the
+    client's retries) keeps its seed record and is returned as a `llm_request_failed` rejection
+    with the cause; auth, quota, budget and offline errors raise.
+    """
     return asyncio.run(_paraphrase_all(client, gen, records, ratio, seed))

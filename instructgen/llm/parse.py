@@ -43,12 +43,23 @@ def extract_json(text: str) -> Any:
 
 
 def extract_list(text: str) -> list[str]:
-    """Numbered or bulleted lines, quotes stripped (for models that ignore the JSON request)."""
-    items = []
+    """Numbered or bulleted items, quotes stripped (for models that ignore the JSON request).
+
+    An item may continue on the following lines (`1. Convert the sentence below into [tgt_lang].`
+    then `   [input]`): a non-blank line that is not an item joins the item above with a newline.
+    A blank line ends the item, so a closing remark after the list is not glued onto it.
+    """
+    items: list[list[str]] = []
+    open_item = False
     for line in strip_thinking(text).splitlines():
         m = _LIST_ITEM.match(line)
         if m:
-            items.append(m.group(1).strip().strip('"“”'))
+            items.append([m.group(1).strip()])
+            open_item = True
+        elif not line.strip():
+            open_item = False
+        elif open_item:
+            items[-1].append(line.strip())
     if not items:
         raise ParseError("neither JSON nor a numbered/bulleted list")
-    return items
+    return ["\n".join(lines).strip('"“”') for lines in items]

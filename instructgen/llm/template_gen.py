@@ -8,11 +8,19 @@ length bounds, written in the pool's language), the pool validator (the same as 
 pools), and de-duplication against the pool and the accepted items by a Unicode-aware ROUGE-L
 (characters for CJK, words otherwise). Rounds continue, showing what is accepted so far, until
 `n` are accepted or `stall_rounds` rounds add nothing.
+
+A request that gets no usable answer after its retries (`RequestFailed`: timeouts, 5xx, malformed
+200s) is counted with its cause and the run goes on; auth, quota, budget and offline errors stop it.
+Accepted ids carry a prefix hashed from the run's inputs (model, endpoint, task, language, category,
+seed and the ids of the pools deduplicated against), so separately generated pools can be used
+together, and an identical re-run writes identical ids.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,10 +29,11 @@ import yaml
 
 from ..errors import ConfigError, TemplateError
 from ..quality.langid import LanguageCheck, make_backend
+from ..quality.placement import placement
 from ..templates.languages import language_name, normalize_code
 from ..templates.pool import PoolSet, compile_template
 from ..templates.tasks import get_task
-from .client import LLMClient, LLMError
+from .client import LLMClient, LLMError, RequestFailed
 from .parse import ParseError, extract_json, extract_list
 
 # bracket placeholder shown to the model -> Jinja variable, per task (the "input" the model sees)
@@ -95,6 +104,7 @@ class GenResult:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     rounds: int = 0
+    failed: list[str] = field(default_factory=list)  # causes of requests that got no usable answer
 
 
 @dataclass(frozen=True)
@@ -133,10 +143,33 @@ class TemplateGenerator:
         self.spec = get_task(options.task)
         pools = PoolSet.load(options.task, pool_files)
         self.existing = [t for lang in pools.languages for t in pools.by_language[lang]]
+        self.taken_ids = {t.id for t in self.existing}
+        self.id_prefix = self._id_prefix(sorted(self.taken_ids))
         self.examples = [t for t in pools.by_language.get(self.lang, []) if t.spec.kind == "original"][
             :4
         ] or [t for t in self.existing if t.spec.kind == "original"][:4]
         self.seen = [units(t.spec.instruction + " " + t.spec.input) for t in self.existing]
+
+    def _id_prefix(self, known_ids: list[str]) -> str:
+        """`<task>-<lang>-llm-<6 hex>`: a pure function of what makes this pool different from another."""
+        o = self.options
+        inputs = {
+            "model": self.client.config.model,
+            "base_url": self.client.config.base_url or "",
+            "task": o.task,
+            "language": self.lang,
+            "category": o.category or "",
+            "seed": o.seed,
+            "known_ids": known_ids,
+        }
+        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()[:6]
+        return f"{o.task}-{self.lang}-llm-{digest}"
+
+    def _next_id(self, accepted: list[dict[str, Any]]) -> str:
+        n = len(accepted) + 1
+        while f"{self.id_prefix}-{n:03d}" in self.taken_ids:
+            n += 1
+        return f"{self.id_prefix}-{n:03d}"
 
     def _init_identity(self) -> None:
         from ..identity.seeds import builtin_seed_pools
@@ -190,7 +223,7 @@ class TemplateGenerator:
             f"Write {k} new, varied instruction templates for the task '{task}', written in {lang_name}.\n"
             f"Placeholders you may use: {contract}. Every template must contain {required}, written exactly like "
             "that, and no other bracketed placeholder. Never fill in example values (no real language names, "
-            "no example sentences).\n"
+            "no example sentences). Put [input] in quotes or on its own line at the end.\n"
             f"Existing templates (do not repeat them):\n{examples}\n"
         )
         if accepted:
@@ -250,11 +283,14 @@ class TemplateGenerator:
             self.seen.append(u)
             return None
         entry = {
-            "id": f"{self.options.task}-{self.lang}-llm-{len(accepted) + 1:03d}",
+            "id": self._next_id(accepted),
             "instruction": to_jinja(raw, self.options.task),
             "output": OUTPUT[self.options.task],
             "source": f"llm:{model}",
         }
+        problem = self._delimit(entry)
+        if problem:
+            return problem
         try:
             compile_template(entry, task=self.spec, language=self.lang, path="<generated>")
         except TemplateError as exc:
@@ -262,6 +298,25 @@ class TemplateGenerator:
         accepted.append(entry)
         self.seen.append(u)
         return None
+
+    def _delimit(self, entry: dict[str, Any]) -> str | None:
+        """Translation: the source must be delimited (see quality/placement.py) or the record is useless.
+
+        `...into [tgt_lang]: [input]` runs the source on after a colon: the source moves to the input
+        field, which delimits it. A source inside a sentence without quotes is refused.
+        """
+        if self.options.task != "translation":
+            return None
+        shape = placement(entry["instruction"], entry.get("input"))
+        if shape.shape != "bare":
+            return None
+        text = entry["instruction"].rstrip()
+        tail = "{{ source }}"
+        if text.endswith(tail) and text[: -len(tail)].strip():
+            entry["instruction"] = text[: -len(tail)].rstrip()
+            entry["input"] = tail
+            return None
+        return "the source is not delimited (quote [input] or put it at the end)"
 
     async def _ask(self, messages: list[dict[str, str]], sample_index: int) -> tuple[list[str] | None, str]:
         """Items from one request, re-asking with the parse error; (None, raw) when it never parses."""
@@ -304,8 +359,13 @@ class TemplateGenerator:
             batch = [self._ask(messages, request + i) for i in range(o.parallel)]
             request += o.parallel
             answers = await asyncio.gather(*batch, return_exceptions=True)
-            failures = [a for a in answers if isinstance(a, BaseException)]
+            failures = [
+                a for a in answers if isinstance(a, BaseException) and not isinstance(a, RequestFailed)
+            ]
             for answer in answers:
+                if isinstance(answer, RequestFailed):  # counted with its cause; the run goes on
+                    result.failed.append(answer.cause)
+                    continue
                 if isinstance(answer, BaseException):
                     continue
                 items, raw = answer
