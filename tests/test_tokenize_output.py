@@ -421,3 +421,42 @@ def test_metadata_says_what_a_trainer_needs(tmp_path, qwen_dir, run_cli):
         "label_ignore_index": -100,
         "columns": ["input_ids", "attention_mask", "labels", "row", "truncated"],
     }
+
+
+# --- issue 11 item 16: streaming in windows gives the same dataset ---------------------------------------
+
+
+def test_small_windows_and_processes_give_the_same_dataset(tmp_path, tiny_dir, monkeypatch):
+    """Windows of 4 records in chunks of 2, with 1 and 2 processes, equal one window of everything:
+    rows, ids, labels, rejects (with their source lines) and packing."""
+    import datasets
+
+    from instructgen.tokenize import pipeline
+    from instructgen.tokenize.encode import EncodeOptions
+
+    long = {"instruction": "Long.", "input": "", "output": "word " * 300}
+    rows = [ROWS[i % 3] | {"output": f"answer {i}"} if i % 5 else long for i in range(23)]
+    src = _write(tmp_path / "d.jsonl", rows)
+    opts = EncodeOptions(max_length=200)
+
+    def run(name, num_proc, pack):
+        out = tmp_path / name
+        rej = tmp_path / f"{name}.rej.jsonl"
+        report = pipeline.tokenize_file(
+            src, tiny_dir, out, options=opts, num_proc=num_proc, pack=pack, rejects=str(rej)
+        )
+        ds = datasets.load_from_disk(str(out))
+        return {c: ds[c][:] for c in ds.column_names}, rej.read_text(), report
+
+    whole = run("whole", 1, False)
+    packed = run("packed", 1, True)
+    assert whole[2].rejected == {"too_long": 5} and whole[0]["row"] == [i for i in range(23) if i % 5]
+    assert [json.loads(x)["line"] for x in whole[1].splitlines()] == [1, 6, 11, 16, 21]
+    monkeypatch.setattr(pipeline, "CHUNK", 2)
+    monkeypatch.setattr(pipeline, "window_size", lambda num_proc: 4)
+    for procs in (1, 2):
+        got = run(f"small{procs}", procs, False)
+        assert got[:2] == whole[:2]
+        assert (got[2].rows_in, got[2].rows_out, got[2].tokens) == (23, 18, whole[2].tokens)
+        got = run(f"packed{procs}", procs, True)
+        assert got[:2] == packed[:2] and got[2].packed_rows == packed[2].packed_rows

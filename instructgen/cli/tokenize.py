@@ -133,10 +133,27 @@ def tokenize_cmd(
         system_text=system if system not in (None, "none", "default") else "",
     )
 
-    def bar(total: int):
-        return tqdm(
-            total=total, unit="row", desc="tokenize", leave=False, disable=quiet or total < PROGRESS_MIN_ROWS
-        )
+    class LazyBar:
+        """The row count is unknown while streaming: a bar appears once PROGRESS_MIN_ROWS rows are
+        done, so small runs print only their summary."""
+
+        def __init__(self) -> None:
+            self.done = 0
+            self.bar = None
+
+        def update(self, n: int) -> None:
+            self.done += n
+            if self.bar is not None:
+                self.bar.update(n)
+            elif not quiet and self.done >= PROGRESS_MIN_ROWS:
+                self.bar = tqdm(unit="row", desc="tokenize", leave=False, initial=self.done)
+
+        def close(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
+
+    def bar(total: int | None):
+        return LazyBar()
 
     report = tokenize_file(
         input_path,

@@ -9,6 +9,7 @@ rebuilds it.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
@@ -19,7 +20,7 @@ import tempfile
 import time
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from ..io.records import read_records
 from ..io.writers import JsonlSink
 from ..schema import Record, Rejected
 from .encode import IGNORE, ChatTemplateEncoder, Encoded, EncodeOptions, Encoder
-from .packing import pack_rows, packing_efficiency
+from .packing import pack_rows, packing_efficiency, plan_bfd
 from .tokenizers import HFTokenizer, fast_path, load_tokenizer, tokenizer_fingerprint
 
 META_FILE = "instructgen_meta.json"
@@ -185,7 +186,7 @@ def encode_records(
     tokenizer: Any = None,
 ) -> tuple[list[Encoded | Rejected], TokenizeReport]:
     """Encode records in order; one Encoded or Rejected per record, and the report (the Python-object
-    view of `encode_columns`, for the API and for packing)."""
+    view of `encode_columns`, for the API)."""
     chunks, report = encode_columns(
         records,
         tokenizer_path,
@@ -224,20 +225,129 @@ class ColumnChunk:
     labels: Any
     truncated: Any  # np.bool_, one per kept row
     rejected: list  # (record index, reason, detail)
+    delta: dict = field(default_factory=dict)  # the worker's truncated / audited / mismatch counts
 
 
-def _chunk_from_payload(start: int, payload: tuple) -> ColumnChunk:
+def _chunk_from_payload(base: int, start: int, payload: tuple) -> ColumnChunk:
+    """A worker's buffers as arrays; `base` turns window-relative record indexes into global ones."""
     import numpy as np
 
     lengths_b, ids_b, labels_b, flags, rejected, _ = payload
     return ColumnChunk(
-        start,
+        base + start,
         np.frombuffer(lengths_b, dtype=np.int32),
         np.frombuffer(ids_b, dtype=np.int32),
         np.frombuffer(labels_b, dtype=np.int32),
         np.frombuffer(flags, dtype=np.uint8).astype(bool),
-        rejected,
+        [(base + i, reason, detail) for i, reason, detail in rejected],
+        payload[-1],
     )
+
+
+def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    """itertools.batched (Python 3.12) for 3.10."""
+    it = iter(items)
+    while batch := list(itertools.islice(it, n)):
+        yield batch
+
+
+def window_size(num_proc: int) -> int:
+    """Records held in memory at once: enough for every worker to take several chunks per pool."""
+    return CHUNK if num_proc <= 1 else CHUNK * num_proc * 16
+
+
+def encode_windows(
+    windows: Iterable[list[Record]],
+    tokenizer_path: str,
+    fmt_name: str,
+    options: EncodeOptions,
+    report: TokenizeReport,
+    *,
+    num_proc: int = 1,
+    fast: bool = True,
+    progress: Any = None,
+    tokenizer: Any = None,
+) -> Iterator[list[ColumnChunk]]:
+    """Encode windows of records in order, yielding each window's chunks as soon as they are done.
+
+    Only one window of records and its encoded chunks are in memory: the caller writes them out
+    before asking for the next (what keeps `tokenize` flat in memory at millions of rows). With
+    several processes, each window is handed to a fresh forked pool (records inherited, not
+    pickled: pickling pydantic records cost more than encoding them). Chunk boundaries do not
+    depend on the process count, so neither does the output.
+    """
+    fmt = None if fmt_name == "chat_template" else get_format(fmt_name)
+    tok = tokenizer or load_tokenizer(tokenizer_path)
+    it = iter(windows)
+    first = next(it, None)
+    if first is None:
+        return
+    use_fast = False
+    if fast and fmt is not None and isinstance(tok, HFTokenizer):
+        sample = [t for r in first[:500] for t in (r.prompt_text(), r.output)]
+        twin, report.fast_path = fast_path(tok, sample)
+        if twin is not None:
+            tok, use_fast = twin, True
+    encoder = _make_encoder(tok, fmt, options)
+    if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
+        report.warnings.append(
+            "pad token == end-of-turn token: padding is masked by position, so the real "
+            "end-of-turn keeps its label"
+        )
+    _WORKER["encoder"] = encoder
+    base = 0
+    try:
+        for window in itertools.chain([first], it):
+            chunks = _encode_window(window, base, encoder, tokenizer_path, fmt, options, use_fast, num_proc)
+            for c in chunks:
+                _count(report, c)
+                if progress is not None:
+                    progress.update(len(c.lengths))
+            base += len(window)
+            yield chunks
+    finally:
+        _WORKER.pop("records", None)
+
+
+def _encode_window(
+    window: list[Record],
+    base: int,
+    encoder: Any,
+    tokenizer_path: str,
+    fmt: PromptFormat | None,
+    options: EncodeOptions,
+    use_fast: bool,
+    num_proc: int,
+) -> list[ColumnChunk]:
+    bounds = [(i, min(i + CHUNK, len(window))) for i in range(0, len(window), CHUNK)]
+    _WORKER["records"] = window
+    if num_proc <= 1 or len(bounds) <= 1:
+        payloads = [_encode_range(b) for b in bounds]
+    else:
+        forking = "fork" in mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if forking else "spawn")
+        init, initargs = (
+            (None, ()) if forking else (_init_spawned, (tokenizer_path, fmt, options, use_fast, window))
+        )
+        with ctx.Pool(min(num_proc, len(bounds)), initializer=init, initargs=initargs) as pool:
+            payloads = pool.map(_encode_range, bounds)
+        audited = sum(p[-1]["audited"] for p in payloads)
+        if hasattr(encoder, "_audited"):  # the next window's workers inherit how many were audited
+            encoder._audited += audited
+    return [_chunk_from_payload(base, start, payload) for (start, _), payload in zip(bounds, payloads)]
+
+
+def _count(report: TokenizeReport, c: ColumnChunk) -> None:
+    report.rows_in += len(c.lengths)
+    for _, reason, _ in c.rejected:
+        report.rejected[reason] += 1
+    report.rows_out += int((c.lengths >= 0).sum())
+    report.tokens += int(c.ids.size)
+    report.trained_tokens += int((c.labels != IGNORE).sum())
+    delta = c.delta
+    report.truncated += delta["truncated"]
+    report.audited += delta["audited"]
+    report.boundary_mismatch += delta["boundary_mismatch"]
 
 
 def encode_columns(
@@ -252,92 +362,125 @@ def encode_columns(
     tokenizer: Any = None,
 ) -> tuple[list[ColumnChunk], TokenizeReport]:
     """Like `encode_records`, but the rows stay in flat int32 arrays from the workers to Arrow:
-    with 2 cores, rebuilding per-row Python lists in the parent cost more than the encoding."""
-
+    with 2 cores, rebuilding per-row Python lists in the parent cost more than the encoding.
+    (All in memory: `tokenize_file` streams through `encode_windows` instead.)"""
     report = TokenizeReport(format=fmt_name)
-    fmt = None if fmt_name == "chat_template" else get_format(fmt_name)
-    tok = tokenizer or load_tokenizer(tokenizer_path)
-    use_fast = False
-    if fast and fmt is not None and isinstance(tok, HFTokenizer):
-        sample = [t for r in records[:500] for t in (r.prompt_text(), r.output)]
-        twin, report.fast_path = fast_path(tok, sample)
-        if twin is not None:
-            tok, use_fast = twin, True
-    encoder = _make_encoder(tok, fmt, options)
-    if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
-        report.warnings.append(
-            "pad token == end-of-turn token: padding is masked by position, so the real "
-            "end-of-turn keeps its label"
+    records = list(records)
+    size = window_size(num_proc)
+    windows = (records[i : i + size] for i in range(0, len(records), size))
+    chunks = [
+        c
+        for w in encode_windows(
+            windows,
+            tokenizer_path,
+            fmt_name,
+            options,
+            report,
+            num_proc=num_proc,
+            fast=fast,
+            progress=progress,
+            tokenizer=tokenizer,
         )
-    _WORKER["encoder"] = encoder
-    _WORKER["records"] = records
-    bounds = [(i, min(i + CHUNK, len(records))) for i in range(0, len(records), CHUNK)]
-    chunks: list[ColumnChunk] = []
-    try:
-        if num_proc > 1 and len(bounds) > 1:
-            forking = "fork" in mp.get_all_start_methods()
-            ctx = mp.get_context("fork" if forking else "spawn")
-            init, initargs = (
-                (None, ())
-                if forking
-                else (_init_spawned, (tokenizer_path, fmt, options, use_fast, list(records)))
-            )
-            with ctx.Pool(num_proc, initializer=init, initargs=initargs) as pool:
-                payloads = pool.imap(_encode_range, bounds)
-                for (start, end), payload in zip(bounds, payloads):
-                    chunks.append(_chunk_from_payload(start, payload))
-                    _add(report, payload[-1])
-                    if progress is not None:
-                        progress.update(end - start)
-        else:
-            for start, end in bounds:
-                payload = _encode_range((start, end))
-                chunks.append(_chunk_from_payload(start, payload))
-                _add(report, payload[-1])
-                if progress is not None:
-                    progress.update(end - start)
-    finally:
-        _WORKER.pop("records", None)
-    report.rows_in = len(records)
-    for c in chunks:
-        for _, reason, _ in c.rejected:
-            report.rejected[reason] += 1
-        report.rows_out += int((c.lengths >= 0).sum())
-        report.tokens += int(c.ids.size)
-        report.trained_tokens += int((c.labels != IGNORE).sum())
+        for c in w
+    ]
     return chunks, report
 
 
-def save_chunks(chunks: list[ColumnChunk], out_dir: str | Path) -> None:
-    """Write columnar chunks as the Arrow dataset `save_columns` would write."""
-    import datasets
+# --- writing Arrow in shards, as `datasets.Dataset.save_to_disk` lays them out ---------------------------
+
+SHARD_BYTES = 500 << 20  # datasets' default max_shard_size
+
+
+def chunk_table(c: ColumnChunk) -> Any:
+    """One chunk's kept rows as an Arrow table (the unpacked columns)."""
     import numpy as np
     import pyarrow as pa
 
-    lengths = np.concatenate([c.lengths for c in chunks]) if chunks else np.zeros(0, np.int32)
-    kept = lengths >= 0
+    kept = c.lengths >= 0
     offsets = np.zeros(int(kept.sum()) + 1, dtype=np.int32)
-    np.cumsum(lengths[kept], out=offsets[1:])
-    ids = np.concatenate([c.ids for c in chunks])
-    labels = np.concatenate([c.labels for c in chunks])
+    np.cumsum(c.lengths[kept], out=offsets[1:])
     off = pa.array(offsets)
-    table = pa.table(
+    return pa.table(
         {
-            "input_ids": pa.ListArray.from_arrays(off, pa.array(ids)),
-            "attention_mask": pa.ListArray.from_arrays(off, pa.array(np.ones(ids.size, dtype=np.int8))),
-            "labels": pa.ListArray.from_arrays(off, pa.array(labels)),
-            "row": pa.array(np.nonzero(kept)[0].astype(np.int64)),
-            "truncated": pa.array(np.concatenate([c.truncated for c in chunks])),
+            "input_ids": pa.ListArray.from_arrays(off, pa.array(c.ids)),
+            "attention_mask": pa.ListArray.from_arrays(off, pa.array(np.ones(c.ids.size, dtype=np.int8))),
+            "labels": pa.ListArray.from_arrays(off, pa.array(c.labels)),
+            "row": pa.array((np.nonzero(kept)[0] + c.start).astype(np.int64)),
+            "truncated": pa.array(c.truncated),
         }
     )
-    _write_table(table, out_dir, datasets)
 
 
-def _write_table(table: Any, out_dir: str | Path, datasets: Any) -> None:
-    """Save a table as a `datasets` folder into `out_dir` (a fresh folder the caller owns)."""
-    ds = datasets.Dataset(datasets.table.InMemoryTable(table))
-    datasets.disable_progress_bars()  # our own bar and summary say what happened
-    ds.save_to_disk(str(out_dir))
+class ShardWriter:
+    """Streams Arrow tables into `data-XXXXX-of-NNNNN.arrow` shards of at most ~500 MB and writes
+    the `state.json` / `dataset_info.json` that `datasets.load_from_disk` reads: memory stays at
+    one table, whatever the dataset's size."""
+
+    def __init__(self, out_dir: str | Path, fingerprint: str = "") -> None:
+        self.dir = Path(out_dir)
+        self.fingerprint = fingerprint
+        self.shards: list[Path] = []
+        self.features: Any = None
+        self._writer: Any = None
+        self._bytes = 0
+        self.rows = 0
+
+    def write(self, table: Any) -> None:
+        import datasets
+        from datasets.arrow_writer import ArrowWriter
+
+        if self.features is None:
+            self.features = datasets.Features.from_arrow_schema(table.schema)
+        if self._writer is not None and self._bytes >= SHARD_BYTES:
+            self._close_shard()
+        if self._writer is None:
+            path = self.dir / f".data-{len(self.shards):05d}.arrow.part"
+            self.shards.append(path)
+            self._writer = ArrowWriter(features=self.features, path=str(path), embed_local_files=True)
+            self._bytes = 0
+        self._writer.write_table(table)
+        self._bytes += table.nbytes
+        self.rows += table.num_rows
+
+    def _close_shard(self) -> None:
+        self._writer.finalize()
+        self._writer.close()
+        self._writer = None
+
+    def close(self) -> None:
+        """Name the shards and write the dataset's state and info files."""
+        import datasets
+
+        if self._writer is not None:
+            self._close_shard()
+        if self.features is None:
+            raise ConfigError("nothing to write: no row survived")
+        n = len(self.shards)
+        names = [f"data-{i:05d}-of-{n:05d}.arrow" for i in range(n)]
+        for path, name in zip(self.shards, names):
+            os.replace(path, self.dir / name)
+        state = {
+            "_data_files": [{"filename": name} for name in names],
+            "_fingerprint": (self.fingerprint or hashlib.sha256(repr(names).encode()).hexdigest())[:16],
+            "_format_columns": None,
+            "_format_kwargs": {},
+            "_format_type": None,
+            "_output_all_columns": False,
+            "_split": None,
+        }
+        (self.dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+        info = asdict(datasets.DatasetInfo(features=self.features))
+        info = {key: info[key] for key in sorted(info)}
+        (self.dir / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+def save_chunks(chunks: Iterable[ColumnChunk], out_dir: str | Path, fingerprint: str = "") -> None:
+    """Write columnar chunks as an Arrow dataset folder (`datasets.load_from_disk`)."""
+    writer = ShardWriter(out_dir, fingerprint)
+    for c in chunks:
+        if (c.lengths >= 0).any():
+            writer.write(chunk_table(c))
+    writer.close()
 
 
 # --- the output folder: checked before any work, written beside, swapped in at the end --------------------
@@ -507,12 +650,6 @@ class OutputFolder:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _add(report: TokenizeReport, delta: dict[str, int]) -> None:
-    report.truncated += delta["truncated"]
-    report.audited += delta["audited"]
-    report.boundary_mismatch += delta["boundary_mismatch"]
-
-
 def to_columns(
     results: Sequence[Encoded | Rejected], *, pack: bool, max_length: int, report: TokenizeReport
 ) -> dict[str, list]:
@@ -530,10 +667,9 @@ def to_columns(
     }
 
 
-def save_columns(cols: dict[str, list], out_dir: str | Path) -> None:
-    """Write columns as an Arrow dataset (built with pyarrow directly: datasets' per-row feature
-    encoding costs more than the tokenization of short rows)."""
-    import datasets
+def columns_table(cols: dict[str, list]) -> Any:
+    """Columns of Python lists as an Arrow table (built with pyarrow directly: datasets' per-row
+    feature encoding costs more than the tokenization of short rows)."""
     import numpy as np
     import pyarrow as pa
 
@@ -553,13 +689,72 @@ def save_columns(cols: dict[str, list], out_dir: str | Path) -> None:
         "attention_mask": list_column(cols["input_ids"], np.int8, value=1),
         "labels": list_column(cols["labels"], np.int32),
     }
-    for name in ("position_ids", "seq_lens"):
-        if name in cols:
-            arrays[name] = list_column(cols[name], np.int32)
+    for name, rows in cols.items():  # position_ids, seq_lens and whatever else packing adds
+        if name not in ("input_ids", "labels", "row", "truncated"):
+            arrays[name] = list_column(rows, np.int32)
     if "row" in cols:
         arrays["row"] = pa.array(cols["row"], type=pa.int64())
         arrays["truncated"] = pa.array(cols["truncated"], type=pa.bool_())
-    _write_table(pa.table(arrays), out_dir, datasets)
+    return pa.table(arrays)
+
+
+def save_columns(cols: dict[str, list], out_dir: str | Path, fingerprint: str = "") -> None:
+    """Write columns of Python lists as an Arrow dataset folder."""
+    writer = ShardWriter(out_dir, fingerprint)
+    writer.write(columns_table(cols))
+    writer.close()
+
+
+class PackSpool:
+    """Packing with only the lengths in memory: the encoded rows go to two flat int32 files on
+    disk as they come; `write_packed` plans best-fit-decreasing over the lengths and reads each
+    bin's rows back with positioned reads (not a memory map, whose touched pages would count
+    against the process), a batch of bins at a time."""
+
+    BINS_PER_TABLE = 2000
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        # kept open across add() calls, closed by write_packed (or with the temporary folder)
+        self._ids = open(folder / ".ids.bin", "wb")  # noqa: SIM115
+        self._labels = open(folder / ".labels.bin", "wb")  # noqa: SIM115
+        self.lengths = array("i")
+
+    def add(self, c: ColumnChunk) -> None:
+        self._ids.write(c.ids.tobytes())
+        self._labels.write(c.labels.tobytes())
+        self.lengths.extend(int(n) for n in c.lengths[c.lengths >= 0])
+
+    def close(self) -> None:
+        self._ids.close()
+        self._labels.close()
+
+    def write_packed(self, writer: ShardWriter, capacity: int, report: TokenizeReport) -> None:
+        import numpy as np
+
+        self.close()
+        lengths = np.frombuffer(self.lengths, dtype=np.int32)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        bins = plan_bfd(self.lengths, capacity)
+        report.packed_rows = len(bins)
+        report.packing_efficiency = int(offsets[-1]) / (capacity * len(bins)) if bins else 0.0
+        with open(self.folder / ".ids.bin", "rb") as fi, open(self.folder / ".labels.bin", "rb") as fl:
+
+            def read(f, i: int) -> list[int]:
+                raw = os.pread(f.fileno(), int(lengths[i]) * 4, int(offsets[i]) * 4)
+                return np.frombuffer(raw, dtype=np.int32).tolist()
+
+            for k in range(0, len(bins), self.BINS_PER_TABLE):
+                cols: dict[str, list] = {}
+                for b in bins[k : k + self.BINS_PER_TABLE]:
+                    # one bin packed alone is the bin the whole-dataset plan made (its rows in order)
+                    one = pack_rows([read(fi, i) for i in b], [read(fl, i) for i in b], capacity)
+                    for name, rows in one.items():
+                        cols.setdefault(name, []).extend(rows)
+                writer.write(columns_table(cols))
+        (self.folder / ".ids.bin").unlink()
+        (self.folder / ".labels.bin").unlink()
 
 
 def check_input(input_path: str | Path) -> None:
@@ -757,52 +952,59 @@ def _build(
     rejects: str | None,
     progress_factory: Any,
 ) -> TokenizeReport:
-    """Encode the input and write the dataset and its metadata into the (temporary) `out_dir`."""
-    records: list[Record] = []
-    lines: list[int] = []
-    for line, rec in read_records(input_path):
-        records.append(rec)
-        lines.append(line)
-    bar = progress_factory(len(records)) if progress_factory else None
+    """Encode the input and write the dataset and its metadata into the (temporary) `out_dir`.
+
+    Streams: one window of records at a time is read, encoded and written (Arrow shards, the
+    rejects file, or the packing spool), so memory does not grow with the input.
+    """
+    report = TokenizeReport(format=fmt)
+    pending: collections.deque = collections.deque()  # line numbers of the windows handed out
+
+    def windows() -> Iterator[list[Record]]:
+        for batch in _batched(read_records(input_path), window_size(num_proc)):
+            pending.append([line for line, _ in batch])
+            yield [rec for _, rec in batch]
+
+    bar = progress_factory(None) if progress_factory else None
+    writer = ShardWriter(out_dir, key)
+    spool = PackSpool(out_dir) if pack else None
+    base = 0
     try:
-        if pack:
-            results, report = encode_records(
-                records,
+        with open(out_dir / REJECTS_FILE, "w", encoding="utf-8", newline="\n") as rej:
+            for chunks in encode_windows(
+                windows(),
                 str(tokenizer_path),
                 fmt,
                 options,
+                report,
                 num_proc=num_proc,
                 fast=fast,
                 progress=bar,
                 tokenizer=tok,
-            )
-            rejected = [(i, r.reason, r.detail) for i, r in enumerate(results) if isinstance(r, Rejected)]
-        else:
-            chunks, report = encode_columns(
-                records,
-                str(tokenizer_path),
-                fmt,
-                options,
-                num_proc=num_proc,
-                fast=fast,
-                progress=bar,
-                tokenizer=tok,
-            )
-            rejected = [x for c in chunks for x in c.rejected]
+            ):
+                lines = pending.popleft()
+                for c in chunks:
+                    for i, reason, detail in c.rejected:
+                        row = {"reason": reason, "detail": detail, "source_file": str(input_path)}
+                        row["line"] = lines[i - base]
+                        rej.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    if spool is not None:
+                        spool.add(c)
+                    elif (c.lengths >= 0).any():
+                        writer.write(chunk_table(c))
+                base += len(lines)
     finally:
         if bar is not None:
             bar.close()
+        if spool is not None:
+            spool.close()
     if report.rows_out == 0:
         raise ConfigError(f"{input_path}: no record survived tokenization ({dict(report.rejected)})")
-    if rejected:  # kept in the output, so that a cache hit can still write --rejects
-        with open(out_dir / REJECTS_FILE, "w", encoding="utf-8", newline="\n") as f:
-            for i, reason, detail in rejected:
-                row = {"reason": reason, "detail": detail, "source_file": str(input_path), "line": lines[i]}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    if pack:
-        save_columns(to_columns(results, pack=True, max_length=options.max_length, report=report), out_dir)
-    else:
-        save_chunks(chunks, out_dir)
+    if not report.rejected:  # kept only when there are some, so that a cache hit can write --rejects
+        (out_dir / REJECTS_FILE).unlink()
+    if spool is not None:
+        spool.write_packed(writer, options.max_length, report)
+    writer.close()
     meta = {
         "cache_key": key,
         "instructgen_version": __version__,
