@@ -257,6 +257,17 @@ def test_chat_template_renders_like_transformers_and_is_bounded(qwen_dir):
         assert render_chat_template(tok, msgs) == tok.apply_chat_template(msgs, tokenize=False)
         with pytest.raises(TemplateError, match="Conversation roles must alternate"):
             render_chat_template(tok, msgs[:1] + msgs[2:], path=str(llama))
+    # the environment's extras: namespace, tojson, loop controls, {% generation %}, dict(), None dropped
+    extras = (
+        "{%- set ns = namespace(n=0) -%}{%- for m in messages -%}{%- if loop.index > 3 %}{% break %}{% endif -%}"
+        "{%- set ns.n = ns.n + 1 -%}<{{ m.role }}>{% if m.role == 'assistant' %}{% generation %}"
+        "{{ m.content }}{% endgeneration %}{% else %}{{ m.content|tojson }}{% endif %}"
+        "{{ dict(a=m.name is defined)|tojson }}{%- endfor -%}{{ ns.n }}{{ eos_token }}"
+    )
+    msgs = [*convs[1], {"role": "user", "content": "é", "name": None}]
+    assert render_chat_template(hf, msgs, chat_template=extras) == hf.apply_chat_template(
+        msgs, chat_template=extras, tokenize=False
+    )
     hostile = "{% for m in messages %}{{ m['content'] * 100000000 }}{% endfor %}"
     with pytest.raises(TemplateLimitError) as info:
         render_chat_template(hf, convs[0], chat_template=hostile, path="tok/")

@@ -456,6 +456,29 @@ def chat_template_env() -> BoundedSandbox:
     return env
 
 
+_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+
+
+def _plain(value: Any) -> Any:
+    """A copy made of JSON types only: the template sees no methods of the caller's objects."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _chat_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """As transformers passes a message: keys whose value is None dropped, reasoning aliased."""
+    msg = {k: _plain(v) for k, v in message.items() if v is not None}
+    reasoning = next((msg[k] for k in _REASONING_FIELDS if msg.get(k) is not None), None)
+    if reasoning is not None:
+        msg = {"thinking": reasoning, **msg, "reasoning_content": reasoning}
+    return msg
+
+
 @lru_cache(maxsize=16)
 def _compile_chat_template(source: str) -> jinja2.Template:
     return chat_template_env().from_string(source)
@@ -472,10 +495,12 @@ def render_chat_template(
 ) -> str:
     """`hf_tokenizer.apply_chat_template(messages, tokenize=False, ...)`, rendered under our bounds.
 
-    The same variables as transformers (`messages`, `tools`, `documents`, `add_generation_prompt`,
-    the tokenizer's special tokens such as `bos_token`, and `kwargs`), the same environment
-    (see `chat_template_env`). A template that hangs, builds huge strings or fails is a
-    `TemplateError` naming `path` (the tokenizer directory) and 'chat_template'.
+    The same variables as transformers 5 (`PreTrainedTokenizerBase.apply_chat_template` and
+    `chat_template_utils.render_jinja_template`): `messages` (None-valued keys dropped, reasoning
+    fields aliased), `tools`, `documents`, `add_generation_prompt`, the tokenizer's special tokens
+    such as `bos_token`, and `kwargs`; the same environment (see `chat_template_env`). A template
+    that hangs, builds huge strings or fails is a `TemplateError` (`TemplateLimitError` for a
+    bound) naming `path` (the tokenizer directory) and 'chat_template'.
     """
     source = chat_template or getattr(hf_tokenizer, "chat_template", None)
     if isinstance(source, dict):  # named templates: transformers uses 'default'
@@ -499,7 +524,7 @@ def render_chat_template(
     }
     values = {
         **specials,
-        "messages": messages,
+        "messages": [_chat_message(m) for m in messages],
         "tools": None,
         "documents": None,
         "add_generation_prompt": add_generation_prompt,
