@@ -610,3 +610,63 @@ def test_one_training_step_and_loss_only_on_trained_tokens(tiny):
     assert int(keep.sum()) == int(n_target)
     out.loss.backward()
     opt.step()
+
+
+# --- --system and identity ---------------------------------------------------------------------------------------
+
+IDENTITY = Record(
+    instruction="Who are you?",
+    output="I am Yanqi-7B, an assistant developed by the Yanqi Lab.",
+    meta={"question_id": "identity-en-001", "answer_id": "identity-en-a-003", "category": "name"},
+)
+
+
+def test_identity_data_refuses_a_default_system_naming_another_assistant(qwen):
+    with pytest.raises(ConfigError) as err:
+        Encoder(qwen, FORMATS["qwen"], EncodeOptions()).encode_batch([SINGLE, IDENTITY])
+    assert str(err.value).startswith("records carry their own identity (identity record answering ")
+    assert str(err.value).endswith(
+        "but format 'qwen' adds its default system prompt 'You are Qwen, created by Alibaba Cloud. You are a "
+        "helpful assistant.' to every record without one, which names another assistant: pass --system none "
+        "(no system prompt), --system 'TEXT' (your own), or --system default (keep it anyway)"
+    )
+    persona_only = Record(instruction="Who are you?", output="My name is Yanqi-7B.")
+    with pytest.raises(ConfigError, match=r"an answer names the persona 'Yanqi-7B'"):
+        Encoder(qwen, FORMATS["qwen"], EncodeOptions()).encode_batch([persona_only])
+    # ordinary answers and answers naming the default assistant itself pass
+    ok = [
+        Record(instruction="Hi", output="I'm sorry, I am not sure."),
+        Record(instruction="?", output="I am Qwen."),
+    ]
+    assert all(
+        isinstance(e, Encoded) for e in Encoder(qwen, FORMATS["qwen"], EncodeOptions()).encode_batch(ok)
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "text", "head"),
+    [
+        ("none", "", "<|im_start|>user\n"),
+        ("text", "You are Yanqi-7B.", "<|im_start|>system\nYou are Yanqi-7B.<|im_end|>\n"),
+        ("default", "", "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud."),
+    ],
+)
+def test_system_option_modes(qwen, mode, text, head):
+    opts = EncodeOptions(system_mode=mode, system_text=text)
+    (enc,) = Encoder(qwen, FORMATS["qwen"], opts).encode_batch([IDENTITY])
+    assert qwen.decode(enc.input_ids).startswith(head)
+    own = Record(instruction="Hi", output="Hello", system="Mine.")  # a record's own system always wins
+    (e2,) = Encoder(qwen, FORMATS["qwen"], opts).encode_batch([own])
+    assert qwen.decode(e2.input_ids).startswith("<|im_start|>system\nMine.<|im_end|>\n")
+
+
+def test_cli_system_option(tmp_path, qwen_dir, run_cli):
+    src = tmp_path / "identity.jsonl"
+    src.write_text(json.dumps({"instruction": "Who are you?", "output": "I am Yanqi-7B."}) + "\n")
+    res = run_cli("tokenize", src, "--tokenizer", qwen_dir, "--format", "qwen", "-o", tmp_path / "a")
+    assert res.exit_code != 0
+    assert "error: records carry their own identity (an answer names the persona 'Yanqi-7B')" in res.stderr
+    ok = run_cli(
+        "tokenize", src, "--tokenizer", qwen_dir, "--format", "qwen", "--system", "none", "-o", tmp_path / "b"
+    )
+    assert ok.exit_code == 0, ok.output

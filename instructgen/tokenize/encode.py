@@ -448,7 +448,7 @@ class Encoder:
         return [p for p in pieces if p.ids or p.kind != "content"]
 
 
-_PERSONA_EN = re.compile(r"\b(?:I am|I'm|my name is|call me)\s+([A-Z][\w.\-]*(?:[ -][A-Z0-9][\w.\-]*)?)")
+_PERSONA_EN = re.compile(r"\b(?i:I am|I'm|my name is|call me)\s+([A-Z][\w.\-]*(?:[ -][A-Z0-9][\w.\-]*)?)")
 _PERSONA_ZH = re.compile(r"我(?:是|叫)\s*([\u4e00-\u9fff]{0,8}[-‐]?[A-Za-z0-9][\w.\-]*)")
 _NOT_NAMES = {"a", "an", "the", "not", "sorry", "here", "glad", "happy", "afraid", "unable", "able", "ai"}
 IDENTITY_META_KEYS = ("question_id", "answer_id")
@@ -470,8 +470,9 @@ def identity_conflict(record: Record, names: tuple[str, ...] | list[str]) -> str
         return f"identity record answering {record.output[:60]!r}"
     for rx in (_PERSONA_EN, _PERSONA_ZH):
         m = rx.search(text)
-        if m and m.group(1).split()[0].lower() not in _NOT_NAMES:
-            return f"an answer names the persona {m.group(1)!r}"
+        name = m.group(1).rstrip(".-") if m else ""
+        if name and name.split()[0].lower() not in _NOT_NAMES:
+            return f"an answer names the persona {name!r}"
     return None
 
 
