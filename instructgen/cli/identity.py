@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..identity.generate import DEFAULT_MIX, IdentityGenerator, IdentityOptions, load_persona, parse_mix
-from ..identity.scan import ScanReport, scan_record
+from ..identity.scan import CATEGORIES, ScanReport, scan_record
 from ..io.records import read_records
 from ..io.writers import JsonlSink, RecordWriter
 from ..mix import mix
@@ -251,23 +251,34 @@ def identity_cmd(
     "-o", "--output", default=None, help="Write flagged records (with their hits) to this JSONL file."
 )
 @click.option("--allow", multiple=True, help="A name that is not contamination (your own model's name).")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    type=click.Choice(CATEGORIES),
+    help="Only these categories (repeatable; default all): other_assistant (claims another named "
+    "assistant or its maker), ai_self_reference ('As an AI language model, I...'), refusal (answers "
+    "that open by declining).",
+)
 @click.option("--fail-on-hit", is_flag=True, help="Exit 1 when anything is flagged (for CI).")
 @fail_cleanly
-def scan_cmd(path, output, allow, fail_on_hit):
-    """Flag assistant answers that claim another assistant's identity (any Alpaca/ShareGPT/messages file)."""
+def scan_cmd(path, output, allow, categories, fail_on_hit):
+    """Flag assistant answers that would teach a persona model to be someone else: claims of another
+    assistant, anonymous "as an AI language model" self-references, and refusals (any
+    Alpaca/ShareGPT/messages file). Counts are records per category."""
     report = ScanReport()
+    chosen = tuple(categories) or CATEGORIES
     with JsonlSink(output) as sink:
         for line, record in read_records(path):
-            report.scanned += 1
-            hits = scan_record(record, tuple(allow))
+            hits = scan_record(record, tuple(allow), chosen)
+            report.add(hits)
             if hits:
-                report.flagged += 1
-                for name, _ in hits:
-                    report.by_pattern[name] += 1
                 sink.write(
                     {
                         "line": line,
-                        "hits": [{"pattern": n, "text": t} for n, t in hits],
+                        "hits": [
+                            {"category": h.category, "pattern": h.pattern, "text": h.text} for h in hits
+                        ],
                         "output": record.output,
                     }
                 )
