@@ -86,7 +86,7 @@ def _budget() -> Budget:
 
 def _input_chars(value: Any, depth: int = 0) -> int:
     """Characters of text a render is given (strings in dicts and lists, a few levels deep)."""
-    if isinstance(value, str):
+    if type(value) is str:
         return len(value)
     if depth > 4:
         return 0
@@ -306,6 +306,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         budget = _budget()
         budget.tick()
+        if operator == "+" and type(left) is str and type(right) is str:  # chat templates' hot path
+            budget.size(len(left) + len(right), "the concatenated value")
+            return left + right
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
             if abs(left) > 1 and (abs(left).bit_length() - 1) * right > MAX_INT_BITS:
                 raise TemplateLimitError(f"{left} ** {right} would be over {MAX_INT_BITS:,} bits")
