@@ -109,6 +109,11 @@ def test_payloads_are_refused_on_load_naming_file_line_and_template(name, instru
     )
 
 
+def test_a_template_nested_past_the_parser_is_a_named_error():
+    text = pool_with(TL + "{{ source }}{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}")
+    assert limit_error(text) == "pool.yaml:4, template 'evil': 'instruction' is nested too deeply"
+
+
 def test_a_loop_that_only_burns_cpu_stops_at_the_time_bound():
     # three nested loops of 10,000 (each within MAX_RANGE): 10**12 iterations that call nothing
     loops = "{% for i in range(10000) %}{% for j in range(10000) %}{% for k in range(10000) %}"
@@ -187,6 +192,8 @@ def test_safe_load_bounded_keeps_yaml_semantics_and_refuses_self_reference(tmp_p
         yaml.YAMLError, match=r"aliases expand to more than 10,100,811 characters \(an alias bomb\?\)"
     ):
         safe_load_bounded(big)
+    with pytest.raises(yaml.YAMLError, match="collections nested too deeply"):
+        safe_load_bounded("a: " + "[" * 5000 + "]" * 5000)  # was a RecursionError traceback
     f = tmp_path / "p.yaml"
     f.write_text("\ufeffa: 1\n", encoding="utf-8")
     assert load_yaml_bounded(f) == {"a": 1}

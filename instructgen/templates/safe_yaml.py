@@ -35,6 +35,10 @@ class AliasBombError(ComposerError):
     """Aliases expand past the bound, or an anchor contains itself."""
 
 
+class NestingError(ComposerError):
+    """Collections nested deeper than PyYAML's recursive composer can follow (`[[[[...]]]]`)."""
+
+
 def _measure(root: yaml.Node, max_nodes: int, max_chars: int) -> None:
     """Expanded (nodes, chars) of the graph under `root`, each distinct node computed once."""
     done: dict[int, tuple[int, int]] = {}
@@ -100,6 +104,8 @@ def safe_load_bounded(text: str, *, max_nodes: int = MAX_NODES, max_chars: int =
             return None
         _measure(node, max_nodes, max_chars + len(text))
         return loader.construct_document(node)
+    except RecursionError:
+        raise NestingError(None, None, "collections nested too deeply", None) from None
     finally:
         loader.dispose()
 
