@@ -460,3 +460,16 @@ def test_small_windows_and_processes_give_the_same_dataset(tmp_path, tiny_dir, m
         assert (got[2].rows_in, got[2].rows_out, got[2].tokens) == (23, 18, whole[2].tokens)
         got = run(f"packed{procs}", procs, True)
         assert got[:2] == packed[:2] and got[2].packed_rows == packed[2].packed_rows
+
+
+def test_missing_tokenizer_and_unwritable_rejects(tmp_path, tok, run_cli):
+    src = _write(tmp_path / "d.jsonl", [*ROWS, {"instruction": "L", "input": "", "output": "w " * 400}])
+    res = run_cli("tokenize", src, "--tokenizer", tmp_path / "no-tok", "-o", tmp_path / "tok")
+    assert (res.exit_code, res.stderr) == (
+        2,
+        f"error: --tokenizer {tmp_path / 'no-tok'}: not found (a tokenizer folder or a .tiktoken file)\n",
+    )
+    res = tok(src, tmp_path / "tok", "--max-length", "200", "--rejects", src / "rej.jsonl")
+    # one error line naming the rejects file (the atomic writer or tokenize words it), no traceback
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: ") and str(src / "rej.jsonl") in res.stderr

@@ -802,6 +802,8 @@ def tokenize_file(
     options = options or EncodeOptions()
     t0 = time.perf_counter()
     check_input(input_path)
+    if not Path(tokenizer_path).exists():
+        raise ConfigError(f"--tokenizer {tokenizer_path}: not found (a tokenizer folder or a .tiktoken file)")
     protect = [input_path, tokenizer_path] + ([rejects] if rejects and rejects != "-" else [])
     folder = OutputFolder(out_dir, overwrite=overwrite, protect=protect)
     folder.check()
@@ -924,15 +926,20 @@ def export_rejects(out_dir: str | Path, rejects: str | None, input_path: str | P
     if not rejects:
         return
     stored = Path(out_dir) / REJECTS_FILE
-    with JsonlSink(rejects) as sink:
-        if stored.is_file():
-            with open(stored, encoding="utf-8") as f:
-                for line in f:
-                    row = json.loads(line)
-                    row["source_file"] = str(input_path)
-                    sink.write(row)
-    if rejects != "-":
-        Path(rejects).chmod(0o666 & ~_umask())  # the atomic writer's mkstemp makes it 0600
+    try:
+        with JsonlSink(rejects) as sink:
+            if stored.is_file():
+                with open(stored, encoding="utf-8") as f:
+                    for line in f:
+                        row = json.loads(line)
+                        row["source_file"] = str(input_path)
+                        sink.write(row)
+        if rejects != "-":
+            Path(rejects).chmod(0o666 & ~_umask())  # the atomic writer's mkstemp makes it 0600
+    except OSError as exc:
+        raise ConfigError(
+            f"--rejects {rejects}: cannot write it ({exc.strerror or exc}); the dataset itself is in {out_dir}"
+        ) from None
 
 
 def _build(
