@@ -583,3 +583,12 @@ def test_every_documented_reader_reason_is_reachable_under_skip(tmp_path):
     for reason, (name, data) in inputs.items():
         items = translate(write(tmp_path, name, data), "skip")
         assert [i.reason for i in items if isinstance(i, Rejected)] == [reason]
+
+
+def test_python_pairs_with_a_lone_surrogate_are_refused(tmp_path):
+    from instructgen.io.readers import iter_pairs
+
+    got = list(iter_pairs([("a\ud800", "b"), ("Ja", "Yes")], src_lang="de", tgt_lang="en", on_error="skip"))
+    assert pairs(got) == [("Ja", "Yes", 2)]
+    assert [(r, line) for r, line, _ in rejections(got)] == [("encoding_error", 1)]
+    assert got[0].example == {"raw": '["a\\ud800", "b"]'}

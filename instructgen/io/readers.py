@@ -805,8 +805,9 @@ def iter_pairs(
             src, tgt = row[0], row[1]
             if not isinstance(src, str) or not isinstance(tgt, str):
                 raise InputError("pairs must be two strings", line=i + 1, field="pair")
-            yield _pair_example(src, tgt, None, i + 1)
-            continue
+            if not (_SURROGATE.search(src) or _SURROGATE.search(tgt)):
+                yield _pair_example(src, tgt, None, i + 1)
+                continue
         yield from _one_row(row, spec, i, on_error)
 
 
@@ -818,10 +819,11 @@ def _one_row(row: Any, spec: FieldSpec, i: int, on_error: str) -> Iterator[Item]
                 line=i + 1,
                 reason="malformed_row",
             )
+        check_text(list(row) if isinstance(row, tuple) else row, path=None, line=i + 1)
         src, tgt = extract_pair(row, spec, path=None, line=i + 1)
     except InputError as exc:
         if on_error != "skip":
             raise
-        yield rejected_from(exc, json.dumps(row, ensure_ascii=False, default=str))
+        yield rejected_from(exc, dump_row(row))
         return
     yield _pair_example(src, tgt, None, i + 1)
