@@ -542,12 +542,13 @@ class ChatTemplateEncoder(Encoder):
         self._expected: list[list[str]] = []
 
     def _apply(self, msgs: list[dict[str, str]], *, generation: bool) -> str:
-        try:
-            return self.tok.hf.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise ConfigError(f"the chat template failed to render: {exc}") from None
+        """The tokenizer's chat template, rendered under the sandbox's bounds (CPU time, output
+        size, loop ranges): a tokenizer's template is untrusted code."""
+        from ..templates.env import render_chat_template
+
+        return render_chat_template(
+            self.tok.hf, msgs, add_generation_prompt=generation, path=getattr(self.tok, "path", None)
+        )
 
     def _messages(self, record: Record) -> list[dict[str, str]]:
         mode = self.options.system_mode

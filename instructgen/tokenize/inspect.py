@@ -151,11 +151,12 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
 
 def _template_bos(tok: Any, rec: Any) -> int:
     """How many BOS tokens the tokenizer's chat template itself renders for a record."""
+    from ..templates.env import render_chat_template
     from .encode import record_messages
 
     if getattr(tok, "hf", None) is None or not getattr(tok, "chat_template", None) or tok.bos_id is None:
         return 1
-    text = tok.hf.apply_chat_template(record_messages(rec), tokenize=False)
+    text = render_chat_template(tok.hf, record_messages(rec), path=getattr(tok, "path", None))
     return max(1, text.count(tok.token_text(tok.bos_id)))
 
 
