@@ -123,6 +123,18 @@ def test_a_loop_that_only_burns_cpu_stops_at_the_time_bound():
     )
 
 
+def test_the_time_bound_holds_in_a_worker_thread():
+    # renders run in threads (LLM runs, worker pools) where SIGALRM cannot reach: the budget is
+    # the thread's own CPU time, checked inside the loops
+    from concurrent.futures import ThreadPoolExecutor
+
+    loops = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(render_bounded, loops, {}, path="p.yaml", template_id="t")
+        with pytest.raises(TemplateLimitError, match=r"^p.yaml, template 't': render took more than 2 s"):
+            future.result()
+
+
 def test_the_bounds_leave_ordinary_templates_alone():
     env = template_env()
     src = (
