@@ -46,7 +46,7 @@ class RequestFailed(LLMError):
     The run can go on without it: generators count it as a failed request with `cause`.
     """
 
-    def __init__(self, message: str, *, cause: str) -> None:
+    def __init__(self, message: str, *, cause: str = "") -> None:  # default: unpicklable otherwise
         super().__init__(message)
         self.cause = cause
 
