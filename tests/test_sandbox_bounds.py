@@ -145,6 +145,10 @@ def test_the_bounds_leave_ordinary_templates_alone():
     assert env.from_string(src).render(source=" hi ", words=["a", "b"]) == (
         "«hi» ab   |   7 0,1,2 1A2B 1024 ababab"
     )
+    # digits outside a format spec are text, not widths
+    assert render_bounded(
+        "{{ 'Call 1-800-1234567 about %s' % 'x' }}|{{ 'Room 12345678: {}'.format(1) }}", {}
+    ) == ("Call 1-800-1234567 about x|Room 12345678: 1")
     # the size budget grows with the input: a long document renders twice without complaint
     doc = "x" * 3_000_000
     assert len(render_bounded("{{ d }}{{ d }}", {"d": doc})) == 6_000_000

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import string
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -53,6 +54,7 @@ _CHECK_EVERY = 64  # clock reads are cheap, but not free: read it every N ticks
 _ITER_FILTER = "_ig_bounded_iter"
 _SIZE_FILTER = "_ig_bounded_size"
 _NUM = re.compile(r"\d+")
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\d*)(?:\.(\d*))?")
 
 
 @dataclass
@@ -108,13 +110,27 @@ def _check_int(value: Any, what: str) -> None:
         )
 
 
+def _check_width(digits: str, budget: Budget) -> None:
+    if digits and (len(digits) > 7 or int(digits) > budget.max_chars):
+        raise TemplateLimitError(f"format width {digits[:20]} is over the bound of {budget.max_chars:,}")
+
+
+def _check_printf_widths(fmt: str, budget: Budget) -> None:
+    """printf widths and precisions (`%100000000s`) allocate that much; other digits are text."""
+    for m in _PRINTF.finditer(fmt):
+        _check_width(m.group(1), budget)
+        _check_width(m.group(2) or "", budget)
+
+
 def _check_format_widths(fmt: str, budget: Budget) -> None:
-    """printf and str.format widths/precisions (`%100000000s`, `{:>100000000}`) allocate that much."""
-    for m in _NUM.finditer(fmt):
-        if len(m.group()) > 7 or int(m.group()) > budget.max_chars:
-            raise TemplateLimitError(
-                f"format width {m.group()[:20]} is over the bound of {budget.max_chars:,}"
-            )
+    """str.format widths and precisions (`{:>100000000}`); digits outside the specs are text."""
+    try:
+        parsed = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return  # the call itself fails on this format string
+    for _literal, _field, spec, _conv in parsed:
+        for m in _NUM.finditer(spec or ""):
+            _check_width(m.group(), budget)
 
 
 def _check_args(args: Iterable[Any], budget: Budget) -> None:
@@ -221,7 +237,7 @@ def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         _check_args(kwargs.values(), budget)
         value = args[skip - 1] if len(args) >= skip else None
         if name == "format" and isinstance(value, str):
-            _check_format_widths(value, budget)
+            _check_printf_widths(value, budget)
         elif name == "join" and len(args) >= skip:
             args = (*args[: skip - 1], _materialize(value, budget), *args[skip:])
             sep = args[skip] if len(args) > skip else kwargs.get("d", "")
@@ -327,7 +343,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         ):
             budget.size(len(left) + len(right), "the concatenated value")
         elif operator == "%" and isinstance(left, str):
-            _check_format_widths(left, budget)
+            _check_printf_widths(left, budget)
             _check_args(right if isinstance(right, tuple) else (right,), budget)
         return _check_result(self.binop_table[operator](left, right), budget, f"the result of '{operator}'")
 
