@@ -418,6 +418,7 @@ class ShardWriter:
 
     def __init__(self, out_dir: str | Path, fingerprint: str = "") -> None:
         self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
         self.shards: list[Path] = []
         self.features: Any = None
@@ -827,13 +828,12 @@ def tokenize_file(
                 report.seconds = time.perf_counter() - t0
                 return report
     folder.remove_stale()
-    tok = load_tokenizer(tokenizer_path)
     tmp = folder.stage()
     try:
         report = _build(
             input_path,
             tokenizer_path,
-            tok,
+            load_tokenizer(tokenizer_path),  # not held here: _build frees it before packing
             tmp,
             fmt,
             fmt_obj,
@@ -1007,6 +1007,9 @@ def _build(
             spool.close()
     if report.rows_out == 0:
         raise ConfigError(f"{input_path}: no record survived tokenization ({dict(report.rejected)})")
+    info = trainer_info(tok, tok_fp, fmt_obj, options, pack)
+    del tok  # a large vocabulary costs hundreds of MB: free it before the packing plan needs room
+    _WORKER.pop("encoder", None)
     if not report.rejected:  # kept only when there are some, so that a cache hit can write --rejects
         (out_dir / REJECTS_FILE).unlink()
     if spool is not None:
@@ -1022,7 +1025,7 @@ def _build(
         "pack": pack,
         "report": report.to_json(),
         "trainer": {
-            **trainer_info(tok, tok_fp, fmt_obj, options, pack),
+            **info,
             "columns": list(json.loads((out_dir / "dataset_info.json").read_text("utf-8"))["features"]),
         },
         "files": output_files(out_dir),
