@@ -84,15 +84,29 @@ def token_separator(tokens: list[str]) -> str:
 class Entity:
     text: str
     label: str  # the dataset's type (PER)
+    # where the entity sits in the sentence's text (characters); -1 when unknown (an Entity made by
+    # hand or parsed from an answer). Not part of equality: a parsed answer has no offsets.
+    start: int = field(default=-1, compare=False)
 
 
 def sentence_entities(sent: TaggedSentence, scheme: str, repairs: Counter) -> tuple[str, list[Entity]]:
+    """The sentence's text and its entities, each with its character offset in that text: the
+    inline target marks the tagged tokens, never an earlier occurrence of the same words."""
     if sent.char_spans is not None:
         text = sent.text or ""
-        return text, [Entity(text[a:b], lab) for a, b, lab in sent.char_spans]
+        return text, [Entity(text[a:b], lab, a) for a, b, lab in sent.char_spans]
+    tokens = sent.tokens
     spans = decode(sent.tags, scheme, repairs)
-    sep = token_separator(sent.tokens)
-    return sep.join(sent.tokens), [Entity(sep.join(sent.tokens[s.start : s.end]), s.label) for s in spans]
+    sep = token_separator(tokens)
+    text = sep.join(tokens)
+    if not spans:
+        return text, []
+    starts = [0] * (len(tokens) + 1)  # character offset of each token in `text`
+    pos, step = 0, len(sep)
+    for i, tok in enumerate(tokens):
+        starts[i] = pos
+        pos += len(tok) + step
+    return text, [Entity(sep.join(tokens[s.start : s.end]), s.label, starts[s.start]) for s in spans]
 
 
 @dataclass
@@ -106,8 +120,12 @@ class Verbaliser:
             return label.lower() if self.language == "en" else label
         return words
 
-    def reverse(self) -> dict[str, str]:
-        return {v: k for k, v in self.names.items()}
+    def reverse(self, labels: Iterable[str] = ()) -> dict[str, str]:
+        """Words -> type: the input's own `labels` first (an unknown "Foo" is written "foo" and must
+        read back as "Foo"), then every configured name."""
+        rev = {v: k for k, v in self.names.items()}
+        rev.update((self(lab), lab) for lab in labels)
+        return rev
 
 
 def linearise(
@@ -122,9 +140,9 @@ def linearise(
     if target == "inline":
         out, pos = [], 0
         for e in entities:
-            k = text.find(e.text, pos)
-            if k < 0:
-                raise ValueError(f"entity {e.text!r} not found in order in the text")
+            k = e.start if e.start >= 0 else text.find(e.text, pos)
+            if k < pos or text[k : k + len(e.text)] != e.text:
+                raise AmbiguousTarget(f"entity {e.text!r} overlaps another or is not where the text has it")
             out.append(text[pos:k])
             out.append(f"[{e.text}]({verb(e.label)})")
             pos = k + len(e.text)
@@ -142,10 +160,16 @@ _INLINE = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])+?)\]\(([^()]+)\)")
 
 
 def parse_target(
-    answer: str, target: str, lang: str, verb: Verbaliser, only: str | None = None
+    answer: str,
+    target: str,
+    lang: str,
+    verb: Verbaliser,
+    only: str | None = None,
+    labels: Iterable[str] = (),
 ) -> list[Entity]:
-    """Read a linearisation back into entities (labels mapped back to the dataset's types)."""
-    rev = verb.reverse()
+    """Read a linearisation back into entities (labels mapped back to the dataset's types; give
+    the input's label set as `labels` so that types without configured words map back too)."""
+    rev = verb.reverse(labels)
     sep_type, sep_ent, empty = STYLE.get(lang, STYLE["en"])
     if target == "json":
         return [Entity(d["entity"], rev.get(d["type"], d["type"])) for d in json.loads(answer)]
@@ -208,17 +232,38 @@ class NerConverter:
         self._types_text: dict[tuple[str, ...], str] = {}
         self._check_label_words()
 
-    def _check_label_words(self) -> None:
-        """A label's words must not contain the syntax of the answer, or no answer reads back."""
+    def _check_label_words(self, labels: Iterable[str] | None = None) -> None:
+        """A label's words must not contain the syntax of the answer, and two labels of one input
+        must not share words, or answers do not read back. Checked for the configured names up
+        front, and for the input's own label set (types without configured words are written as
+        their names, which may hold "; " or ")") once the planning pass has it."""
+        target = self.options.target
         sep_type, sep_ent, _ = STYLE.get(self.verb.language, STYLE["en"])
-        reserved = {"list": (sep_type, sep_ent), "inline": ("[", "]", "(", ")")}.get(self.options.target, ())
-        for label, words in sorted(self.verb.names.items()):
+        reserved = {"list": (sep_type, sep_ent), "inline": ("[", "]", "(", ")")}.get(target, ())
+        pairs = (
+            sorted(self.verb.names.items()) if labels is None else [(lab, self.verb(lab)) for lab in labels]
+        )
+        for label, words in pairs:
             bad = [r for r in reserved if r in words]
             if bad:
                 raise ConfigError(
                     f"label words '{words}' (for {label}) contain {bad[0]!r}, which --target "
-                    f"{self.options.target} uses as syntax; choose other words (--label {label}=...)"
+                    f"{target} uses as syntax; choose other words (--label {label}=...)"
                 )
+            if target == "inline" and not words.strip():
+                raise ConfigError(
+                    f"label {label!r} has no words for --target inline; give some (--label ...)"
+                )
+        if labels is None or target == "per-type":  # a per-type answer names no type
+            return
+        seen: dict[str, str] = {}
+        for label, words in pairs:
+            if words in seen:
+                raise ConfigError(
+                    f"labels '{seen[words]}' and '{label}' are both written '{words}', so an answer "
+                    f"cannot tell them apart; give one other words (--label {label}=...)"
+                )
+            seen[words] = label
 
     def run(self, items: Source[TaggedSentence | Rejected]) -> NerRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
@@ -260,6 +305,7 @@ class NerConverter:
         run.sentences_with_entities = non_empty
         run.scheme = vote.scheme() if vote is not None else self.options.scheme
         labels.update(tag[2:] for tag in tags if tag != "O" and len(tag) > 2)
+        self._check_label_words(sorted(labels))
         empties_allowed = None
         if self.options.max_empty_ratio is not None:
             r = self.options.max_empty_ratio
@@ -339,7 +385,8 @@ class NerConverter:
             target_text = linearise(entities, opts.target, lang, verb, text, only=only)
             if opts.target != "json" and _may_be_ambiguous(opts.target, lang, text, entities):
                 wanted = [e for e in entities if e.label == only] if opts.target == "per-type" else entities
-                if parse_target(target_text, opts.target, lang, verb, only=only or None) != wanted:
+                back = parse_target(target_text, opts.target, lang, verb, only=only or None, labels=label_set)
+                if back != wanted:
                     raise AmbiguousTarget(
                         f"the {opts.target} answer {target_text!r} does not read back as the sentence's "
                         "entities (an entity or the text contains the answer's separators); --target json "
@@ -392,7 +439,7 @@ def _may_be_ambiguous(target: str, lang: str, text: str, entities: list[Entity])
     """A cheap test for the rare answers worth parsing back: a separator or the empty answer inside
     an entity (list, per-type), brackets anywhere in the sentence (inline)."""
     if target == "inline":
-        return "[" in text or "]" in text
+        return "[" in text or "]" in text or any(not e.text for e in entities)
     _, sep_ent, empty = STYLE.get(lang, STYLE["en"])
     return any(sep_ent in e.text or e.text == empty for e in entities)
 
@@ -452,7 +499,10 @@ class NerBatchFn:
         self.__init__(state["options"], state["label_set"], state["tag_names"])
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        conv = self._conv = self._conv or NerConverter(self.options)
+        if self._conv is None:
+            self._conv = NerConverter(self.options)
+            self._conv._check_label_words(self.label_set)
+        conv = self._conv
         names = list(batch)
         out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": [], "rejected": []}
         for i in range(len(batch[names[0]]) if names else 0):
