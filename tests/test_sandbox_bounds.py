@@ -149,6 +149,10 @@ def test_the_bounds_leave_ordinary_templates_alone():
     assert render_bounded(
         "{{ 'Call 1-800-1234567 about %s' % 'x' }}|{{ 'Room 12345678: {}'.format(1) }}", {}
     ) == ("Call 1-800-1234567 about x|Room 12345678: 1")
+    # large integers being formatted are values, not widths
+    assert render_bounded("{{ '%d' % 12345678901 }}|{{ '{}'.format(12345678901) }}", {}) == (
+        "12345678901|12345678901"
+    )
     # the size budget grows with the input: a long document renders twice without complaint
     doc = "x" * 3_000_000
     assert len(render_bounded("{{ d }}{{ d }}", {"d": doc})) == 6_000_000

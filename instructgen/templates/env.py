@@ -233,9 +233,10 @@ def _wrap_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def bounded(*args: Any, **kwargs: Any) -> Any:
         budget = _budget()
         budget.tick()
-        _check_args(args[skip:], budget)
-        _check_args(kwargs.values(), budget)
         value = args[skip - 1] if len(args) >= skip else None
+        if not (name == "format" and isinstance(value, str) and "*" not in value):  # values, not widths
+            _check_args(args[skip:], budget)
+            _check_args(kwargs.values(), budget)
         if name == "format" and isinstance(value, str):
             _check_printf_widths(value, budget)
         elif name == "join" and len(args) >= skip:
@@ -344,18 +345,22 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             budget.size(len(left) + len(right), "the concatenated value")
         elif operator == "%" and isinstance(left, str):
             _check_printf_widths(left, budget)
-            _check_args(right if isinstance(right, tuple) else (right,), budget)
+            if "*" in left:  # `%*s`: an argument is a width
+                _check_args(right if isinstance(right, tuple) else (right,), budget)
         return _check_result(self.binop_table[operator](left, right), budget, f"the result of '{operator}'")
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget = _budget()
         budget.tick()
-        if __obj is not _bounded_range:
-            _check_args(args, budget)
-            _check_args(kwargs.values(), budget)
         wrapped = getattr(__obj, "__wrapped__", None)  # the sandbox's str.format wrapper
         target = getattr(wrapped if wrapped is not None else __obj, "__self__", None)
         name = getattr(__obj, "__name__", "")
+        formatting = isinstance(target, str) and name in ("format", "format_map")
+        # integer arguments are widths and counts, except the values str.format formats (unless
+        # a spec takes its width from an argument: `{:{}}`)
+        if __obj is not _bounded_range and not (formatting and not re.search(r"\{[^{}]*:[^{}]*\{", target)):
+            _check_args(args, budget)
+            _check_args(kwargs.values(), budget)
         if isinstance(target, str):
             if name in ("format", "format_map"):
                 _check_format_widths(target, budget)
