@@ -1,10 +1,14 @@
 """`tokenize`: record files -> an Arrow dataset of input_ids / attention_mask / labels on disk.
 
-Chunks of records are encoded in `num_proc` worker processes (order preserved, so the output
-does not depend on the process count). The output folder doubles as a cache: its
-`instructgen_meta.json` holds a key over the input bytes, the tokenizer files, the format, the
-options and the instructgen version, and a rerun with the same key reuses it, while any change
-rebuilds it.
+The input is streamed: windows of records are read, encoded in `num_proc` worker processes
+(order preserved, so the output does not depend on the process count) and written as Arrow
+shards at once, so memory does not grow with the input (`--pack` keeps only the lengths).
+The output folder doubles as a cache: its `instructgen_meta.json` holds a key over the input
+bytes, every tokenizer file, the format, the options and the versions of instructgen and the
+tokenizer libraries, plus the size and sha256 of every file it wrote; a rerun with the same key
+whose files check out reuses it, while any change or damage rebuilds it. The folder is written
+beside its final path and renamed into place, and never replaces a folder of someone else's
+files (see `OutputFolder`).
 """
 
 from __future__ import annotations
@@ -162,8 +166,23 @@ def cache_key(
         "options": asdict(options),
         "pack": pack,
         "version": __version__,
+        "libraries": _library_versions(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _library_versions() -> dict[str, str | None]:
+    """Versions of the libraries that turn text into ids: a new release can change the ids
+    (transformers 5 rebuilds LLaMA's tokenizer pipeline), so they belong in the cache key."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in ("tokenizers", "transformers", "tiktoken"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def file_hash(path: str | Path) -> str:
@@ -816,11 +835,14 @@ def tokenize_file(
         meta = read_meta(out_dir)
         if meta.get("cache_key") == key:
             stale = verify_output(out_dir, meta)
-            if not stale:
+            try:
                 report = TokenizeReport(
                     **{k: v for k, v in meta["report"].items() if k != "rejected"},
                     rejected=Counter(meta["report"]["rejected"]),
                 )
+            except (KeyError, TypeError, AttributeError):
+                stale = stale or f"{META_FILE} has no readable report"
+            if not stale:
                 report.cache = (
                     "hit (nothing changed: input, tokenizer, format, options, version; files verified)"
                 )
