@@ -241,3 +241,42 @@ def test_ner_and_classify_give_the_same_bytes_whether_the_input_is_kept_or_read_
                                                          [["Bob", "PER"]]]  # fmt: skip
     rows = [json.loads(x) for x in outputs[0][2].decode().splitlines()]
     assert [r["meta"]["label"] for r in rows] == ["pos", "neg"]
+
+
+# --- items 4, 15, 20 through the shared readers: labels and texts that are not what they seem ------
+
+
+def test_classify_labels_and_texts_of_the_wrong_json_type_are_counted_by_field(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    rows = [
+        {"text": "good film", "label": "pos"},
+        {"text": "odd", "label": ["pos", "neg"]},  # was a new class "['pos', 'neg']" in every option list
+        {"text": "blank", "label": "   "},  # was an empty label
+        {"text": {"a": 1}, "label": "neg"},  # was written as "{'a': 1}"
+        {"text": "bad film", "label": "neg"},
+    ]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run = instructgen.classify(p, meta=True)
+    assert [(r.line, r.reason, r.detail) for r in run.rejected] == [
+        (2, "bad_field", "expected a label (text or integer), found array"),
+        (3, "missing_label", "empty label"),
+        (4, "bad_field", "expected text, found object"),
+    ]
+    assert [r.meta["label"] for r in run.records] == ["pos", "neg"]
+    assert {tuple(sorted(r.meta["options"])) for r in run.records if r.meta["options"]} <= {("neg", "pos")}
+
+
+def test_classify_csv_with_a_lone_cr_or_a_broken_quote_names_the_line(tmp_path, run_cli):
+    p = tmp_path / "d.csv"
+    p.write_bytes(b'text,label\r"good, film",pos\r"bad film,neg\rok,pos\r')
+    res = run_cli("classify", p, "-o", tmp_path / "o.jsonl")
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: {p}:3")
+    assert "Traceback" not in res.stderr and "universal-newline" not in res.stderr
+
+
+def test_classify_on_a_plain_folder_is_an_error_naming_it(tmp_path, run_cli):
+    (tmp_path / "folder").mkdir()
+    res = run_cli("classify", tmp_path / "folder", "-o", tmp_path / "o.jsonl")
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: {tmp_path / 'folder'}: a folder that is not a dataset")

@@ -9,7 +9,6 @@ marker); when the markers are letters or numbers the answer repeats the same mar
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,7 +19,14 @@ from typing import Any
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError, InputError
 from ..gcpause import collector_paused
-from ..io.readers import iter_jsonl, iter_text_lines, load_json_array, rejected_from
+from ..io.readers import (
+    iter_header_rows,
+    iter_jsonl,
+    json_type,
+    load_hf_dataset,
+    load_json_array,
+    rejected_from,
+)
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
@@ -78,33 +84,9 @@ def iter_rows(
         else {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "json"}.get(suffix, "")
     )
     if fmt in ("csv", "tsv"):
-        lines = (t + "\n" for _, t in iter_text_lines(p))
-        reader = csv.reader(
-            lines,
-            delimiter="," if fmt == "csv" else "\t",
-            quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
-        )
-        header = None
-        start = 1
-        for row in reader:
-            line, start = start, reader.line_num + 1
-            if header is None:
-                header = [h.strip() for h in row]
-                continue
-            if not row:
-                continue
-            if len(row) != len(header):
-                exc = InputError(
-                    f"{len(row)} columns, the header has {len(header)}",
-                    path=shown,
-                    line=line,
-                    reason="malformed_row",
-                )
-                if on_error != "skip":
-                    raise exc
-                yield rejected_from(exc, row)
-                continue
-            yield line, dict(zip(header, row))
+        # the shared reader: quoting checked against physical lines, CR/LF/CRLF, UTF-8/UTF-16
+        # detection, and a row wider or narrower than the header is a counted malformed_row
+        yield from iter_header_rows(p, "," if fmt == "csv" else "\t", on_error=on_error)
     elif fmt == "jsonl":
         for line, text, row in iter_jsonl(p):
             if not isinstance(row, (dict, InputError)):
@@ -125,26 +107,18 @@ def iter_rows(
                 continue
             yield i + 1, row
     elif fmt == "hf":
-        import datasets
-
-        ds = datasets.load_from_disk(shown)
-        if isinstance(ds, datasets.DatasetDict):
-            if split is None:
-                raise ConfigError(f"{p} holds splits {', '.join(ds)}; choose one with --split")
-            ds = ds[split]
+        ds = load_hf_dataset(p, split)  # a plain or damaged folder is an InputError naming it
         yield from ((i + 1, row) for i, row in enumerate(ds))
     else:
         raise ConfigError(f"{p}: cannot tell the format; pass --input-format csv|tsv|jsonl|json|hf")
 
 
-_JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array"}
-
-
 def not_an_object(value: Any, path: str | None, line: int | None) -> InputError:
     """The error for a row that is not an object (`[1, 2]`, `"text"`, `null`): a counted
     `malformed_json`, where `"label" in row` used to test a list or a substring, then crash."""
-    kind = "null" if value is None else _JSON_TYPES.get(type(value), type(value).__name__)
-    return InputError(f"expected a JSON object, found {kind}", path=path, line=line, reason="malformed_json")
+    return InputError(
+        f"expected a JSON object, found {json_type(value)}", path=path, line=line, reason="malformed_json"
+    )
 
 
 @dataclass
@@ -172,9 +146,17 @@ class ClassificationConverter:
     def label_name(self, value: Any, path: str | None, line: int | None) -> str:
         """The label's name: index into label_names for ints (and digit strings), else the string."""
         names = self.names
-        if isinstance(value, bool) or value is None or value == "":
+        if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
             raise InputError(
                 "empty label", path=path, line=line, field=self.options.label_col, reason="missing_label"
+            )
+        if not isinstance(value, (str, int)):  # a list or object would become a new class "['a', 'b']"
+            raise InputError(
+                f"expected a label (text or integer), found {json_type(value)}",
+                path=path,
+                line=line,
+                field=self.options.label_col,
+                reason="bad_field",
             )
         if isinstance(value, int) or (
             isinstance(value, str) and value.strip().lstrip("-").isdigit() and names
@@ -255,7 +237,18 @@ class ClassificationConverter:
                         reason="missing_field",
                     )
             name = self.label_name(row[opts.label_col], source, line)
-            if not str(row[opts.text_col] or "").strip():
+            text = row[opts.text_col]
+            for col in (opts.text_col, opts.text2_col):
+                value = row.get(col) if col else None
+                if value is not None and not isinstance(value, str):  # would be written as its Python repr
+                    raise InputError(
+                        f"expected text, found {json_type(value)}",
+                        path=source,
+                        line=line,
+                        field=col,
+                        reason="bad_field",
+                    )
+            if not (text or "").strip():
                 raise InputError(
                     "empty text", path=source, line=line, field=opts.text_col, reason="empty_text"
                 )
