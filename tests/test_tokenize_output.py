@@ -473,3 +473,27 @@ def test_missing_tokenizer_and_unwritable_rejects(tmp_path, tok, run_cli):
     # one error line naming the rejects file (the atomic writer or tokenize words it), no traceback
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert res.stderr.startswith("error: ") and str(src / "rej.jsonl") in res.stderr
+
+
+def test_shards_roll_over_and_load_back_in_order(tmp_path, tiny_dir, monkeypatch):
+    """Shards are named and listed as datasets' save_to_disk names them (data-XXXXX-of-NNNNN)."""
+    import datasets
+
+    from instructgen.tokenize import pipeline
+
+    rows = [ROWS[i % 3] | {"output": f"answer {i}"} for i in range(9)]
+    src = _write(tmp_path / "d.jsonl", rows)
+    whole = tmp_path / "whole"
+    pipeline.tokenize_file(src, tiny_dir, whole)
+    monkeypatch.setattr(pipeline, "CHUNK", 2)
+    monkeypatch.setattr(pipeline, "SHARD_BYTES", 1)  # every table starts a new shard
+    out = tmp_path / "sharded"
+    pipeline.tokenize_file(src, tiny_dir, out)
+    shards = sorted(p.name for p in out.glob("data-*.arrow"))
+    assert shards == [f"data-{i:05d}-of-00005.arrow" for i in range(5)]
+    state = json.loads((out / "state.json").read_text())
+    assert [f["filename"] for f in state["_data_files"]] == shards
+    a, b = datasets.load_from_disk(str(whole)), datasets.load_from_disk(str(out))
+    assert a.features == b.features
+    assert {c: a[c][:] for c in a.column_names} == {c: b[c][:] for c in b.column_names}
+    assert b["row"][:] == list(range(9))
