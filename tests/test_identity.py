@@ -178,6 +178,8 @@ def test_multi_turn_records_start_with_a_greeting():
         "Hello! I'm 雁栖-7B. How can I help you today?",
         "Hey! I'm 雁栖-7B, nice to meet you.",
         "Hi there! I am 雁栖-7B, an AI assistant developed by 助教. What can I do for you?",
+        "Good to see you! I'm 雁栖-7B. What's on your mind?",
+        "Hello! 雁栖-7B here, ready to help.",
     }
     assert all(r.history[0].assistant in greetings for r in multi)
 

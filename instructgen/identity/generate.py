@@ -99,7 +99,8 @@ class Candidate:
     question: Entry
     answer: Entry
     other: str | None
-    order: tuple[int, int]
+    order: tuple[int, ...]
+    closing: Entry | None = None  # a closing sentence appended to the answer (large -n only)
 
 
 class IdentityGenerator:
@@ -261,8 +262,12 @@ class IdentityGenerator:
                         key=lambda a, q=q, o=other: stable_hash(seed, TASK, lang, q.id, a.id, o, "rank"),
                     )
                     for rank, a in enumerate(group):
-                        order = (rank, stable_hash(seed, TASK, lang, category, q.id, a.id, other))
+                        order = (0, rank, stable_hash(seed, TASK, lang, category, q.id, a.id, other))
                         cands.append(Candidate(category, q, a, other, order))
+                        # Variants with a closing sentence come after every plain pair.
+                        for c in pool.closings if a.closing else ():
+                            key = stable_hash(seed, TASK, lang, category, q.id, a.id, other, c.id)
+                            cands.append(Candidate(category, q, a, other, (1, rank, key), c))
             if cands:
                 cands.sort(key=lambda c: c.order)
                 result[category] = cands
@@ -279,7 +284,12 @@ class IdentityGenerator:
 
         question = render(cand.question)
         answer = render(cand.answer)
+        if cand.closing is not None:
+            sep = "" if lang.split("-")[0] in ("zh", "ja") else " "
+            answer = agree(answer + sep + render(cand.closing), lang)
         key = f"{lang}|{cand.question.id}|{cand.answer.id}|{cand.other}"
+        if cand.closing is not None:
+            key += f"|{cand.closing.id}"
         system = None
         if pool.system and _share(seed, key, "system") < self.options.system_ratio:
             system = render(pool.system[choose_index(len(pool.system), seed, TASK, key, "system-text")])
@@ -303,6 +313,8 @@ class IdentityGenerator:
             "other": cand.other,
             "key": key,
         }
+        if cand.closing is not None:
+            meta["closing_id"] = cand.closing.id
         example = {"instruction": question, "output": answer, **meta}
 
         texts = [question, answer, system or ""] + [
@@ -377,10 +389,18 @@ class IdentityGenerator:
             pool = self.pools[lang]
             values = self.values(pool)
             cands = self.candidates(pool, values)
-            valid = {cat: self._valid(pool, values, lst) for cat, lst in cands.items()}
+            # Plain pairs first; variants with a closing sentence are checked only when a category
+            # needs them to fill its share (large -n), which keeps small runs fast.
+            plain = {cat: [c for c in lst if c.closing is None] for cat, lst in cands.items()}
+            valid = {cat: self._valid(pool, values, lst) for cat, lst in plain.items()}
             shares = self.target_mix([c for c in CATEGORY_ORDER if valid.get(c, ([], []))[0]])
             targets[lang] = shares
             counts = _allocate(quota, shares, {c: len(valid[c][0]) for c in shares})
+            if sum(counts.values()) < quota:
+                for cat in shares:
+                    if len(cands[cat]) > len(plain[cat]):
+                        valid[cat] = self._valid(pool, values, cands[cat])
+                counts = _allocate(quota, shares, {c: len(valid[c][0]) for c in shares})
             made = sum(counts.values())
             chosen: list[tuple[Record, Candidate]] = []
             reached = 0

@@ -18,6 +18,7 @@ with questions but no answers (or the reverse).
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -102,7 +103,11 @@ TOP_KEYS = {
     "questions",
     "answers",
     "other_names",
+    "closings",
 }
+# Categories whose answers may end with one of the pool's `closings` ("How can I help you today?"):
+# more distinct answers for large -n without a new fact or a repeated row.
+CLOSING_CATEGORIES = frozenset({"name", "introduction", "developer", "capabilities", "limitations"})
 
 
 @dataclass
@@ -115,6 +120,7 @@ class Entry:
     facts: frozenset[str] = frozenset()  # question: what it asks for; answer: what it states
     tags: frozenset[str] = frozenset()  # question: its tone; answer: tones it fits (empty: any)
     raw: object = None  # the entry as written in the pool (text or mapping), to copy it elsewhere
+    closing: bool = True  # answer: may take a closing sentence (False where it already invites one)
 
     def answers(self, question: Entry) -> bool:
         """True when this answer states every fact `question` asks for and suits its tone."""
@@ -131,6 +137,7 @@ class SeedPool:
     needs: dict[str, list[str]]
     system: list[Entry]
     other_names: dict[str, str] = field(default_factory=dict)  # "通义千问" -> "通義千問" (ja)
+    closings: list[Entry] = field(default_factory=list)
     questions: dict[str, list[Entry]] = field(default_factory=dict)
     answers: dict[str, list[Entry]] = field(default_factory=dict)
 
@@ -157,9 +164,10 @@ def _entry(raw: object, entry_id: str, category: str, path: str, kind: str = "sy
     extra: dict = {}
     text = raw
     if isinstance(raw, dict):
-        allowed = {"questions": {"text", "asks", "tags"}, "answers": {"text", "states", "fits"}}.get(
-            kind, {"text"}
-        )
+        allowed = {
+            "questions": {"text", "asks", "tags"},
+            "answers": {"text", "states", "fits", "closing"},
+        }.get(kind, {"text"})
         bad = sorted(set(raw) - allowed)
         if bad:
             raise TemplateError(
@@ -192,7 +200,11 @@ def _entry(raw: object, entry_id: str, category: str, path: str, kind: str = "sy
         states = _words(extra.get("states"), FACTS, "fact", path, entry_id)
         states |= {FACT_OF_VARIABLE[v] for v in variables}
         fits = _words(extra.get("fits"), TAGS, "tag", path, entry_id)
-        return Entry(entry_id, category, text, renderer, frozenset(variables), states, fits, raw)
+        closing = extra.get("closing", True)
+        if not isinstance(closing, bool):
+            raise TemplateError("'closing' must be true or false", path=path, template_id=entry_id)
+        closing = closing and category in CLOSING_CATEGORIES and not text.rstrip().endswith(("?", "？"))
+        return Entry(entry_id, category, text, renderer, frozenset(variables), states, fits, raw, closing)
     return Entry(entry_id, category, text, renderer, frozenset(variables))
 
 
@@ -224,6 +236,10 @@ def parse_seed_pool(text: str, *, path: str) -> SeedPool:
             for i, t in enumerate(data.get("system") or [])
         ],
         other_names={str(k): str(v) for k, v in (data.get("other_names") or {}).items()},
+        closings=[
+            _entry(t, f"identity-{language}-closing-{i + 1:02d}", "closing", path)
+            for i, t in enumerate(data.get("closings") or [])
+        ],
     )
     for kind in ("questions", "answers"):
         block = data.get(kind) or {}
@@ -256,6 +272,12 @@ def load_seed_pool(path: str | Path, display_path: str | None = None) -> SeedPoo
 
 
 def builtin_seed_pools() -> dict[str, SeedPool]:
+    """The shipped pools by language (a fresh dict over pools parsed once per process)."""
+    return dict(_builtin_seed_pools())
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_seed_pools() -> dict[str, SeedPool]:
     root = resources.files("instructgen") / "task_templates" / "identity"
     pools = {}
     with resources.as_file(root) as base:
