@@ -320,3 +320,24 @@ def test_every_shipped_seed_passes_the_language_check_in_its_own_language():
                 if "{{" not in q.text and check.check(q.text, lang)
             ]
             assert bad == [], (lang, bad)
+
+
+def test_a_pool_without_fact_annotations_pairs_by_category(tmp_path):
+    """Pools written before facts existed (or made by `templates generate`) keep working: with no
+    `asks`/`states` in a category, its answers answer its questions, as before."""
+    pool = tmp_path / "ja.yaml"
+    pool.write_text(
+        "task: identity\nlanguage: ja\nquestions:\n  limitations: ['間違えることはありますか？']\n"
+        "answers:\n  limitations: ['{{ name }}は間違えることもあります。']\n",
+        encoding="utf-8",
+    )
+    result = instructgen.identity(PERSONA, n=1, languages=["ja"], seed_files=[str(pool)], langid="none")
+    assert [r.output for r in result.records] == ["雁栖-7Bは間違えることもあります。"]
+    annotated = tmp_path / "en.yaml"
+    annotated.write_text(
+        "task: identity\nlanguage: en\nquestions:\n  limitations: [{text: 'Do you have feelings?', asks: [feelings]}]\n"
+        "answers:\n  limitations: ['{{ name }} can make mistakes.']\n",
+        encoding="utf-8",
+    )
+    none = instructgen.identity(PERSONA, n=5, languages=["en"], seed_files=[str(annotated)], langid="none")
+    assert none.records == []

@@ -255,6 +255,14 @@ def parse_seed_pool(text: str, *, path: str) -> SeedPool:
                 _entry(t, f"identity-{language}-{category}-{letter}{i + 1:02d}", category, path, kind)
                 for i, t in enumerate(texts or [])
             ]
+    for category, answers in pool.answers.items():
+        entries = [*pool.questions.get(category, []), *answers]
+        if not any(isinstance(e.raw, dict) and ({"asks", "states"} & set(e.raw)) for e in entries):
+            # A pool that annotates no facts in this category (written before facts existed, or
+            # generated): its answers are trusted to answer the category's questions, as before.
+            default = frozenset(DEFAULT_ASKS.get(category, ()))
+            for e in answers:
+                e.facts = e.facts | default
     for category in sorted(set(pool.questions) ^ set(pool.answers)):
         has = "questions" if category in pool.questions else "answers"
         lacks = "answers" if has == "questions" else "questions"
