@@ -371,6 +371,8 @@ class IdentityGenerator:
         """The target shares (summing to 1) over the categories a language can make."""
         weights = {c: self.mix.get(c, 0.0) for c in available}
         total = sum(weights.values())
+        if not available:
+            return {}  # the pool makes no pair for this persona: nothing to write (the summary says so)
         if total <= 0:
             raise ConfigError("--mix gives every category this persona can make a weight of 0")
         return {c: w / total for c, w in weights.items() if w > 0}
