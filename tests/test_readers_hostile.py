@@ -592,3 +592,9 @@ def test_python_pairs_with_a_lone_surrogate_are_refused(tmp_path):
     assert pairs(got) == [("Ja", "Yes", 2)]
     assert [(r, line) for r, line, _ in rejections(got)] == [("encoding_error", 1)]
     assert got[0].example == {"raw": '["a\\ud800", "b"]'}
+
+
+def test_jsonl_with_cr_line_ends(tmp_path):
+    # before: the whole file was one line, one malformed_json rejection for every row
+    p = write(tmp_path, "cr.jsonl", '{"de": "Hallo", "en": "Hello"}\r{"de": "Ja", "en": "Yes"}\r')
+    assert pairs(translate(p)) == [("Hallo", "Hello", 1), ("Ja", "Yes", 2)]

@@ -240,9 +240,12 @@ def parse_json(text: str, *, path: str, line: int, escapes: bool | None = None) 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, str, Any]]:
     """(line, text, value) for each non-blank line; value is the parsed JSON, or the InputError that
-    names the line when it is not JSON or not text (callers raise it or count it, per --on-error)."""
+    names the line when it is not JSON or not text (callers raise it or count it, per --on-error).
+
+    CR, LF and CRLF all end a line, as in Python's text mode (`for line in open(path)`), which is
+    how most JSONL is written and read: a file with old Mac line ends is not one long bad line."""
     shown = str(path)
-    for line, text, problem in iter_lines(path):
+    for line, text, problem in iter_lines(path, newlines="any"):
         if not text.strip():
             continue
         if problem is not None:
