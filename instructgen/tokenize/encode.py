@@ -31,6 +31,7 @@ from ..schema import Record, Rejected
 IGNORE = -100
 TRUNCATION = ("drop", "truncate_prompt_left", "truncate_response")
 SYSTEM_MODES = ("auto", "default", "none", "text")
+_NO_STRIP = (False, False)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ class Encoder:
         self._split_re = re.compile("|".join(re.escape(t) for t in names)) if names else None
         self._glue = bool(getattr(tokenizer, "marks_word_start", False))
         self._template_cache: dict[str, list[int]] = {}
+        self._split_cache: dict[str, tuple] = {}
+        self._bos_text = tokenizer.token_text(self.bos_id) if self.bos_id is not None else ""
         self.stats = EncodeStats()
         self._audited = 0
 
@@ -157,79 +160,121 @@ class Encoder:
             use_default_system=False,
         )
 
+    def _split_template(self, text: str, cache: bool) -> tuple:
+        """Template text cut at added tokens: str fragments and (token, id, lstrip, rstrip) pieces,
+        whitespace removed around tokens that strip it (as the tokenizer would)."""
+        hit = self._split_cache.get(text)
+        if hit is not None:
+            return hit
+        pieces: list[Any] = []
+        pos = 0
+        if self._split_re is not None:
+            for m in self._split_re.finditer(text):
+                frag = text[pos : m.start()]
+                token = m.group()
+                lstrip, rstrip = self._added.get(token, (False, False))
+                if lstrip:
+                    frag = frag.rstrip()
+                if frag:
+                    pieces.append(frag)
+                pieces.append((token, self._added_ids.get(token), lstrip, rstrip))
+                pos = m.end()
+                if rstrip:
+                    while pos < len(text) and text[pos].isspace():
+                        pos += 1
+        if pos < len(text):
+            pieces.append(text[pos:])
+        result = tuple(pieces)
+        if cache and len(self._split_cache) < 4096:
+            self._split_cache[text] = result
+        return result
+
     def _runs(self, segs: list[tuple]) -> list[tuple]:
         """Segments -> items: ("s", text, trainable, turn, escape, cacheable) for one string to
-        encode, ("i", ids, trainable, turn, kind) for ids placed as they are."""
+        encode, ("i", ids, trainable, turn, kind) for ids placed as they are (the hot path: one
+        tight loop, template text split once and cached)."""
         items: list[tuple] = []
-        split = self._split_re.finditer if self._split_re is not None else None
+        append = items.append
+        search = self._split_re.search if self._split_re is not None else None
         escape = self.options.escape_special
         added = self._added
+        split = self._split_template
         buf: list[str] = []
-        state = {"flag": None, "turn": -1, "user": False, "risky": False, "strip": False}
-
-        def flush() -> None:
-            text = "".join(buf)
-            buf.clear()
-            if text:
-                items.append(("s", text, state["flag"], state["turn"], state["risky"], not state["user"]))
-            state["user"] = state["risky"] = False
-
-        def place(token: str, tid: int | None, trainable: bool, turn: int, kind: str) -> None:
-            lstrip, rstrip = added.get(token, (False, False))
-            if lstrip and buf:
-                buf[-1] = buf[-1].rstrip()
-            flush()
-            if tid is not None:
-                items.append(("i", [tid], trainable, turn, kind))
-            state["strip"] = rstrip
-
+        flag: bool | None = None
+        run_turn = -1
+        user = risky = strip = False
         for kind, text, trainable, turn in segs:
             if kind == "bos" or kind == "eot":
-                if buf and state["flag"] != trainable:
-                    flush()
                 if kind == "bos":
-                    if self.bos_id is not None:
-                        place(self.tok.token_text(self.bos_id), self.bos_id, trainable, turn, "bos")
-                else:
-                    token = text or self.eot_text
-                    tid = self._added_ids.get(text) if text else self.eot_id
+                    if self.bos_id is None:
+                        continue
+                    token, tid = self._bos_text, self.bos_id
+                elif text:
+                    token, tid = text, self._added_ids.get(text)
                     if tid is None:
-                        tid = self.tok.token_id(text) if text else self.eot_id
+                        tid = self.tok.token_id(text)
                     if tid is None:
                         raise ConfigError(f"format '{self.fmt.name}': {text!r} is not a single token")
-                    place(token, tid, trainable, turn, "eot")
-                state["flag"] = trainable
+                else:
+                    token, tid = self.eot_text, self.eot_id
+                lstrip, rstrip = added.get(token, _NO_STRIP)
+                if buf:
+                    if lstrip:
+                        buf[-1] = buf[-1].rstrip()
+                    joined = "".join(buf)
+                    buf.clear()
+                    if joined:
+                        append(("s", joined, flag, run_turn, risky, not user))
+                user = risky = False
+                append(("i", [tid], trainable, turn, kind))
+                strip, flag = rstrip, trainable
                 continue
-            if state["flag"] is not None and trainable != state["flag"] and buf:
-                flush()
-            state["flag"], state["turn"] = trainable, turn
-            if state["strip"]:
-                text = text.lstrip()
-                state["strip"] = False
-                if not text:
-                    state["strip"] = True
-                    continue
+            if buf and trainable != flag:
+                joined = "".join(buf)
+                buf.clear()
+                if joined:
+                    append(("s", joined, flag, run_turn, risky, not user))
+                user = risky = False
+            flag, run_turn = trainable, turn
             if kind == "text" or not escape:
-                pos = 0
-                for m in split(text) if split is not None else ():
-                    buf.append(text[pos : m.start()])
-                    place(m.group(), self._added_ids.get(m.group()), trainable, turn, "special")
-                    pos = m.end()
-                    if state["strip"]:
-                        while pos < len(text) and text[pos].isspace():
-                            pos += 1
-                        state["strip"] = pos >= len(text)
-                    state["flag"], state["turn"] = trainable, turn
+                for piece in split(text, kind == "text"):
+                    if piece.__class__ is str:
+                        if strip:
+                            piece = piece.lstrip()
+                            if not piece:
+                                continue
+                            strip = False
+                        buf.append(piece)
+                        continue
+                    token, tid, lstrip, rstrip = piece
+                    if buf:
+                        if lstrip:
+                            buf[-1] = buf[-1].rstrip()
+                        joined = "".join(buf)
+                        buf.clear()
+                        if joined:
+                            append(("s", joined, flag, run_turn, risky, not user))
+                    user = risky = False
+                    if tid is not None:
+                        append(("i", [tid], trainable, turn, "special"))
+                    strip = rstrip
                 if kind != "text":
-                    state["user"] = True
-                buf.append(text[pos:])
-            else:
-                buf.append(text)
-                if kind == "content":
-                    state["user"] = True
-                if split is not None and self._split_re.search(text):
-                    state["risky"] = True
-        flush()
+                    user = True
+                continue
+            if strip:
+                text = text.lstrip()
+                if not text:
+                    continue
+                strip = False
+            buf.append(text)
+            if kind == "content":
+                user = True
+            if search is not None and search(text):
+                risky = True
+        if buf:
+            joined = "".join(buf)
+            if joined:
+                append(("s", joined, flag, run_turn, risky, not user))
         return items
 
     # --- encoding ----------------------------------------------------------------------------------
@@ -450,6 +495,11 @@ class Encoder:
 
 _PERSONA_EN = re.compile(r"\b(?i:I am|I'm|my name is|call me)\s+([A-Z][\w.\-]*(?:[ -][A-Z0-9][\w.\-]*)?)")
 _PERSONA_ZH = re.compile(r"我(?:是|叫)\s*([\u4e00-\u9fff]{0,8}[-‐]?[A-Za-z0-9][\w.\-]*)")
+_IDENTITY_Q = re.compile(
+    r"(?i)\bwho\s+(?:are|r)\s+(?:you|u)\b|\byour\s+name\b|\bintroduce\s+yourself\b|\bwhat\s+are\s+you\b"
+    r"|\bwho\s+(?:made|created|built|developed|trained)\s+you\b"
+    r"|你是谁|你叫什么|您是谁|你的名字|介绍一下你自己|谁(?:开发|创造|训练)了你"
+)
 _NOT_NAMES = {"a", "an", "the", "not", "sorry", "here", "glad", "happy", "afraid", "unable", "able", "ai"}
 IDENTITY_META_KEYS = ("question_id", "answer_id")
 
@@ -468,6 +518,8 @@ def identity_conflict(record: Record, names: tuple[str, ...] | list[str]) -> str
     meta = record.meta or {}
     if meta.get("task") == "identity" or all(k in meta for k in IDENTITY_META_KEYS):
         return f"identity record answering {record.output[:60]!r}"
+    if not _IDENTITY_Q.search(record.prompt_text()):
+        return None  # "I'm Tim" in a story is not the assistant's identity: only answers to "who are you?"
     for rx in (_PERSONA_EN, _PERSONA_ZH):
         m = rx.search(text)
         name = m.group(1).rstrip(".-") if m else ""
@@ -537,6 +589,8 @@ class ChatTemplateEncoder(Encoder):
         self._split_re = re.compile("|".join(re.escape(t) for t in names)) if names else None
         self._glue = bool(getattr(tokenizer, "marks_word_start", False))
         self._template_cache = {}
+        self._split_cache = {}
+        self._bos_text = ""
         self.stats = EncodeStats()
         self._audited = 0
         self._expected: list[list[str]] = []
