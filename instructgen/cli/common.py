@@ -10,8 +10,14 @@ from typing import Any
 import click
 
 from ..errors import InstructgenError
+from ..quality.report import Report
 
 PROGRESS_MIN_ROWS = 2000
+
+# A converting run that finished but whose output should not be trusted (it wrote nothing, or
+# rejected more than --max-reject-ratio) exits with this status; errors that stop a run exit 2.
+EXIT_REJECTED = 3
+MAX_REJECT_RATIO = 0.5
 
 
 def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,3 +94,43 @@ def parse_columns(value: str | None) -> list[str] | None:
             "give at least three names: instruction,input,output", param_hint="--columns"
         )
     return cols
+
+
+def max_reject_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--max-reject-ratio, for the commands that convert records (translate, ner, classify)."""
+    return click.option(
+        "--max-reject-ratio",
+        type=click.FloatRange(0.0, 1.0),
+        default=MAX_REJECT_RATIO,
+        show_default=True,
+        help=f"Exit with status {EXIT_REJECTED} (files still written) when more than this share of the "
+        "outcomes is rejected, or when nothing is written; 1 checks only the latter.",
+    )(fn)
+
+
+def check_outcome(report: Report, max_reject_ratio: float, hint: str | None = None) -> None:
+    """Exit with EXIT_REJECTED when a run wrote nothing or rejected too much, naming the top reasons.
+
+    A run that rejects 4,998 of 5,000 pairs because the languages were swapped used to exit 0;
+    a pipeline went on to train on nothing. The summary has been printed already.
+    """
+    rejected = report.rejected_total
+    total = report.written + rejected
+    if report.read == 0:
+        problem = "the input has no rows: nothing to convert"
+    elif report.written == 0:
+        problem = f"wrote nothing: all {rejected} outcomes were rejected"
+    elif rejected / total > max_reject_ratio:
+        problem = (
+            f"rejected {rejected} of {total} outcomes ({rejected / total:.0%}), "
+            f"over --max-reject-ratio {max_reject_ratio:g}"
+        )
+    else:
+        return
+    top = sorted(report.rejected.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    if top:
+        problem += "; top reasons: " + ", ".join(f"{reason} {n}" for reason, n in top)
+    click.echo(f"error: {problem}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(EXIT_REJECTED)

@@ -10,9 +10,17 @@ from tqdm import tqdm
 
 from ..converters.classification import ClassifyRun, open_classification
 from ..converters.ner import TARGETS
+from ..errors import InputError
 from ..io.writers import JsonlSink, RecordWriter
 from ..schema import Record, Rejected
-from .common import PROGRESS_MIN_ROWS, fail_cleanly, output_options, parse_columns
+from .common import (
+    PROGRESS_MIN_ROWS,
+    check_outcome,
+    fail_cleanly,
+    max_reject_option,
+    output_options,
+    parse_columns,
+)
 
 NER_EPILOG = """\b
 Examples:
@@ -54,6 +62,7 @@ def _convert_and_write(
     columns: str | None,
     meta: bool,
     rejects: str | None,
+    planned: Callable[[], None] | None = None,
 ) -> None:
     """Plan on a first read of the input (a counter shows only if that takes a while), then
     write records and rejections as the converter makes them, under a bar. `open_items` opens
@@ -70,6 +79,8 @@ def _convert_and_write(
     outcomes = stream(opened, run)  # reads and checks everything: run.report.read is the total now
     for bar in bars:
         bar.close()
+    if planned is not None:  # a last look at the plan, before anything is written
+        planned()
     total = run.report.read
     show = not quiet and total >= PROGRESS_MIN_ROWS
     with (
@@ -133,6 +144,7 @@ def _convert_and_write(
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--split", default=None, help="Split of a DatasetDict folder.")
 @output_options
+@max_reject_option
 @fail_cleanly
 def ner_cmd(
     input_path,
@@ -155,6 +167,7 @@ def ner_cmd(
     rejects,
     seed,
     quiet,
+    max_reject_ratio,
 ):
     """Turn NER data (CoNLL, MSRA character-per-line, token/tag or span JSONL) into instruction records.
 
@@ -187,10 +200,21 @@ def ner_cmd(
         )
 
     run = NerRun()
+
+    def planned() -> None:
+        if run.report.read and not run.labels:
+            n = run.report.read
+            raise InputError(
+                f"no entity tags: no B-, I-, E- or S- tag with a type in the {n} sentence{'s' * (n != 1)} "
+                "read (is this NER data? the tag column is --tag-col, -1 = the last)",
+                path=str(input_path),
+            )
+
     _convert_and_write(
         NerConverter(options).stream,
         items,
         run,
+        planned=planned,
         desc="ner",
         unit="sentence",
         quiet=quiet,
@@ -204,6 +228,7 @@ def ner_cmd(
     for kind, n in sorted(run.repairs.items()):
         run.report.notes.append(f"repaired {kind}: {n}")
     click.echo(run.report.summary(), err=True)
+    check_outcome(run.report, max_reject_ratio)
 
 
 @click.command("classify", epilog=CLASSIFY_EPILOG)
@@ -240,6 +265,7 @@ def ner_cmd(
 @click.option("--input-format", type=click.Choice(["csv", "tsv", "jsonl", "json", "hf"]))
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @output_options
+@max_reject_option
 @fail_cleanly
 def classify_cmd(
     input_path,
@@ -261,6 +287,7 @@ def classify_cmd(
     rejects,
     seed,
     quiet,
+    max_reject_ratio,
 ):
     """Turn labelled texts (CSV/TSV/JSONL/JSON/save_to_disk) into classification instruction records.
 
@@ -300,3 +327,4 @@ def classify_cmd(
     dist = ", ".join(f"{k} {v}" for k, v in sorted(run.labels_out.items()))
     run.report.notes.append(f"labels written: {dist}")
     click.echo(run.report.summary(), err=True)
+    check_outcome(run.report, max_reject_ratio)

@@ -11,7 +11,14 @@ from ..io.readers import count_rows, read_parallel
 from ..io.writers import JsonlSink, RecordWriter
 from ..quality.report import Report
 from ..schema import Record
-from .common import PROGRESS_MIN_ROWS, fail_cleanly, output_options, parse_columns
+from .common import (
+    PROGRESS_MIN_ROWS,
+    check_outcome,
+    fail_cleanly,
+    max_reject_option,
+    output_options,
+    parse_columns,
+)
 
 EPILOG = """\b
 Examples:
@@ -97,6 +104,7 @@ Examples:
     help="On malformed input: stop with file and line (raise), or count it as rejected and go on (skip).",
 )
 @output_options
+@max_reject_option
 @fail_cleanly
 def translate_cmd(
     input_path,
@@ -125,6 +133,7 @@ def translate_cmd(
     rejects,
     seed,
     quiet,
+    max_reject_ratio,
 ):
     """Turn parallel sentence pairs into translation instruction records.
 
@@ -179,3 +188,16 @@ def translate_cmd(
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
     click.echo(report.summary(), err=True)
+    check_outcome(report, max_reject_ratio, swapped_hint(report))
+
+
+def swapped_hint(report: Report) -> str | None:
+    """When most rejections say a side is not in its declared language, the usual cause is the
+    languages (or columns, or files) given the wrong way round."""
+    wrong = report.rejected["wrong_language_source"] + report.rejected["wrong_language_target"]
+    if wrong * 2 <= report.rejected_total:
+        return None
+    return (
+        f"{wrong} of {report.rejected_total} rejections are wrong_language_*: are --src-lang and "
+        "--tgt-lang swapped? (or --src-col/--tgt-col, --src-file/--tgt-file)"
+    )

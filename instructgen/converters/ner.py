@@ -207,7 +207,8 @@ class NerRun:
     report: Report = field(default_factory=lambda: Report(task=TASK))
     repairs: Counter = field(default_factory=Counter)
     scheme: str = ""
-    sentences_with_entities: int = 0  # from the planning pass: 0 means the input has no entity tags
+    sentences_with_entities: int = 0  # from the planning pass: sentences with a tag other than O
+    labels: list[str] = field(default_factory=list)  # the input's entity types; none: not NER data
 
 
 class NerConverter:
@@ -304,13 +305,16 @@ class NerConverter:
         run.report.read += source.count
         run.sentences_with_entities = non_empty
         run.scheme = vote.scheme() if vote is not None else self.options.scheme
-        labels.update(tag[2:] for tag in tags if tag != "O" and len(tag) > 2)
-        self._check_label_words(sorted(labels))
+        # types from well-formed tags only: a file that is not NER data ("Hello world." in the tag
+        # column) has no types, rather than one per line
+        labels.update(tag[2:] for tag in tags if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIESLU")
+        run.labels = sorted(labels)
+        self._check_label_words(run.labels)
         empties_allowed = None
         if self.options.max_empty_ratio is not None:
             r = self.options.max_empty_ratio
             empties_allowed = int(non_empty * r / (1 - r)) if r < 1 else None
-        return self._convert_all(source.second(), run.scheme, sorted(labels), empties_allowed, run)
+        return self._convert_all(source.second(), run.scheme, run.labels, empties_allowed, run)
 
     def _convert_all(
         self,
