@@ -218,3 +218,66 @@ def stats_cmd(path, tokenizer, rejects, plots, json_out, no_langid):
         save_json(st, json_out)
     if plots:
         click.echo(f"plots: {', '.join(str(p) for p in written)}", err=True)
+
+
+def _expand_inputs(paths: tuple[str, ...]) -> list[str]:
+    """Files as given; a folder of split files (split's output) becomes its files, train first."""
+    out: list[str] = []
+    order = {"train": 0, "validation": 1, "test": 2}
+    for p in paths:
+        folder = Path(p)
+        is_saved = any((folder / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
+        if folder.is_dir() and not is_saved:
+            files = [
+                f for f in folder.iterdir()
+                if f.suffix in FILE_KINDS and f.name not in ("mix_manifest.json", "dataset_info.json")
+            ]
+            if not files:
+                raise ConfigError(f"{p}: a folder with no .jsonl, .json or .parquet files")
+            out += [str(f) for f in sorted(files, key=lambda f: (order.get(f.stem, 9), f.name))]
+        else:
+            out.append(p)
+    return out
+
+
+@click.command("export")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--to", "to", type=click.Choice(["llamafactory", "trl", "parquet"]), required=True,
+              help="llamafactory: data + dataset_info.json; trl: SFTTrainer layouts; parquet: rows as they are.")
+@click.option("-o", "--output", required=True, help="Folder to write into (LLaMA-Factory's dataset_dir).")
+@click.option("--name", default=None, help="Dataset name (default: the file's stem; NAME_stem for several).")
+@click.option("--formatting", type=click.Choice(["auto", "alpaca", "sharegpt"]), default="auto", show_default=True,
+              help="LLaMA-Factory formatting; auto: sharegpt for chat rows, alpaca otherwise.")
+@click.option("--trl-layout", type=click.Choice(["messages", "prompt-completion", "prompt-completion-text"]),
+              default="messages", show_default=True,
+              help="messages: chat template over the whole conversation; prompt-completion: only the answer "
+              "is trained (conversational); prompt-completion-text: plain strings, no chat template.")
+@click.option("--file-format", type=click.Choice(["jsonl", "json", "parquet"]), default=None,
+              help="Data file format (default jsonl; parquet for --to parquet).")
+@click.option("--keep-meta", is_flag=True, help="Keep each row's meta (as a JSON string column for trainers).")
+@fail_cleanly
+def export_cmd(paths, to, output, name, formatting, trl_layout, file_format, keep_meta):
+    """Write records (any layout; a split folder exports each split) for a trainer to read as is.
+
+    \b
+      instructgen export data.jsonl --to llamafactory -o lf_data --name my_set
+      instructgen export splits/ --to trl -o trl_data --trl-layout prompt-completion
+      instructgen export data.jsonl --to parquet -o out
+    """
+    from ..dataops.export import export
+    from ..dataops.rows import load_rows
+
+    rowsets = [load_rows(p) for p in _expand_inputs(paths)]
+    done = export(
+        rowsets, to, output, name=name, formatting=formatting, trl_layout=trl_layout,
+        file_format=file_format, keep_meta=keep_meta,
+    )
+    for d in done:
+        click.echo(f"export: {d.source} -> {d.path} ({d.rows} rows, {d.layout})", err=True)
+    if to == "llamafactory":
+        names = [d.name for d in done]
+        use = f"dataset: {names[0]}"
+        evals = [n for n in names[1:] if n.split("_")[-1] in ("validation", "valid", "dev", "eval")]
+        if evals:
+            use += f", eval_dataset: {evals[0]}"
+        click.echo(f"  dataset_info.json: {', '.join(names)}; train with dataset_dir: {output}, {use}", err=True)

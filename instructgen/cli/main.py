@@ -6,7 +6,7 @@ import click
 
 from .. import __version__
 from .convert import convert_cmd
-from .dataops import mix_cmd, split_cmd, stats_cmd
+from .dataops import export_cmd, mix_cmd, split_cmd, stats_cmd
 from .identity import identity_cmd, scan_cmd
 from .tasks import classify_cmd, ner_cmd
 from .templates import templates_group
@@ -33,6 +33,7 @@ cli.add_command(scan_cmd)
 cli.add_command(mix_cmd)  # N sources; the two-file --ratio form still works
 cli.add_command(split_cmd)
 cli.add_command(stats_cmd)
+cli.add_command(export_cmd)
 cli.add_command(convert_cmd)
 cli.add_command(tokenize_cmd)
 cli.add_command(inspect_cmd)
