@@ -156,3 +156,18 @@ def test_plots_without_matplotlib_say_how_to_install(tmp_path, run_cli, monkeypa
         "error: --plots needs matplotlib: pip install 'instructgen[plots]' (or pip install matplotlib)\n"
     )
     assert not (tmp_path / "p").exists()
+
+
+def test_a_split_folder_gets_one_table_per_split(tmp_path, run_cli):
+    data = _translated(tmp_path, run_cli)
+    assert run_cli("split", data, "-o", tmp_path / "s", "--ratios", "60,20,20").exit_code == 0
+    res = run_cli("stats", tmp_path / "s", "--no-langid", "--json", tmp_path / "s.json")
+    assert res.exit_code == 0, res.stderr
+    heads = [line for line in res.stdout.splitlines() if not line.startswith(" ")]
+    assert heads == [
+        f"{tmp_path / 's' / name}.jsonl: {n} records (alpaca {n}); 0 with a system prompt, 0 multi-turn"
+        for name, n in (("train", 30), ("validation", 10), ("test", 10))
+    ]
+    per_split = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert [v["rows"] for v in per_split.values()] == [30, 10, 10]
+    assert all(v["languages"] == {"zh->en": v["rows"] // 2, "en->zh": v["rows"] // 2} for v in per_split.values())

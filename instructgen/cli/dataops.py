@@ -200,22 +200,27 @@ def mix_cmd(sources, output, total, allow_repeat, fmt, drop_meta, manifest, seed
 @click.option("--no-langid", is_flag=True, help="Do not detect languages the records' meta does not state.")
 @fail_cleanly
 def stats_cmd(path, tokenizer, rejects, plots, json_out, no_langid):
-    """Describe PATH: records in any layout, or an `instructgen tokenize` output folder.
+    """Describe PATH: records in any layout, a split's folder, or an `instructgen tokenize` output folder.
 
     Counts, length distributions (characters; tokens with --tokenizer), languages, templates,
     labels and rejected reasons; for tokenized data the trained-token share and packing
     efficiency. The table goes to stdout; --plots DIR draws the same as PNGs.
     """
-    from ..dataops.stats import compute_stats, save_json
+    from ..dataops.stats import compute_stats, is_tokenized
 
-    st = compute_stats(path, tokenizer=tokenizer, langid=not no_langid, rejects=rejects)
+    paths = [path] if is_tokenized(path) else _expand_inputs((path,))
+    all_stats = [compute_stats(p, tokenizer=tokenizer, langid=not no_langid, rejects=rejects) for p in paths]
+    written = []
     if plots:  # before printing, so a missing matplotlib stops with nothing half-written
         from ..dataops.plots import write_plots
 
-        written = write_plots(st, plots)
-    click.echo(st.table())
+        for p, st in zip(paths, all_stats):
+            # a split folder: one plot folder per split
+            written += write_plots(st, plots if len(paths) == 1 else Path(plots) / Path(p).name.split(".")[0])
+    click.echo("\n".join(st.table() for st in all_stats))
     if json_out:
-        save_json(st, json_out)
+        data = all_stats[0].to_json() if len(paths) == 1 else {p: st.to_json() for p, st in zip(paths, all_stats)}
+        Path(json_out).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     if plots:
         click.echo(f"plots: {', '.join(str(p) for p in written)}", err=True)
 
