@@ -99,6 +99,18 @@ def test_tatoeba_both_directions_no_leak_and_same_bytes(shared_data, tmp_path, r
     for n in NAMES:
         assert (again / f"{n}.jsonl").read_bytes() == (tmp_path / "out0" / f"{n}.jsonl").read_bytes()
     assert (tmp_path / "out1" / "test.jsonl").read_bytes() != (tmp_path / "out0" / "test.jsonl").read_bytes()
+    # Tatoeba translates one sentence several times ("Hi." -> 嗨。, 你好。): pairs differ, a sentence is shared.
+    # Both directions are written, so the outputs of a pair's rows are its two sentences.
+    seen_in_train = {r["output"] for r in read_jsonl(tmp_path / "out0" / "train.jsonl")}
+    held_out = read_jsonl(tmp_path / "out0" / "validation.jsonl") + read_jsonl(tmp_path / "out0" / "test.jsonl")
+    assert sum(r["output"] in seen_in_train for r in held_out) > 20
+    res = run_cli("split", data, "-o", tmp_path / "conn", "--connect", "output")
+    assert res.exit_code == 0, res.stderr
+    parts = _split_files(tmp_path / "conn")
+    _check_groups(parts, _direction_key)
+    seen_in_train = {r["output"] for r in parts["train"]}
+    assert [r for r in parts["validation"] + parts["test"] if r["output"] in seen_in_train] == []
+    assert "  connected by output: " in res.stderr
 
 
 def test_identity_question_families_stay_together(tmp_path, run_cli):
@@ -250,3 +262,20 @@ def test_ratio_parsing_and_errors(tmp_path, run_cli):
     res = run_cli("split", good, "-o", tmp_path / "out", "--ratios", "90,5,5", "--names", "a,b")
     assert res.exit_code == 2
     assert res.stderr == "error: --names gives 2 names for 3 ratios\n"
+
+
+def test_connect_merges_groups_that_share_a_value():
+    # three pairs; pair b shares its English side with a, c shares nothing
+    rows = [
+        {"instruction": "x", "output": "Hi.", "meta": {"key": "a"}},
+        {"instruction": "x", "output": "嗨。", "meta": {"key": "a"}},
+        {"instruction": "x", "output": "Hi.", "meta": {"key": "b"}},
+        {"instruction": "x", "output": "你好。", "meta": {"key": "b"}},
+        {"instruction": "x", "output": "Bye.", "meta": {"key": "c"}},
+        {"instruction": "x", "output": "再见。", "meta": {"key": "c"}},
+    ]
+    for seed in range(20):
+        result = split_rows(rows, [0.5, 0.5], names=["train", "test"], seed=seed, connect=["output"])
+        assert len(set(result.assignment[:4])) == 1
+        assert result.assignment[4] == result.assignment[5]
+    assert result.notes == ["connected by output: 1 groups merged into others; largest group 4 records"]

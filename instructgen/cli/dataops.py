@@ -44,10 +44,17 @@ def _kind_of_output(path: str, default: str = "jsonl") -> str:
     metavar="FIELD",
     help="Keep this field's shares equal across splits, e.g. meta.label, meta.lang, meta.direction.",
 )
+@click.option(
+    "--connect",
+    default=None,
+    metavar="FIELD[,FIELD]",
+    help="Also keep rows together that share a value of these fields, e.g. output: translation pairs "
+    "that share a sentence (one English line with two Chinese translations) stay in one split.",
+)
 @click.option("--save-to-disk", is_flag=True, help="Write a datasets.DatasetDict folder instead of files.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the group order.")
 @fail_cleanly
-def split_cmd(path, output, ratios, names, group_by, stratify, save_to_disk, seed):
+def split_cmd(path, output, ratios, names, group_by, stratify, connect, save_to_disk, seed):
     """Split PATH (records in any layout) into train/validation/test without leaks between them.
 
     Records made from one source item (both directions of a pair, the original and inverted
@@ -65,6 +72,7 @@ def split_cmd(path, output, ratios, names, group_by, stratify, save_to_disk, see
         seed=seed,
         group_by=[f.strip() for f in group_by.split(",") if f.strip()] if group_by else None,
         stratify=stratify,
+        connect=[f.strip() for f in connect.split(",") if f.strip()] if connect else None,
     )
     out = Path(output)
     parts = {name: [rowset.rows[i] for i in result.indices(k)] for k, name in enumerate(result.names)}

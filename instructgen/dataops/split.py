@@ -88,6 +88,7 @@ class SplitResult:
     stratify: str | None = None
     strata: dict[str, list[int]] = field(default_factory=dict)
     seed: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def indices(self, split: int) -> list[int]:
         return [i for i, s in enumerate(self.assignment) if s == split]
@@ -112,6 +113,7 @@ class SplitResult:
                 f"  no group key: {self.rules[NO_KEY]} records, split one by one (write them with --meta, "
                 "or name the field that ties them together with --group-by)"
             )
+        lines += [f"  {note}" for note in self.notes]
         if self.stratify:
             lines.append(f"  by {self.stratify}:")
             sw = max([len(s) for s in self.strata] + [8])
@@ -137,8 +139,14 @@ def split_rows(
     seed: int = 0,
     group_by: Sequence[str] | None = None,
     stratify: str | None = None,
+    connect: Sequence[str] | None = None,
 ) -> SplitResult:
-    """Assign every row to a split; rows of one group always share it."""
+    """Assign every row to a split; rows of one group always share it.
+
+    `connect` names fields whose equal values also tie groups together (union-find): with
+    `output`, two translation pairs that share a sentence ("Hi." -> 嗨。 and "Hi." -> 你好。) land in
+    one split, so the shared sentence is never seen in training and tested again.
+    """
     names = list(names or DEFAULT_NAMES[: len(ratios)])
     if len(names) != len(ratios):
         raise ConfigError(f"--names gives {len(names)} names for {len(ratios)} ratios")
@@ -152,6 +160,9 @@ def split_rows(
         if key is None:  # its own group, by content: exact duplicates stay together
             key = "row:" + content_key(_dumps(row))
         members[key].append(i)
+    merged = 0
+    if connect:
+        members, merged = _connect(rows, members, connect)
     # one stratum per group: its most common value (ties: the smallest, so no order dependence)
     by_stratum: dict[str, list[str]] = defaultdict(list)
     for key, idx in members.items():
@@ -182,4 +193,42 @@ def split_rows(
     if stratify:
         for i, row in enumerate(rows):
             strata.setdefault(_stratum(field_value(row, stratify)), [0] * len(names))[assignment[i]] += 1
-    return SplitResult(names, list(ratios), assignment, rules, groups, stratify, strata, seed)
+    result = SplitResult(names, list(ratios), assignment, rules, groups, stratify, strata, seed)
+    if connect:
+        largest = max((len(v) for v in members.values()), default=0)
+        result.notes.append(
+            f"connected by {'+'.join(connect)}: {merged} groups merged into others; largest group {largest} records"
+        )
+    return result
+
+
+def _connect(
+    rows: Sequence[dict[str, Any]], members: dict[str, list[int]], fields: Sequence[str]
+) -> tuple[dict[str, list[int]], int]:
+    """Merge groups that share a value of any of `fields`; a merged group is named by its smallest key."""
+    parent = {k: k for k in members}
+
+    def find(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first_with: dict[str, str] = {}
+    for key, idx in members.items():
+        for i in idx:
+            for f in fields:
+                value = field_value(rows[i], f)
+                if value is None or value == "":
+                    continue
+                tag = f + "\x1f" + (value if isinstance(value, str) else _dumps(value))
+                other = first_with.setdefault(tag, key)
+                a, b = find(key), find(other)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    out: dict[str, list[int]] = defaultdict(list)
+    for key, idx in members.items():
+        out[find(key)].extend(idx)
+    for idx in out.values():
+        idx.sort()
+    return dict(out), len(members) - len(out)
