@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
@@ -101,12 +102,11 @@ def sentence_entities(sent: TaggedSentence, scheme: str, repairs: Counter) -> tu
     text = sep.join(tokens)
     if not spans:
         return text, []
-    starts = [0] * (len(tokens) + 1)  # character offset of each token in `text`
-    pos, step = 0, len(sep)
-    for i, tok in enumerate(tokens):
-        starts[i] = pos
-        pos += len(tok) + step
-    return text, [Entity(sep.join(tokens[s.start : s.end]), s.label, starts[s.start]) for s in spans]
+    chars = list(accumulate(map(len, tokens), initial=0))  # characters before token i, separators aside
+    step = len(sep)
+    return text, [
+        Entity(sep.join(tokens[s.start : s.end]), s.label, chars[s.start] + s.start * step) for s in spans
+    ]
 
 
 @dataclass
