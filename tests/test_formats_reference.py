@@ -370,3 +370,45 @@ def _runs(labels: list[int]) -> list[list[int]]:
             runs.append(cur)
             cur = []
     return runs + ([cur] if cur else [])
+
+
+def test_phi3_newline_after_end_follows_the_tokenizers_rstrip(tiny_dir, tmp_path):
+    """Phi-3's template writes '<|end|>\\n'; what becomes of the '\\n' is the tokenizer's call (an
+    added token with rstrip=True swallows the whitespace after it). instructgen places <|end|> by id
+    and applies the same flags, so its ids equal one-pass tokenization of the template's string."""
+    import json
+    import shutil
+
+    from instructgen.tokenize.encode import EncodeOptions, Encoder
+    from instructgen.tokenize.tokenizers import HFTokenizer
+
+    for rstrip in (False, True):
+        d = tmp_path / f"rstrip-{rstrip}"
+        shutil.copytree(tiny_dir, d)
+        spec = json.loads((d / "tokenizer.json").read_text())
+        for tok in spec["added_tokens"]:
+            if tok["content"] == "<|end|>":
+                tok["rstrip"] = rstrip
+        (d / "tokenizer.json").write_text(json.dumps(spec))
+        tok = HFTokenizer(d)
+        text = render(FORMATS["phi3"], THREE_TURNS, eos="</s>").replace("<|endoftext|>", "")
+        fmt = FORMATS["phi3"].__class__(
+            **{**FORMATS["phi3"].to_dict(), "suffix": ""}
+        )  # tiny has no <|endoftext|>
+        (enc,) = Encoder(tok, fmt, EncodeOptions()).encode_batch([THREE_TURNS])
+        assert enc.input_ids == tok.encode_texts([text], specials=True)[0]
+        newline_after_end = "<|end|>\n" in tok.decode(enc.input_ids)
+        assert newline_after_end is (not rstrip)
+
+
+def test_inspect_audit_is_clean_for_llama2_format(llama, tmp_path, run_cli):
+    """The trained runs of `llama2` are ' {answer} </s>': the audit knows the response wrapper."""
+    import json
+
+    src = tmp_path / "d.json"
+    src.write_text(json.dumps([{"instruction": "Q?", "output": "A.", "history": [["Hi", "Hello!"]]}]))
+    out = tmp_path / "tok"
+    res = run_cli("tokenize", src, "--tokenizer", LLAMA2_DIR, "--format", "llama2", "-o", out)
+    assert res.exit_code == 0, res.output
+    audit = run_cli("inspect", out, "-n", "0", "--audit")
+    assert "audit: 1 rows, 0 violations, trained text checked against the source on 1 rows" in audit.output

@@ -90,6 +90,9 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
     if src_path and Path(src_path).is_file() and not meta.get("pack") and not opts.get("train_on_inputs"):
         records = [r for _, r in read_records(src_path)]
     eot_text = tok.token_text(eot_id) if eot_id is not None else ""
+    # ChatGLM3: the next turn's role token ends a turn, EOS ends the last one
+    last_eot_id = tok.eos_id if fmt is not None and fmt.eot_opens_next_turn else eot_id
+    last_eot_text = tok.token_text(last_eot_id) if last_eot_id is not None else ""
     special_ids = {tok.token_id(s) for s in tok.special_tokens()}
 
     def bad(kind: str, row: int, detail: str) -> None:
@@ -125,7 +128,7 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
             fmt is not None
             and not opts.get("train_on_inputs")
             and eot_id is not None
-            and any(run[-1] != eot_id for run in runs)
+            and any(run[-1] not in (eot_id, last_eot_id) for run in runs)
         ):
             bad("missing_eot", i, "a trained run does not end with the end-of-turn token")
         if rec is not None and not row.get("truncated"):
@@ -140,9 +143,11 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
                     " ".join(_strip_special_suffix(d, run, tok, special_ids).split())
                     for d, run in zip(decoded, runs)
                 ]
-            else:
-                expected = [r + eot_text for r in responses]
-                got = decoded
+            else:  # the response wrapper's whitespace (Llama-2: " {a} ") is trained with the answer
+                eots = [eot_text] * (len(responses) - 1) + [last_eot_text]
+                expected = [fmt.response.replace("{content}", r) + e for r, e in zip(responses, eots)]
+                # SentencePiece decoders drop the space a sequence starts with
+                got = [e if d == e.removeprefix(" ") else d for d, e in zip(decoded, expected)]
             report.decoded_checked += 1
             if got != expected:
                 bad("decoded_mismatch", i, f"trained tokens decode to {got[:2]!r}, expected {expected[:2]!r}")
