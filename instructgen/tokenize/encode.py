@@ -511,15 +511,16 @@ def identity_conflict(record: Record, names: tuple[str, ...] | list[str]) -> str
     Identity records are those `instructgen identity` writes (their meta keys) or whose answer
     names a persona ("I am X", "My name is X", "我是X-7B"); the check errs on the side of silence.
     """
-    answers = [t.assistant for t in record.history] + [record.output]
-    text = "\n".join(answers)
+    meta = record.meta or {}
+    from_identity = meta.get("task") == "identity" or all(k in meta for k in IDENTITY_META_KEYS)
+    questions = [record.prompt_text(), *(t.user for t in record.history)]
+    if not from_identity and not any(_IDENTITY_Q.search(q) for q in questions):
+        return None  # "I'm Tim" in a story is not the assistant's identity: only answers to "who are you?"
+    text = "\n".join([*(t.assistant for t in record.history), record.output])
     if any(n and n.lower() in text.lower() for n in names):
         return None
-    meta = record.meta or {}
-    if meta.get("task") == "identity" or all(k in meta for k in IDENTITY_META_KEYS):
+    if from_identity:
         return f"identity record answering {record.output[:60]!r}"
-    if not _IDENTITY_Q.search(record.prompt_text()):
-        return None  # "I'm Tim" in a story is not the assistant's identity: only answers to "who are you?"
     for rx in (_PERSONA_EN, _PERSONA_ZH):
         m = rx.search(text)
         name = m.group(1).rstrip(".-") if m else ""
