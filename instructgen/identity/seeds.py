@@ -107,7 +107,9 @@ TOP_KEYS = {
 }
 # Categories whose answers may end with one of the pool's `closings` ("How can I help you today?"):
 # more distinct answers for large -n without a new fact or a repeated row.
-CLOSING_CATEGORIES = frozenset({"name", "introduction", "developer", "capabilities", "limitations"})
+CLOSING_CATEGORIES = frozenset(
+    {"name", "introduction", "developer", "capabilities", "limitations", "languages", "base_model"}
+)
 
 
 @dataclass
