@@ -341,3 +341,20 @@ def test_a_pool_without_fact_annotations_pairs_by_category(tmp_path):
     )
     none = instructgen.identity(PERSONA, n=5, languages=["en"], seed_files=[str(annotated)], langid="none")
     assert none.records == []
+
+
+def test_persona_and_pool_files_refuse_alias_bombs(tmp_path):
+    """Personas and seed pools are read with the bounded YAML loader (instructgen/templates/safe_yaml.py)."""
+    rows = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    rows += [f"{b}: &{b} [{','.join(['*' + a] * 9)}]" for a, b in zip("abcdef", "bcdefg")]
+    bomb = "\n".join(rows) + "\n"
+    persona = tmp_path / "p.yaml"
+    persona.write_text(bomb, encoding="utf-8")
+    with pytest.raises(
+        instructgen.errors.ConfigError, match=r"p\.yaml: cannot parse persona: aliases expand"
+    ):
+        instructgen.load_persona(str(persona))
+    pool = tmp_path / "en.yaml"
+    pool.write_text("task: identity\n" + bomb, encoding="utf-8")
+    with pytest.raises(instructgen.errors.TemplateError, match=r"en\.yaml:8: invalid YAML: aliases expand"):
+        instructgen.identity(PERSONA, n=1, languages=["en"], seed_files=[str(pool)])

@@ -536,12 +536,14 @@ def load_persona(path: str) -> Persona:
 
     from pydantic import ValidationError
 
+    from ..templates.safe_yaml import safe_load_bounded
+
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: persona file not found") from None
     try:
-        data = json.loads(text) if str(path).endswith(".json") else __import__("yaml").safe_load(text)
+        data = json.loads(text) if str(path).endswith(".json") else safe_load_bounded(text)
     except Exception as exc:
         raise ConfigError(f"{path}: cannot parse persona: {exc}") from None
     try:

@@ -29,6 +29,7 @@ from jinja2 import TemplateSyntaxError
 from ..errors import ConfigError, TemplateError
 from ..templates.languages import normalize_code
 from ..templates.pool import _Renderer
+from ..templates.safe_yaml import safe_load_bounded
 
 # What an identity template may use, and the persona field each variable comes from.
 VARIABLES = {
@@ -212,7 +213,7 @@ def _entry(raw: object, entry_id: str, category: str, path: str, kind: str = "sy
 
 def parse_seed_pool(text: str, *, path: str) -> SeedPool:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_bounded(text)  # refuses alias bombs and runaway nesting
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
