@@ -372,3 +372,17 @@ def test_settings_that_would_hang_are_refused(cache_dir):
         LLMClient(LLMConfig(model="m", base_url="http://127.0.0.1:9/v1", cache_dir=cache_dir, concurrency=0))
     with pytest.raises(ConfigError, match="--rpm must be positive"):
         LLMClient(LLMConfig(model="m", base_url="http://127.0.0.1:9/v1", cache_dir=cache_dir, rpm=0))
+
+
+def test_identity_pool_yaml_keeps_answer_labels():
+    """Generated identity questions get the shipped answers as written (states/fits), not bare texts."""
+    import yaml
+
+    from instructgen.identity.seeds import builtin_seed_pools
+    from instructgen.llm.template_gen import identity_pool_yaml
+
+    text = identity_pool_yaml("en", "developer", ["Which team trained you?"], "m")
+    answers = yaml.safe_load(text)["answers"]["developer"]
+    shipped = builtin_seed_pools()["en"].answers["developer"]
+    assert answers == [a.raw for a in shipped]
+    assert any(isinstance(a, dict) for a in answers) == any(isinstance(a.raw, dict) for a in shipped)
