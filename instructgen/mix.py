@@ -5,6 +5,9 @@ and forgets how to write (LLaMA-Factory #4299, ChatGLM-Efficient-Tuning #85). A 
 of special rows among general ones avoids that. Rows are never repeated: when there are too
 few special rows for the share, general rows are sampled down instead, and the note says so.
 Which rows are kept, and their order, are hashes of (seed, source, position).
+
+This is `mix SPECIAL GENERAL --ratio R`; N sources by share, count or all, with a manifest, are in
+`instructgen.dataops.mixing` (`mix a.jsonl:0.1 b.jsonl:5000 c.json`).
 """
 
 from __future__ import annotations
