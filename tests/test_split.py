@@ -279,3 +279,12 @@ def test_connect_merges_groups_that_share_a_value():
         assert len(set(result.assignment[:4])) == 1
         assert result.assignment[4] == result.assignment[5]
     assert result.notes == ["connected by output: 1 groups merged into others; largest group 4 records"]
+
+
+def test_an_empty_input_is_an_error(tmp_path, run_cli):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    for args in (["split", empty, "-o", tmp_path / "o"], ["stats", empty], ["mix", empty, "-o", tmp_path / "m.jsonl"]):
+        res = run_cli(*args)
+        assert (res.exit_code, res.stderr) == (2, f"error: {empty}: no records in it\n")
+    assert not (tmp_path / "o").exists()

@@ -119,6 +119,8 @@ def load_rows(path: str | Path, *, check: bool = True) -> RowSet:
             data = _hf_rows(p)
         rows = list(data)
         lines = list(range(1, len(rows) + 1))
+    if not rows:  # an empty split, mix or export is a mistake upstream, not a result
+        raise InputError("no records in it", path=shown)
     layouts: Counter = Counter()
     for row, line in zip(rows, lines):
         if check:
