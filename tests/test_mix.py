@@ -152,3 +152,19 @@ def test_source_specs():
         parse_source("a.jsonl:1.5")
     with pytest.raises(ConfigError, match="after ':' give a share of the output"):
         parse_source("a.jsonl:lots")
+
+
+def test_the_same_file_twice_needs_allow_repeat(tmp_path, run_cli):
+    a = _source(tmp_path, "a", 30)
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(a.read_bytes())
+    res = run_cli("mix", a, copy, "-o", tmp_path / "m.jsonl")
+    assert res.exit_code == 2
+    assert res.stderr == (
+        f"error: {a} and {copy} are the same file: their rows would repeat; pass --allow-repeat "
+        "to oversample on purpose\n"
+    )
+    res = run_cli("mix", a, copy, "-o", tmp_path / "m.jsonl", "--allow-repeat")
+    assert res.exit_code == 0, res.stderr
+    assert len(read_jsonl(tmp_path / "m.jsonl")) == 60
+    assert res.stderr.splitlines()[-2] == "  repeated rows: 30"

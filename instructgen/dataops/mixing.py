@@ -183,10 +183,20 @@ def mix_sources(
     """Choose the rows of every (loaded) source and interleave them in a seeded order."""
     if not sources:
         raise ConfigError("give at least one source")
+    shas: dict[str, str] = {}
+    for s in sources:
+        assert s.rows is not None
+        twin = shas.setdefault(s.rows.sha256, s.path)
+        if twin != s.path and not allow_repeat:
+            raise ConfigError(
+                f"{twin} and {s.path} are the same file: their rows would repeat; pass --allow-repeat "
+                "to oversample on purpose"
+            )
     total = plan_counts(sources, total)
     chosen: list[tuple[int, int, int]] = []  # (order hash, source index, row index)
     seen: Counter = Counter()
     of_total = f" of {total} output rows"
+    used: set[tuple[str, int]] = set()
     for si, s in enumerate(sources):
         assert s.rows is not None
         n = len(s.rows.rows)
@@ -202,10 +212,13 @@ def mix_sources(
         if s.taken and not n:
             raise ConfigError(f"{s.path}: has no rows, {s.taken} asked")
         order = sorted(range(n), key=lambda i: (stable_hash(seed, "mix", tag, i), i))
-        s.repeated = max(0, s.taken - n)
+        s.repeated = 0
         for k in range(s.taken):
             i = order[k % n] if n else 0
             copy = k // n
+            # a repeat: a second pass, or a row an identical file listed earlier already gave
+            s.repeated += (s.rows.sha256, i) in used
+            used.add((s.rows.sha256, i))
             chosen.append((stable_hash(seed, "mix-order", tag, i, copy), si, i))
     chosen.sort()
     rows = [sources[si].rows.rows[i] for _, si, i in chosen]  # type: ignore[union-attr]
