@@ -1,4 +1,4 @@
-"""`instructgen identity`, `instructgen scan` and `instructgen mix`."""
+"""`instructgen identity` and `instructgen scan` (`mix` lives in cli/dataops.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from ..identity.generate import DEFAULT_MIX, IdentityGenerator, IdentityOptions,
 from ..identity.scan import CATEGORIES, ScanReport, scan_record
 from ..io.records import read_records
 from ..io.writers import JsonlSink, RecordWriter
-from ..mix import mix
 from ..schema import Persona
 from .common import fail_cleanly, output_options, parse_columns
 
@@ -286,22 +285,3 @@ def scan_cmd(path, output, allow, categories, fail_on_hit):
     if fail_on_hit and report.flagged:
         sys.exit(1)
 
-
-@click.command("mix")
-@click.argument("special", type=click.Path())
-@click.argument("general", type=click.Path())
-@click.option("--ratio", type=float, required=True, help="Share of SPECIAL rows in the output, e.g. 0.1.")
-@output_options
-@fail_cleanly
-def mix_cmd(special, general, ratio, output, fmt, columns, meta, rejects, seed, quiet):
-    """Mix SPECIAL records (e.g. identity data) into GENERAL instruction data at a stated share, seeded.
-
-    No row is repeated: with too few SPECIAL rows for the share, GENERAL is sampled down.
-    """
-    rows, note = mix(
-        [r for _, r in read_records(special)], [r for _, r in read_records(general)], ratio, seed=seed
-    )
-    with RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer:
-        for r in rows:
-            writer.write(r)
-    click.echo(f"mix: {note}", err=True)
