@@ -36,8 +36,9 @@ from ..io.records import read_records
 from ..io.writers import JsonlSink
 from ..schema import Record, Rejected
 from .encode import IGNORE, ChatTemplateEncoder, Encoded, EncodeOptions, Encoder
+from .engines import engine_for, limit_engine_threads, select_engine
 from .packing import pack_rows, packing_efficiency, plan_bfd
-from .tokenizers import HFTokenizer, fast_path, load_tokenizer, tokenizer_fingerprint
+from .tokenizers import HFTokenizer, load_tokenizer, tokenizer_fingerprint
 
 META_FILE = "instructgen_meta.json"
 REJECTS_FILE = "instructgen_rejects.jsonl"
@@ -100,14 +101,9 @@ def _make_encoder(tokenizer: Any, fmt: PromptFormat | None, options: EncodeOptio
     return Encoder(tokenizer, fmt, options)
 
 
-def _init_worker(
-    tokenizer_path: str, fmt: PromptFormat | None, options: EncodeOptions, use_fast: bool
-) -> None:
+def _init_worker(tokenizer_path: str, fmt: PromptFormat | None, options: EncodeOptions, engine: str) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    tok = load_tokenizer(tokenizer_path)
-    if use_fast and isinstance(tok, HFTokenizer):
-        fast, _ = fast_path(tok, [])
-        tok = fast or tok
+    tok = engine_for(load_tokenizer(tokenizer_path), engine)  # the parent proved it on the sample
     _WORKER["encoder"] = _make_encoder(tok, fmt, options)
 
 
@@ -146,10 +142,10 @@ def _init_spawned(
     tokenizer_path: str,
     fmt: PromptFormat | None,
     options: EncodeOptions,
-    use_fast: bool,
+    engine: str,
     records: list[Record],
 ) -> None:
-    _init_worker(tokenizer_path, fmt, options, use_fast)
+    _init_worker(tokenizer_path, fmt, options, engine)
     _WORKER["records"] = records
 
 
@@ -301,12 +297,12 @@ def encode_windows(
     first = next(it, None)
     if first is None:
         return
-    use_fast = False
-    if fast and fmt is not None and isinstance(tok, HFTokenizer):
-        sample = [t for r in first[:500] for t in (r.prompt_text(), r.output)]
-        twin, report.fast_path = fast_path(tok, sample)
-        if twin is not None:
-            tok, use_fast = twin, True
+    engine = "tokenizers"
+    if fmt is not None and isinstance(tok, HFTokenizer):
+        # the fastest engine that reproduces the tokenizer's ids and this encoder's output on the
+        # first records (engines.py); one line in the report says which runs and why others not
+        limit_engine_threads(num_proc)
+        tok, engine, report.fast_path = select_engine(tok, first, fmt, options, fast=fast)
     encoder = _make_encoder(tok, fmt, options)
     if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
         report.warnings.append(
@@ -317,7 +313,7 @@ def encode_windows(
     base = 0
     try:
         for window in itertools.chain([first], it):
-            chunks = _encode_window(window, base, encoder, tokenizer_path, fmt, options, use_fast, num_proc)
+            chunks = _encode_window(window, base, encoder, tokenizer_path, fmt, options, engine, num_proc)
             for c in chunks:
                 _count(report, c)
                 if progress is not None:
@@ -335,7 +331,7 @@ def _encode_window(
     tokenizer_path: str,
     fmt: PromptFormat | None,
     options: EncodeOptions,
-    use_fast: bool,
+    engine: str,
     num_proc: int,
 ) -> list[ColumnChunk]:
     bounds = [(i, min(i + CHUNK, len(window))) for i in range(0, len(window), CHUNK)]
@@ -346,7 +342,7 @@ def _encode_window(
         forking = "fork" in mp.get_all_start_methods()
         ctx = mp.get_context("fork" if forking else "spawn")
         init, initargs = (
-            (None, ()) if forking else (_init_spawned, (tokenizer_path, fmt, options, use_fast, window))
+            (None, ()) if forking else (_init_spawned, (tokenizer_path, fmt, options, engine, window))
         )
         with ctx.Pool(min(num_proc, len(bounds)), initializer=init, initargs=initargs) as pool:
             payloads = pool.map(_encode_range, bounds)
@@ -731,7 +727,7 @@ class PackSpool:
     bin's rows back with positioned reads (not a memory map, whose touched pages would count
     against the process), a batch of bins at a time."""
 
-    BINS_PER_TABLE = 2000
+    BINS_PER_TABLE = 256  # a batch of packed rows is built as Python lists: ~0.3 MB per bin
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

@@ -1,0 +1,212 @@
+"""The engine that turns strings into ids: the fastest one proven to give the tokenizer's own ids.
+
+A user brings a HF tokenizer; its ids are the contract. Engines that reproduce them faster:
+
+- `fastokens` (PyPI, Rust): loads the tokenizer's own `tokenizer.json` (byte-level BPE,
+  SentencePiece-style BPE such as Llama-2, non-special added tokens, the common normalizers)
+  and encodes a batch into two flat buffers (uint32 ids, uint64 offsets) with no per-token
+  Python object: about 20x less CPU than `tokenizers` on Qwen and Llama-2 vocabularies.
+- `tiktoken`: a twin built from the vocabulary (byte-level BPE whose split regex and normalizer
+  tiktoken can express; see `tokenizers.tiktoken_twin`).
+- `tokenizers`: the tokenizer itself (always right, slowest).
+
+An engine is used only after it reproduced, on a sample of the data being tokenized, (1) the
+ids of every sample string in both encodings the encoder uses (template text with added tokens
+as control tokens; user text with every added-token string kept as plain text) and (2) the
+encoder's whole output (input_ids and labels, rejections) for the sample records. The first
+candidate that passes runs; the report line names it and why each one before it was refused.
+
+Threads: fastokens and tokenizers encode a batch on a Rayon pool. The pipeline runs
+`--num-proc N` worker processes and gives each one engine thread (`limit_engine_threads`), so N
+processes keep N cores busy, not N x cores. fastokens then runs a batch on its one pool thread
+while the calling thread waits: CPU seconds stay about equal to wall seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .tokenizers import HFTokenizer, fast_path
+
+ENGINES = ("fastokens", "tiktoken", "tokenizers")
+SAMPLE_RECORDS = 500
+
+
+def limit_engine_threads(num_proc: int) -> None:
+    """One engine thread per process, set before the Rayon pools (fastokens, tokenizers) start:
+    `--num-proc N` then means N busy cores (N processes, each encoding on one thread), never
+    N processes x all cores fighting over the same cores. An explicit RAYON_NUM_THREADS wins
+    (e.g. one process on a big machine that should let its engine use 8 threads)."""
+    del num_proc  # the rule is per process, whatever their number
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")
+
+
+class FastokensTokenizer:
+    """The Tokenizer interface with encoding by fastokens and everything else (special-token
+    lookups, decoding, metadata) by the user's own tokenizer, so only the ids can differ, and
+    those are proven equal before use."""
+
+    engine = "fastokens"
+
+    def __init__(self, base: HFTokenizer) -> None:
+        import fastokens
+
+        self.base = base
+        state = base.backend.to_str()
+        self.ft = fastokens.Tokenizer.from_json_str(state)
+        # user text is encoded with split_special_tokens, which keeps special added tokens as
+        # text; non-special ones would still match, so (as HFTokenizer does) those tokenizers get
+        # a copy where every added token is special (loading costs ~1 s of CPU for 150k merges:
+        # only when needed)
+        self.ft_plain = self.ft
+        if getattr(base, "_plain", None) is not base.backend:
+            plain = json.loads(state)
+            for tok in plain.get("added_tokens", []):
+                tok["special"] = True
+            self.ft_plain = fastokens.Tokenizer.from_json_str(json.dumps(plain))
+        self.name = f"{base.name} (fastokens)"
+        for attr in ("bos_id", "eos_id", "pad_id", "adds_bos", "marks_word_start", "path", "chat_template"):
+            setattr(self, attr, getattr(base, attr, None))
+
+    def encode_flat(self, texts: Sequence[str], *, specials: bool) -> tuple[Any, Any]:
+        """(ids uint32, offsets uint64 of len(texts)+1): text i is ids[offsets[i]:offsets[i+1]]."""
+        import numpy as np
+
+        texts = list(texts)
+        if specials:
+            ids, offsets = self.ft.encode_batch_flat(texts, add_special_tokens=False)
+        else:
+            ids, offsets = self.ft_plain.encode_batch_flat(
+                texts, add_special_tokens=False, split_special_tokens=True
+            )
+        return np.frombuffer(ids, dtype=np.uint32), np.frombuffer(offsets, dtype=np.uint64)
+
+    def encode_texts(self, texts: Sequence[str], *, specials: bool) -> list[list[int]]:
+        if not texts:
+            return []
+        ids, offsets = self.encode_flat(texts, specials=specials)
+        flat = ids.tolist()
+        bounds = offsets.tolist()
+        return [flat[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def token_id(self, token: str) -> int | None:
+        return self.base.token_id(token)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.base.decode(ids)
+
+    def token_text(self, token_id: int) -> str:
+        return self.base.token_text(token_id)
+
+    def special_tokens(self) -> list[str]:
+        return self.base.special_tokens()
+
+    def added_tokens(self) -> dict[str, tuple[bool, bool]]:
+        return self.base.added_tokens()
+
+    def fingerprint(self) -> str:
+        return self.base.fingerprint()
+
+
+def _build(name: str, tok: HFTokenizer) -> Any:
+    """The candidate engine as a Tokenizer, or a string saying why it cannot be built."""
+    if name == "fastokens":
+        try:
+            import fastokens  # noqa: F401
+        except ImportError:
+            return "not installed (pip install 'instructgen[tokenize]')"
+        try:
+            return FastokensTokenizer(tok)
+        except Exception as exc:  # fastokens refuses pipelines it does not implement
+            return f"cannot load the tokenizer: {' '.join(str(exc).split())[:160]}"
+    if name == "tiktoken":
+        twin, msg = fast_path(tok, [])
+        return twin if twin is not None else msg.removeprefix("fast path off: ")
+    raise ValueError(name)
+
+
+def sample_texts(records: Sequence[Any], tok: HFTokenizer) -> list[str]:
+    """The strings an engine must reproduce: every field of the sample records, plus one text
+    holding every added token between ordinary words."""
+    texts: list[str] = []
+    for r in records:
+        texts += [r.prompt_text(), r.output]
+        if r.system:
+            texts.append(r.system)
+        for t in r.history:
+            texts += [t.user, t.assistant]
+    texts.append("x " + "\n".join(tok.added_tokens()) + " y")
+    return texts
+
+
+def _first_difference(
+    tok: HFTokenizer, cand: Any, texts: list[str], records: Sequence[Any], fmt: Any, options: Any
+) -> str | None:
+    """Why `cand` is not `tok` on this sample (None: identical)."""
+    for specials in (True, False):
+        for text, x, y in zip(
+            texts, tok.encode_texts(texts, specials=specials), cand.encode_texts(texts, specials=specials)
+        ):
+            if x != y:
+                mode = "template" if specials else "user"
+                return f"ids differ on {text[:40]!r} ({mode} text)"
+    if fmt is None or not records:
+        return None
+    from .encode import Encoder
+
+    want = Encoder(tok, fmt, options).encode_batch(list(records))
+    got = Encoder(cand, fmt, options).encode_batch(list(records))
+    for n, (a, b) in enumerate(zip(want, got)):
+        if getattr(a, "input_ids", a) != getattr(b, "input_ids", b) or getattr(a, "labels", 0) != getattr(
+            b, "labels", 0
+        ):
+            return f"the encoder's output differs on sample record {n + 1}"
+    return None
+
+
+def select_engine(
+    tok: Any,
+    records: Sequence[Any],
+    fmt: Any = None,
+    options: Any = None,
+    *,
+    fast: bool = True,
+    candidates: Sequence[str] = ("fastokens", "tiktoken"),
+) -> tuple[Any, str, str]:
+    """(tokenizer to encode with, engine name, one report line).
+
+    Candidates are tried fastest first; each must reproduce the tokenizer on the sample (see the
+    module docstring) or it is refused with its reason. `fast=False` (`--no-fast`) and tokenizers
+    that are not HF directories encode with the tokenizer itself.
+    """
+    if not fast:
+        return tok, "tokenizers", "fast path off: --no-fast (the tokenizer itself encodes)"
+    if not isinstance(tok, HFTokenizer):
+        return tok, getattr(tok, "engine", "tiktoken"), ""
+    sample = list(records[:SAMPLE_RECORDS])
+    texts = sample_texts(sample, tok)
+    refused: list[str] = []
+    for name in candidates:
+        cand = _build(name, tok)
+        why = cand if isinstance(cand, str) else _first_difference(tok, cand, texts, sample, fmt, options)
+        if why is None:
+            line = f"fast path on: {name} gives identical ids on {len(texts)} sample texts" + (
+                f" and identical output on {len(sample)} records" if fmt is not None and sample else ""
+            )
+            if refused:
+                line += f" ({'; '.join(refused)})"
+            return cand, name, line
+        refused.append(f"{name} refused: {why}")
+    return tok, "tokenizers", f"fast path off: {'; '.join(refused)} (the tokenizer itself encodes)"
+
+
+def engine_for(tok: Any, name: str) -> Any:
+    """Rebuild an engine the parent process already proved (spawned workers)."""
+    if name in ("tokenizers", "") or not isinstance(tok, HFTokenizer):
+        return tok
+    cand = _build(name, tok)
+    return tok if isinstance(cand, str) else cand
