@@ -35,6 +35,7 @@ from .twopass import Source, TwoPass
 TASK = "classification"
 
 Row = tuple[int, Any] | Rejected  # (line, row) from a reader, or the reader's rejection
+Checked = tuple[int, dict[str, Any], str] | Rejected  # (line, row, label name), or why not
 
 HEADERS = {
     "en": ["Options:", "OPTIONS:", "Choices:", "Possible answers:"],
@@ -144,51 +145,46 @@ class ClassificationConverter:
         self.names: list[str] | None = list(options.label_names) if options.label_names else None
 
     def label_name(self, value: Any, path: str | None, line: int | None) -> str:
-        """The label's name: index into label_names for ints (and digit strings), else the string."""
+        """The label's name: index into label_names for ints (and digit strings), else the string.
+
+        Text is the common case and is tested first: this runs for every row of both passes."""
         names = self.names
-        if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
-            raise InputError(
-                "empty label", path=path, line=line, field=self.options.label_col, reason="missing_label"
-            )
-        if not isinstance(value, (str, int)):  # a list or object would become a new class "['a', 'b']"
-            raise InputError(
-                f"expected a label (text or integer), found {json_type(value)}",
-                path=path,
-                line=line,
-                field=self.options.label_col,
-                reason="bad_field",
-            )
-        if isinstance(value, int) or (
-            isinstance(value, str) and value.strip().lstrip("-").isdigit() and names
-        ):
-            idx = int(value)
-            if names is None:
-                raise InputError(
-                    "integer labels need their names (--label-names neg,pos)",
-                    path=path,
-                    line=line,
-                    field=self.options.label_col,
-                    reason="missing_label_names",
+        if type(value) is str:
+            text = value.strip()
+            if not text:  # "" and "   " alike: a whitespace label is no label
+                raise self._label_error("empty label", path, line, "missing_label")
+            if names and text.lstrip("-").isdigit():
+                return self._indexed(int(text), path, line)
+            if names is not None and text not in names:
+                raise self._label_error(
+                    f"label '{text}' is not one of {', '.join(names)}", path, line, "unknown_label"
                 )
-            if not 0 <= idx < len(names):
-                raise InputError(
-                    f"label {idx} is outside the {len(names)} label names",
-                    path=path,
-                    line=line,
-                    field=self.options.label_col,
-                    reason="unknown_label",
-                )
-            return names[idx]
-        text = str(value).strip()
-        if names is not None and text not in names:
-            raise InputError(
-                f"label '{text}' is not one of {', '.join(names)}",
-                path=path,
-                line=line,
-                field=self.options.label_col,
-                reason="unknown_label",
+            return text
+        if isinstance(value, bool) or value is None:
+            raise self._label_error("empty label", path, line, "missing_label")
+        if isinstance(value, int):
+            return self._indexed(value, path, line)
+        if isinstance(value, str):  # a str subclass: as text
+            return self.label_name(str(value), path, line)
+        # a list or object would become a new class "['a', 'b']" shown in every option list
+        raise self._label_error(
+            f"expected a label (text or integer), found {json_type(value)}", path, line, "bad_field"
+        )
+
+    def _indexed(self, idx: int, path: str | None, line: int | None) -> str:
+        names = self.names
+        if names is None:
+            raise self._label_error(
+                "integer labels need their names (--label-names neg,pos)", path, line, "missing_label_names"
             )
-        return text
+        if not 0 <= idx < len(names):
+            raise self._label_error(
+                f"label {idx} is outside the {len(names)} label names", path, line, "unknown_label"
+            )
+        return names[idx]
+
+    def _label_error(self, message: str, path: str | None, line: int | None, reason: str) -> InputError:
+        return InputError(message, path=path, line=line, field=self.options.label_col, reason=reason)
 
     def run(self, rows: Source[Row], source: str | None = None) -> ClassifyRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
@@ -207,16 +203,26 @@ class ClassificationConverter:
         `rows` is best a function that opens the input afresh (see `TwoPass`). `run` gets the
         counts; after this call `run.report.read` is what the iterator accounts for.
         """
-        passes: TwoPass[Row] = TwoPass(rows, shown=source)
+        first = [True]
+
+        def check(item: Row) -> Checked:
+            """(line, row, label name), or the row's rejection; a missing column is raised on the
+            first row only (it is then a wrong --text-col/--label-col, not a bad row)."""
+            if isinstance(item, Rejected):
+                return item
+            got = self._check(item, source, first=first[0])
+            first[0] = False
+            return got if isinstance(got, Rejected) else (item[0], item[1], got)
+
+        passes: TwoPass[Row, Checked] = TwoPass(rows, check, shown=source)
+        labels_in = run.labels_in
         with collector_paused():
-            for n, item in enumerate(passes.first()):
-                if isinstance(item, Rejected):
-                    continue
-                checked = self._check(item, source, first=n == 0)
-                if isinstance(checked, str):
-                    run.labels_in[checked] += 1
+            for checked in passes.first():
+                if not isinstance(checked, Rejected):
+                    labels_in[checked[2]] += 1
+        first[0] = False
         run.report.read += passes.count
-        names = self.names or sorted(run.labels_in)
+        names = self.names or sorted(labels_in)
         return self._convert_all(passes.second(), names, run, source)
 
     def _check(self, item: tuple[int, Any], source: str | None, *, first: bool = False) -> str | Rejected:
@@ -269,20 +275,19 @@ class ClassificationConverter:
         return name
 
     def _convert_all(
-        self, rows: Iterable[Row], names: list[str], run: ClassifyRun, source: str | None
+        self, rows: Iterable[Checked], names: list[str], run: ClassifyRun, source: str | None
     ) -> Iterator[Record | Rejected]:
-        report, labels_out = run.report, run.labels_out
-        for item in rows:
-            checked = item if isinstance(item, Rejected) else self._check(item, source)
+        report, labels_out, templates = run.report, run.labels_out, run.report.templates
+        for checked in rows:
             if isinstance(checked, Rejected):
                 report.reject(checked)
                 yield checked
                 continue
-            line, row = item
-            record = self.convert(row, checked, names, line, source)
-            labels_out[checked] += 1
+            line, row, name = checked
+            record = self.convert(row, name, names, line, source)
+            labels_out[name] += 1
             report.written += 1
-            report.templates[record.meta["template_id"]] += 1
+            templates[record.meta["template_id"]] += 1
             yield record
 
     def words(self, name: str) -> str:

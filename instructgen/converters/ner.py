@@ -282,7 +282,7 @@ class NerConverter:
         counts, scheme and repairs; after this call `run.report.read` is the number of items the
         iterator will account for, and `run.sentences_with_entities` how many have an entity.
         """
-        source: TwoPass[TaggedSentence | Rejected] = TwoPass(items)
+        source: TwoPass[TaggedSentence | Rejected, TaggedSentence | Rejected] = TwoPass(items)
         vote = SchemeVote() if self.options.scheme == "auto" else None
         tags: set[str] = set()
         labels: set[str] = set()
@@ -298,7 +298,7 @@ class NerConverter:
                 sent_tags = sent.tags
                 if sent_tags.count("O") == len(sent_tags):
                     continue
-                non_empty += any(t != "O" and len(t) > 2 for t in sent_tags)
+                non_empty += 1
                 tags.update(sent_tags)
                 if vote is not None:
                     vote.add(sent_tags)
