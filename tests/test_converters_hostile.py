@@ -280,3 +280,14 @@ def test_classify_on_a_plain_folder_is_an_error_naming_it(tmp_path, run_cli):
     res = run_cli("classify", tmp_path / "folder", "-o", tmp_path / "o.jsonl")
     assert res.exit_code == 2
     assert res.stderr.startswith(f"error: {tmp_path / 'folder'}: a folder that is not a dataset")
+
+
+def test_classify_batch_fn_applies_the_same_row_checks():
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"text": ["great", "fine"], "label": ["pos", "   "]})
+    fn = instructgen.ClassifyBatchFn(
+        instructgen.converters.classification.ClassifyOptions(label_names=("neg", "pos"))
+    )
+    mapped = ds.map(fn, batched=True, remove_columns=ds.column_names)
+    assert mapped["rejected"] == [None, "missing_label: empty label"]  # a whitespace label is no label

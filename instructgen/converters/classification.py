@@ -225,7 +225,9 @@ class ClassificationConverter:
         names = self.names or sorted(labels_in)
         return self._convert_all(passes.second(), names, run, source)
 
-    def _check(self, item: tuple[int, Any], source: str | None, *, first: bool = False) -> str | Rejected:
+    def _check(
+        self, item: tuple[int | None, Any], source: str | None, *, first: bool = False
+    ) -> str | Rejected:
         """The row's label name, or the rejection of a row without a usable text and label. A
         missing column on the first row is a wrong --text-col/--label-col, so it is raised."""
         opts = self.options
@@ -423,19 +425,14 @@ class ClassifyBatchFn:
         out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": [], "rejected": []}
         for i in range(len(batch[names[0]]) if names else 0):
             row = {n: batch[n][i] for n in names}
-            reason: str | None = None
-            try:
-                label = conv.label_name(row[opts.label_col], None, None)
-            except InputError as exc:
-                reason = f"{exc.reason}: {exc.message}"
-            if reason is None and not str(row[opts.text_col] or "").strip():
-                reason = "empty_text: empty text"
-            out["rejected"].append(reason)
-            if reason is not None:
+            checked = conv._check((None, row), None)  # the converter's own checks, column by column
+            if isinstance(checked, Rejected):
+                out["rejected"].append(f"{checked.reason}: {checked.detail}")
                 for col in ("instruction", "input", "output", "meta"):
                     out[col].append("")
                 continue
-            rec = conv.convert(row, label, list(opts.label_names or ()), None, None)
+            out["rejected"].append(None)
+            rec = conv.convert(row, checked, list(opts.label_names or ()), None, None)
             out["instruction"].append(rec.instruction)
             out["input"].append(rec.input)
             out["output"].append(rec.output)
