@@ -28,12 +28,15 @@ import itertools
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from .columnar import ColumnarEncoder, payload_of
 from .tokenizers import HFTokenizer, fast_path
 
 ENGINES = ("fastokens", "tiktoken", "tokenizers")
-SAMPLE_RECORDS = 500
+SAMPLE_RECORDS = 500  # their fields are encoded both ways by the tokenizer and the engine
+ENCODER_SAMPLE = 200  # and the encoder's whole output compared on the first of them
 
 
 def limit_engine_threads(num_proc: int) -> None:
@@ -143,29 +146,67 @@ def sample_texts(records: Sequence[Any], tok: HFTokenizer) -> list[str]:
     return texts
 
 
-def _first_difference(
-    tok: HFTokenizer, cand: Any, texts: list[str], records: Sequence[Any], fmt: Any, options: Any
-) -> str | None:
-    """Why `cand` is not `tok` on this sample (None: identical)."""
-    for specials in (True, False):
-        for text, x, y in zip(
-            texts, tok.encode_texts(texts, specials=specials), cand.encode_texts(texts, specials=specials)
-        ):
-            if x != y:
-                mode = "template" if specials else "user"
-                return f"ids differ on {text[:40]!r} ({mode} text)"
-    if fmt is None or not records:
-        return None
-    from .encode import Encoder
+@dataclass
+class EngineChoice:
+    """What encodes: the tokenizer (an engine or the user's own), its name, the report line, and
+    whether rows are assembled columnar (`columnar.ColumnarEncoder`, proven on the same sample)."""
 
-    want = Encoder(tok, fmt, options).encode_batch(list(records))
-    got = Encoder(cand, fmt, options).encode_batch(list(records))
-    for n, (a, b) in enumerate(zip(want, got)):
-        if getattr(a, "input_ids", a) != getattr(b, "input_ids", b) or getattr(a, "labels", 0) != getattr(
-            b, "labels", 0
-        ):
-            return f"the encoder's output differs on sample record {n + 1}"
-    return None
+    tok: Any
+    name: str
+    line: str
+    columnar: bool = False
+
+
+class _Proof:
+    """The reference results on the sample, computed once with the user's tokenizer."""
+
+    def __init__(self, tok: HFTokenizer, records: list[Any], fmt: Any, options: Any) -> None:
+        self.tok, self.records, self.fmt = tok, records[:ENCODER_SAMPLE], fmt
+        self.options = replace(options, audit_sample=0) if options is not None else None
+        self.texts = sample_texts(records, tok)  # all of them
+        self._ids: dict[bool, list[list[int]]] = {}
+        self._want: tuple | None = None
+
+    def ids(self, specials: bool) -> list[list[int]]:
+        if specials not in self._ids:
+            self._ids[specials] = self.tok.encode_texts(self.texts, specials=specials)
+        return self._ids[specials]
+
+    def want(self) -> tuple:
+        if self._want is None:
+            from .encode import Encoder
+
+            self._want = payload_of(Encoder(self.tok, self.fmt, self.options).encode_batch(self.records))
+        return self._want
+
+    def check(self, cand: Any, *, texts: bool = True) -> tuple[str | None, str]:
+        """(why `cand` is refused or None, why columnar assembly is off or "")."""
+        from .encode import Encoder
+
+        # user text as the escaped encoding sees it; template mode on the text of every added
+        # token between words, and on the encoder's own strings below
+        checks = ((False, self.texts), (True, self.texts[-1:])) if texts else ()
+        for specials, batch in checks:
+            want = self.ids(False) if not specials else self.tok.encode_texts(batch, specials=True)
+            for text, x, y in zip(batch, want, cand.encode_texts(batch, specials=specials)):
+                if x != y:
+                    return f"ids differ on {text[:40]!r} ({'template' if specials else 'user'} text)", ""
+        if self.fmt is None or not self.records:
+            return None, "no format"
+        encoder = Encoder(cand, self.fmt, self.options)
+        col = ColumnarEncoder(encoder)
+        if col.off:
+            got = payload_of(encoder.encode_batch(self.records))
+            off = col.off
+        else:
+            got = col.encode(self.records)
+            off = ""
+            if got[:5] != self.want()[:5]:  # the columnar rows differ: is it the engine?
+                got = payload_of(Encoder(cand, self.fmt, self.options).encode_batch(self.records))
+                off = "columnar rows differ from the encoder's on the sample"
+        if got[:5] != self.want()[:5]:
+            return "the encoder's output differs on the sample records", ""
+        return None, off
 
 
 def select_engine(
@@ -176,32 +217,37 @@ def select_engine(
     *,
     fast: bool = True,
     candidates: Sequence[str] = ("fastokens", "tiktoken"),
-) -> tuple[Any, str, str]:
-    """(tokenizer to encode with, engine name, one report line).
+) -> EngineChoice:
+    """The engine to encode with, and one report line.
 
     Candidates are tried fastest first; each must reproduce the tokenizer on the sample (see the
-    module docstring) or it is refused with its reason. `fast=False` (`--no-fast`) and tokenizers
-    that are not HF directories encode with the tokenizer itself.
+    module docstring) or it is refused with its reason; when none does, the tokenizer itself
+    encodes. `fast=False` (`--no-fast`) is the reference path: the tokenizer itself through
+    `Encoder`, no engine, no columnar assembly. Tokenizers that are not HF directories (a
+    `.tiktoken` file) are their own engine.
     """
     if not fast:
-        return tok, "tokenizers", "fast path off: --no-fast (the tokenizer itself encodes)"
+        return EngineChoice(tok, "tokenizers", "fast path off: --no-fast (the tokenizer itself encodes)")
     if not isinstance(tok, HFTokenizer):
-        return tok, getattr(tok, "engine", "tiktoken"), ""
-    sample = list(records[:SAMPLE_RECORDS])
-    texts = sample_texts(sample, tok)
+        return EngineChoice(tok, getattr(tok, "engine", "tiktoken"), "")
+    proof = _Proof(tok, list(records[:SAMPLE_RECORDS]), fmt, options)
     refused: list[str] = []
     for name in candidates:
         cand = _build(name, tok)
-        why = cand if isinstance(cand, str) else _first_difference(tok, cand, texts, sample, fmt, options)
+        why, off = (cand, "") if isinstance(cand, str) else proof.check(cand)
         if why is None:
-            line = f"fast path on: {name} gives identical ids on {len(texts)} sample texts" + (
-                f" and identical output on {len(sample)} records" if fmt is not None and sample else ""
-            )
+            line = f"fast path on: {name} gives identical ids on {len(proof.texts)} sample texts"
+            if fmt is not None and proof.records:
+                line += f" and identical output on {len(proof.records)} records"
+            line += f"; columnar off: {off}" if off else "; columnar rows"
             if refused:
                 line += f" ({'; '.join(refused)})"
-            return cand, name, line
+            return EngineChoice(cand, name, line, columnar=not off)
         refused.append(f"{name} refused: {why}")
-    return tok, "tokenizers", f"fast path off: {'; '.join(refused)} (the tokenizer itself encodes)"
+    _, off = proof.check(tok, texts=False)
+    line = f"fast path off: {'; '.join(refused)} (the tokenizer itself encodes"
+    line += f"; columnar off: {off})" if off else "; columnar rows)"
+    return EngineChoice(tok, "tokenizers", line, columnar=not off)
 
 
 def engine_for(tok: Any, name: str) -> Any:

@@ -35,6 +35,7 @@ from ..formats import PromptFormat, get_format
 from ..io.records import read_records
 from ..io.writers import JsonlSink
 from ..schema import Record, Rejected
+from .columnar import ColumnarEncoder
 from .encode import IGNORE, ChatTemplateEncoder, Encoded, EncodeOptions, Encoder
 from .engines import engine_for, limit_engine_threads, select_engine
 from .packing import pack_rows, packing_efficiency, plan_bfd
@@ -101,10 +102,13 @@ def _make_encoder(tokenizer: Any, fmt: PromptFormat | None, options: EncodeOptio
     return Encoder(tokenizer, fmt, options)
 
 
-def _init_worker(tokenizer_path: str, fmt: PromptFormat | None, options: EncodeOptions, engine: str) -> None:
+def _init_worker(
+    tokenizer_path: str, fmt: PromptFormat | None, options: EncodeOptions, engine: tuple[str, bool]
+) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    tok = engine_for(load_tokenizer(tokenizer_path), engine)  # the parent proved it on the sample
+    tok = engine_for(load_tokenizer(tokenizer_path), engine[0])  # the parent proved it on the sample
     _WORKER["encoder"] = _make_encoder(tok, fmt, options)
+    _WORKER["columnar"] = ColumnarEncoder(_WORKER["encoder"]) if engine[1] else None
 
 
 def _encode_chunk(records: list[Record]) -> tuple[list[Encoded | Rejected], dict[str, Any]]:
@@ -122,6 +126,10 @@ def _encode_range(bounds: tuple[int, int]) -> tuple[bytes, bytes, bytes, bytes, 
     Pickling pydantic records out and per-row int lists back cost more than the encoding.
     """
     start, end = bounds
+    columnar = _WORKER.get("columnar")
+    if columnar is not None:  # rows assembled with array operations (columnar.py), same output
+        lengths_b, ids_b, labels_b, flags_b, rej, delta = columnar.encode(_WORKER["records"][start:end])
+        return lengths_b, ids_b, labels_b, flags_b, [(start + k, r, d) for k, r, d in rej], delta
     out, delta = _encode_chunk(_WORKER["records"][start:end])
     lengths, ids, labels = array("i"), array("i"), array("i")
     flags = bytearray()
@@ -142,7 +150,7 @@ def _init_spawned(
     tokenizer_path: str,
     fmt: PromptFormat | None,
     options: EncodeOptions,
-    engine: str,
+    engine: tuple[str, bool],
     records: list[Record],
 ) -> None:
     _init_worker(tokenizer_path, fmt, options, engine)
@@ -297,12 +305,13 @@ def encode_windows(
     first = next(it, None)
     if first is None:
         return
-    engine = "tokenizers"
+    engine = ("tokenizers", False)
     if fmt is not None and isinstance(tok, HFTokenizer):
         # the fastest engine that reproduces the tokenizer's ids and this encoder's output on the
         # first records (engines.py); one line in the report says which runs and why others not
         limit_engine_threads(num_proc)
-        tok, engine, report.fast_path = select_engine(tok, first, fmt, options, fast=fast)
+        choice = select_engine(tok, first, fmt, options, fast=fast)
+        tok, engine, report.fast_path = choice.tok, (choice.name, choice.columnar), choice.line
     encoder = _make_encoder(tok, fmt, options)
     if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
         report.warnings.append(
@@ -310,6 +319,7 @@ def encode_windows(
             "end-of-turn keeps its label"
         )
     _WORKER["encoder"] = encoder
+    _WORKER["columnar"] = ColumnarEncoder(encoder) if engine[1] else None
     base = 0
     try:
         for window in itertools.chain([first], it):
@@ -331,7 +341,7 @@ def _encode_window(
     tokenizer_path: str,
     fmt: PromptFormat | None,
     options: EncodeOptions,
-    engine: str,
+    engine: tuple[str, bool],
     num_proc: int,
 ) -> list[ColumnChunk]:
     bounds = [(i, min(i + CHUNK, len(window))) for i in range(0, len(window), CHUNK)]
@@ -1028,6 +1038,7 @@ def _build(
     info = trainer_info(tok, tok_fp, fmt_obj, options, pack)
     del tok  # a large vocabulary costs hundreds of MB: free it before the packing plan needs room
     _WORKER.pop("encoder", None)
+    _WORKER.pop("columnar", None)
     if not report.rejected:  # kept only when there are some, so that a cache hit can write --rejects
         (out_dir / REJECTS_FILE).unlink()
     if spool is not None:

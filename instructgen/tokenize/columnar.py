@@ -1,0 +1,368 @@
+"""Records -> flat int32 columns without per-row Python in the hot path.
+
+`Encoder` builds each record's strings, ids and labels with a Python loop per record and per
+piece; with an engine that encodes 150,000 strings a second that loop is most of the time. Here
+the records of a chunk are grouped by *shape* (which fields are empty, whether the system prompt
+is the record's own or the format's), and each shape is rendered once through the encoder itself
+on a probe record whose fields are placeholders. That gives the shape's program: strings with
+slots for the fields (encoded in one flat batch per chunk), ids placed as they are (BOS,
+end-of-turn, the template's special tokens), and which pieces are trained. Rows are then
+assembled with array operations: the same strings, ids and labels the encoder gives, only
+without a Python object per token.
+
+Rows the program does not cover go through `Encoder.encode_batch` unchanged, in place: records
+with history, with an added-token string in a field (escaped encoding), rows longer than
+max_length (truncation policy), rows with no trained token (rejection), identity candidates
+(the `--system` check), and audited rows. Tokenizers whose added tokens strip whitespace and
+the chat_template format are not covered at all. The output is proven equal to the encoder's
+on the sample before use (`engines.select_engine`), and tests compare whole files.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..schema import Record, Rejected
+from .encode import _IDENTITY_Q, IGNORE, ChatTemplateEncoder, Encoded, Encoder
+
+# placeholders for instruction, input, output, system (private use: no real format contains them)
+_PH = ("\ue0f0", "\ue0f1", "\ue0f2", "\ue0f3")
+_PH_RE = re.compile("([\ue0f0-\ue0f3])")
+_SEP = "\x00"  # joins fields for one regex pass over a chunk (no added token or pattern spans it)
+
+
+@dataclass
+class _Piece:
+    trainable: bool
+    const: Any = None  # np.int32 ids, the same for every row
+    template: str | None = None  # str.format template over (instruction, input, output, system)
+    specials: bool = True  # encoding mode of the string
+
+
+@dataclass
+class _Shape:
+    pieces: list[_Piece]
+    glue: list[tuple[int, int]]  # (prompt piece, response piece) encoded together (SentencePiece)
+
+
+def encode_flat(tok: Any, texts: list[str], *, specials: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, offsets) of `texts` from any engine: fastokens' flat buffers, or lists flattened."""
+    flat = getattr(tok, "encode_flat", None)
+    if flat is not None:
+        return flat(texts, specials=specials)
+    lists = tok.encode_texts(texts, specials=specials)
+    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter((i for x in lists for i in x), dtype=np.int64, count=int(offsets[-1]))
+    return ids, offsets
+
+
+def payload_of(out: Sequence[Encoded | Rejected]) -> tuple[bytes, bytes, bytes, bytes, list]:
+    """The encoder's per-row results as the flat payload `ColumnarEncoder.encode` returns."""
+    lengths, ids, labels = array("i"), array("i"), array("i")
+    flags = bytearray()
+    rejected = []
+    for k, r in enumerate(out):
+        if isinstance(r, Rejected):
+            lengths.append(-1)
+            rejected.append((k, r.reason, r.detail))
+        else:
+            lengths.append(len(r.input_ids))
+            ids.extend(r.input_ids)
+            labels.extend(r.labels)
+            flags.append(1 if r.truncated else 0)
+    return lengths.tobytes(), ids.tobytes(), labels.tobytes(), bytes(flags), rejected
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated aranges starts[i] .. starts[i] + lengths[i] (the gather/scatter index)."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    before = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) + np.repeat(starts.astype(np.int64) - before, lengths)
+
+
+class ColumnarEncoder:
+    """Encodes chunks of records to flat columns, with the output of `encoder` (see module doc)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.enc = encoder
+        self.tok = encoder.tok
+        self.off = ""
+        if isinstance(encoder, ChatTemplateEncoder):
+            self.off = "chat_template renders through Jinja per record"
+        elif any(lstrip or rstrip for lstrip, rstrip in encoder._added.values()):
+            self.off = "an added token strips whitespace around it (depends on each row's text)"
+        self._shapes: dict[tuple, _Shape | None] = {}
+        self.columnar_rows = 0  # rows assembled here / handed to the encoder (for tests and reports)
+        self.encoder_rows = 0
+        opts, fmt = encoder.options, encoder.fmt
+        self._identity_check = (
+            opts.system_mode == "auto" and bool(fmt.default_system) and bool(fmt.default_system_names)
+        )
+
+    # --- shapes ------------------------------------------------------------------------------------
+
+    def _shape(self, key: tuple) -> _Shape | None:
+        if key not in self._shapes:
+            self._shapes[key] = self._probe(key)
+        return self._shapes[key]
+
+    def _probe(self, key: tuple) -> _Shape | None:
+        """The shape's program, from the encoder's own rendering of a placeholder record."""
+        has_instruction, has_input, has_output, system = key
+        try:
+            probe = Record(
+                instruction=_PH[0] if has_instruction else "",
+                input=_PH[1] if has_input else "",
+                output=_PH[2] if has_output else "",
+                system={"own": _PH[3], "empty": "", "none": None}[system],
+            )
+            items = self.enc._runs(self.enc._segments(probe))
+        except Exception:
+            return None  # e.g. the format refuses such a record: the encoder will say so per row
+        pieces: list[_Piece] = []
+        for it in items:
+            if it[0] == "i":
+                pieces.append(_Piece(trainable=bool(it[2]), const=np.asarray(it[1], dtype=np.int64)))
+                continue
+            _, text, trainable, _turn, risky, _cacheable = it
+            if risky:
+                return None
+            parts = _PH_RE.split(text)
+            if len(parts) == 1 and not self.enc._glue:  # template text only: encoded once
+                ids = self.tok.encode_texts([text], specials=True)[0]
+                pieces.append(_Piece(trainable=bool(trainable), const=np.asarray(ids, dtype=np.int64)))
+                continue
+            # (with glue every string stays a template: a response is encoded with its prompt)
+            fmt = "".join(
+                "{" + str(_PH.index(p)) + "}" if k % 2 else p.replace("{", "{{").replace("}", "}}")
+                for k, p in enumerate(parts)
+            )
+            pieces.append(_Piece(trainable=bool(trainable), template=fmt))
+        glue = []
+        if self.enc._glue:
+            for j in range(1, len(pieces)):
+                a, b = pieces[j - 1], pieces[j]
+                if a.template is not None and b.template is not None and b.trainable and not a.trainable:
+                    glue.append((j - 1, j))
+        return _Shape(pieces=pieces, glue=glue)
+
+    # --- a chunk ------------------------------------------------------------------------------------
+
+    def _route(self, records: Sequence[Record]) -> tuple[list[tuple], list[int]]:
+        """(per record: its shape key or None for the encoder, rows needing the encoder)."""
+        enc = self.enc
+        n = enc.options.audit_sample
+        if self.off or n < 0 or (n > 0 and enc._audited < n):
+            return [None] * len(records), list(range(len(records)))
+        prompts = [r.prompt_text() for r in records]
+        slow = set()
+        for k, r in enumerate(records):
+            if r.history:
+                slow.add(k)
+        split_re = enc._split_re
+        if split_re is not None:
+            fields = [(p, r.output, r.system or "") for p, r in zip(prompts, records)]
+            self._flag(split_re, [f for row in fields for f in row], 3, slow)
+        if self._identity_check:
+            # Encoder._system_for's identity check can only object to a record without a system
+            # prompt that has meta or an identity question in its prompt: those go through it.
+            # Every alternative of _IDENTITY_Q holds "who", "your", "what", 你, 您 or 谁; the
+            # regex runs only on prompts holding one (a tenth of the time of one pass over all)
+            for k, (p, r) in enumerate(zip(prompts, records)):
+                if r.system is not None:
+                    continue
+                if r.meta:
+                    slow.add(k)
+                    continue
+                low = p.lower()
+                if (
+                    "who" in low or "your" in low or "what" in low or "你" in p or "您" in p or "谁" in p
+                ) and (_IDENTITY_Q.search(p)):
+                    slow.add(k)
+        keys: list[tuple | None] = []
+        for k, r in enumerate(records):
+            if k in slow:
+                keys.append(None)
+                continue
+            system = "none" if r.system is None else ("empty" if r.system == "" else "own")
+            keys.append((bool(r.instruction), bool(r.input), bool(r.output), system))
+        return keys, sorted(slow)
+
+    @staticmethod
+    def _flag(rx: re.Pattern, texts: list[str], per_row: int, slow: set[int]) -> None:
+        """Rows (texts[k * per_row : (k + 1) * per_row]) where `rx` matches, in one regex pass."""
+        joined = _SEP.join(texts)
+        if not rx.search(joined):
+            return
+        ends = np.cumsum([len(t) + 1 for t in texts])
+        for m in rx.finditer(joined):
+            slow.add(int(np.searchsorted(ends, m.start(), side="right")) // per_row)
+
+    def encode(self, records: Sequence[Record]) -> tuple[bytes, bytes, bytes, bytes, list, dict[str, int]]:
+        """The chunk as (lengths, ids, labels, truncated flags, rejected, stats delta): the payload
+        `pipeline._encode_range` returns, with indexes relative to the chunk."""
+        enc = self.enc
+        before = (enc.stats.truncated, enc.stats.audited, enc.stats.boundary_mismatch)
+        keys, slow_rows = self._route(records)
+        groups: dict[tuple, list[int]] = {}
+        for k, key in enumerate(keys):
+            if key is not None:
+                groups.setdefault(key, []).append(k)
+        lengths = np.full(len(records), -2, dtype=np.int64)  # -2: not done yet
+        col_ids: list[np.ndarray] = []
+        col_labels: list[np.ndarray] = []
+        col_rows: list[np.ndarray] = []
+        col_lens: list[np.ndarray] = []
+        slow = set(slow_rows)
+        for key, rows in groups.items():
+            shape = self._shape(key)
+            if shape is None:
+                slow.update(rows)
+                continue
+            done = self._encode_shape(shape, [records[k] for k in rows])
+            ok, ids, labels, lens = done
+            rows_a = np.asarray(rows, dtype=np.int64)
+            slow.update(rows_a[~ok].tolist())
+            col_rows.append(rows_a[ok])
+            col_lens.append(lens)
+            col_ids.append(ids)
+            col_labels.append(labels)
+        enc.stats.records += len(records) - len(slow)
+        self.columnar_rows += len(records) - len(slow)
+        self.encoder_rows += len(slow)
+        slow_rows = sorted(slow)
+        slow_out = enc.encode_batch([records[k] for k in slow_rows]) if slow_rows else []
+        rejected: list[tuple[int, str, str]] = []
+        s_ids, s_labels = array("i"), array("i")
+        s_lens = []
+        truncated = np.zeros(len(records), dtype=bool)
+        for k, r in zip(slow_rows, slow_out):
+            if isinstance(r, Rejected):
+                lengths[k] = -1
+                rejected.append((k, r.reason, r.detail))
+            else:
+                lengths[k] = len(r.input_ids)
+                s_lens.append(len(r.input_ids))
+                s_ids.extend(r.input_ids)
+                s_labels.extend(r.labels)
+                truncated[k] = r.truncated
+        # gather: columnar rows and encoder rows, back into record order
+        src_rows = [*col_rows, np.asarray([k for k, r in zip(slow_rows, slow_out) if isinstance(r, Encoded)])]
+        src_lens = [*col_lens, np.asarray(s_lens, dtype=np.int64)]
+        all_ids = np.concatenate([*col_ids, np.frombuffer(s_ids, dtype=np.int32)]) if records else None
+        all_labels = (
+            np.concatenate([*col_labels, np.frombuffer(s_labels, dtype=np.int32)]) if records else None
+        )
+        row_of = np.concatenate(src_rows).astype(np.int64) if src_rows else np.empty(0, np.int64)
+        len_of = np.concatenate(src_lens).astype(np.int64) if src_lens else np.empty(0, np.int64)
+        lengths[row_of] = len_of
+        kept = lengths >= 0
+        order = np.argsort(row_of, kind="stable")
+        src_start = np.cumsum(len_of) - len_of
+        if all_ids is None or len(order) == 0:
+            ids = labels = np.empty(0, dtype=np.int32)
+        elif (np.diff(row_of) > 0).all():  # already in record order (one shape, no encoder rows)
+            ids, labels = all_ids, all_labels
+        else:
+            idx = _ranges(src_start[order], len_of[order])
+            ids, labels = all_ids[idx], all_labels[idx]
+        after = (enc.stats.truncated, enc.stats.audited, enc.stats.boundary_mismatch)
+        delta = {
+            "truncated": after[0] - before[0],
+            "audited": after[1] - before[1],
+            "boundary_mismatch": after[2] - before[2],
+        }
+        flags = truncated[kept].astype(np.uint8).tobytes()
+        return (
+            lengths.astype(np.int32).tobytes(),
+            np.ascontiguousarray(ids, dtype=np.int32).tobytes(),
+            np.ascontiguousarray(labels, dtype=np.int32).tobytes(),
+            flags,
+            rejected,
+            delta,
+        )
+
+    def _encode_shape(self, shape: _Shape, records: list[Record]) -> tuple[np.ndarray, Any, Any, Any]:
+        """(ok per row, ids, labels, lengths of the ok rows) for records of one shape."""
+        n = len(records)
+        cols = (
+            [r.instruction for r in records],
+            [r.input for r in records],
+            [r.output for r in records],
+            [r.system or "" for r in records],
+        )
+        rows = list(zip(*cols))
+        # every field string of the shape, one flat encode
+        texts: list[str] = []
+        slots: dict[int, int] = {}  # piece -> index of its first string in texts
+        for j, p in enumerate(shape.pieces):
+            if p.template is not None:
+                slots[j] = len(texts)
+                template = p.template.format
+                texts += [template(*row) for row in rows]
+        glue_at: dict[int, int] = {}
+        for a, b in shape.glue:
+            glue_at[b] = len(texts)
+            texts += [x + y for x, y in zip(texts[slots[a] : slots[a] + n], texts[slots[b] : slots[b] + n])]
+        flat, offsets = encode_flat(self.tok, texts, specials=True)
+        offsets = offsets.astype(np.int64)
+        starts, lens = offsets[:-1], offsets[1:] - offsets[:-1]
+        ok = np.ones(n, dtype=bool)
+        # per piece: (source buffer, start per row, length per row)
+        src: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
+        for j, p in enumerate(shape.pieces):
+            if p.template is None:
+                L = len(p.const)
+                src.append((p.const, np.zeros(n, np.int64), np.full(n, L, np.int64), p.trainable))
+            else:
+                s = slots[j]
+                src.append((flat, starts[s : s + n], lens[s : s + n], p.trainable))
+        for a, b in shape.glue:
+            # the response keeps the joint encoding's tokens after the prompt's own tokens, when the
+            # joint encoding starts with them (Encoder._glue_responses); other rows: the encoder
+            g = glue_at[b]
+            p_start, p_len = src[a][1], src[a][2]
+            j_start, j_len = starts[g : g + n], lens[g : g + n]
+            fits = j_len >= p_len
+            same = np.zeros(n, dtype=bool)
+            idx_p = _ranges(p_start[fits], p_len[fits])
+            idx_j = _ranges(j_start[fits], p_len[fits])
+            eq = flat[idx_p] == flat[idx_j]
+            bounds = np.cumsum(p_len[fits]) - p_len[fits]
+            nonempty = p_len[fits] > 0
+            row_eq = np.ones(int(fits.sum()), dtype=bool)
+            if eq.size:
+                red = np.logical_and.reduceat(eq, bounds[nonempty]) if nonempty.any() else np.empty(0, bool)
+                row_eq[nonempty] = red
+            same[np.flatnonzero(fits)] = row_eq
+            ok &= same
+            src[b] = (flat, j_start + p_len, j_len - p_len, src[b][3])
+        total = sum(s[2] for s in src)
+        trained = sum(s[2] for s in src if s[3])
+        ok &= (total <= self.enc.options.max_length) & (trained > 0)
+        keep = np.flatnonzero(ok)
+        row_len = total[keep]
+        out_start = np.cumsum(row_len) - row_len
+        ids = np.empty(int(row_len.sum()), dtype=np.int32)
+        labels_mask = np.zeros(ids.size, dtype=bool)
+        pos = out_start.copy()
+        for buf, st, ln, trainable in src:
+            ln_k = ln[keep]
+            dst = _ranges(pos, ln_k)
+            ids[dst] = buf[_ranges(st[keep], ln_k)] if buf is flat else np.tile(buf, len(keep))
+            if not trainable:
+                labels_mask[dst] = True
+            pos = pos + ln_k
+        labels = ids.copy()
+        labels[labels_mask] = IGNORE
+        return ok, ids, labels, row_len
