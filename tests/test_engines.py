@@ -29,6 +29,11 @@ pytest.importorskip("fastokens")
 LLAMA2 = SHARED_DATA.parent / "tokenizers" / "llama2"
 
 
+@pytest.fixture(scope="module")
+def qwen_tok(qwen_dir) -> HFTokenizer:
+    return HFTokenizer(qwen_dir)  # loaded once: 150k merges take seconds on a busy machine
+
+
 def _demo(shared_data: Path, n: int | None = None) -> list[Record]:
     recs = [r for _, r in read_records(shared_data / "alpaca_en_demo.json")]
     return recs[:n] if n else recs
@@ -41,11 +46,12 @@ def _columns(chunks) -> tuple[bytes, ...]:
     )
 
 
-def _same_as_no_fast(tok_dir: Path, records: list[Record], fmt: str, num_proc: int = 1, **opts) -> str:
+def _same_as_no_fast(tok: HFTokenizer, records: list[Record], fmt: str, num_proc: int = 1, **opts) -> str:
     """Engine + columnar output vs the reference path (--no-fast), byte for byte; the report line."""
     options = EncodeOptions(**opts)
-    fast, report = encode_columns(records, str(tok_dir), fmt, options, num_proc=num_proc, fast=True)
-    slow, ref = encode_columns(records, str(tok_dir), fmt, options, num_proc=1, fast=False)
+    path = tok.path
+    fast, report = encode_columns(records, path, fmt, options, num_proc=num_proc, fast=True, tokenizer=tok)
+    slow, ref = encode_columns(records, path, fmt, options, num_proc=1, fast=False, tokenizer=tok)
     assert _columns(fast) == _columns(slow)
     assert [r for c in fast for r in c.rejected] == [r for c in slow for r in c.rejected]
     assert (report.tokens, report.trained_tokens, report.truncated) == (
@@ -57,17 +63,17 @@ def _same_as_no_fast(tok_dir: Path, records: list[Record], fmt: str, num_proc: i
     return report.fast_path
 
 
-def test_qwen_fastokens_is_proven_and_columnar_rows_equal_the_reference(qwen_dir, shared_data):
-    line = _same_as_no_fast(qwen_dir, _demo(shared_data), "qwen", max_length=1024)
+def test_qwen_fastokens_is_proven_and_columnar_rows_equal_the_reference(qwen_tok, shared_data):
+    line = _same_as_no_fast(qwen_tok, _demo(shared_data), "qwen", max_length=1024)
     assert line == (
         "fast path on: fastokens gives identical ids on 1001 sample texts and identical output on 200 "
         "records; columnar rows"
     )
 
 
-def test_two_processes_give_the_same_bytes(qwen_dir, shared_data):
+def test_two_processes_give_the_same_bytes(qwen_tok, shared_data):
     recs = _demo(shared_data) + [r for _, r in read_records(shared_data / "alpaca_zh_demo.json")]
-    _same_as_no_fast(qwen_dir, recs, "qwen", num_proc=2, max_length=1024)
+    _same_as_no_fast(qwen_tok, recs, "qwen", num_proc=2, max_length=1024)
 
 
 @pytest.mark.parametrize("fmt", ["llama2", "alpaca"])
@@ -76,11 +82,11 @@ def test_llama2_sentencepiece_takes_fastokens_with_identical_output(shared_data,
         pytest.skip("../shared/tokenizers/llama2 is not present")
     # llama2: BOS and [INST] ... [/INST] with the response encoded together with its prompt
     # (SentencePiece word-start markers); alpaca: BOS from the tokenizer's own post-processor
-    line = _same_as_no_fast(LLAMA2, _demo(shared_data), fmt)
+    line = _same_as_no_fast(HFTokenizer(LLAMA2), _demo(shared_data), fmt)
     assert line.startswith("fast path on: fastokens gives identical ids") and line.endswith("; columnar rows")
 
 
-def test_truncation_rejections_and_odd_rows_go_through_the_encoder(qwen_dir):
+def test_truncation_rejections_and_odd_rows_go_through_the_encoder(qwen_tok):
     long = " ".join(f"word{i}" for i in range(400))
     recs = [
         Record(instruction="Say hi.", output="Hi!"),
@@ -92,9 +98,9 @@ def test_truncation_rejections_and_odd_rows_go_through_the_encoder(qwen_dir):
         Record(instruction="No system.", output="ok", system=""),
         Record(instruction="x", output=""),
     ]
-    for truncation in ("drop", "truncate_response", "truncate_prompt_left"):
-        _same_as_no_fast(qwen_dir, recs, "qwen", max_length=128, truncation=truncation)
-    tok = HFTokenizer(qwen_dir)
+    for truncation in ("drop", "truncate_prompt_left"):
+        _same_as_no_fast(qwen_tok, recs, "qwen", max_length=128, truncation=truncation)
+    tok = qwen_tok
     enc = Encoder(FastokensTokenizer(tok), FORMATS["qwen"], EncodeOptions(max_length=128, audit_sample=0))
     col = ColumnarEncoder(enc)
     got = col.encode(recs)
@@ -105,13 +111,13 @@ def test_truncation_rejections_and_odd_rows_go_through_the_encoder(qwen_dir):
     assert col.encoder_rows == 4  # the special-token string, the history and the two long rows
 
 
-def test_identity_records_still_meet_the_system_check(qwen_dir):
+def test_identity_records_still_meet_the_system_check(qwen_tok):
     """The columnar router sends identity questions through Encoder._system_for (qwen's default
     system names Qwen): the same error as the reference path."""
     recs = [Record(instruction="Say hi.", output="Hi!")] * 3 + [
         Record(instruction="Who are you?", output="I am Nova-7B, an assistant made by ACME.")
     ]
-    tok = HFTokenizer(qwen_dir)
+    tok = qwen_tok
     options = EncodeOptions(audit_sample=0)
     with pytest.raises(ConfigError) as ref:
         Encoder(tok, FORMATS["qwen"], options).encode_batch(recs)
@@ -162,10 +168,10 @@ def test_nfkc_is_refused_by_fastokens_and_taken_by_the_tiktoken_twin(qwen_dir, t
     )
 
 
-def test_engine_that_gives_other_ids_is_refused(qwen_dir, shared_data):
+def test_engine_that_gives_other_ids_is_refused(qwen_tok, shared_data):
     """An engine loading a tokenizer.json that differs from the tokenizer (here: one merge
     dropped) is caught by the proof, not used."""
-    tok = HFTokenizer(qwen_dir)
+    tok = qwen_tok
 
     class Skewed(FastokensTokenizer):
         def encode_texts(self, texts, *, specials):
