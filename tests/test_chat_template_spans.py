@@ -213,3 +213,11 @@ def test_qwen_empty_system_matches_apply_chat_template(qwen):
     want = qwen.hf.apply_chat_template(record_messages(rec), tokenize=False)
     assert want.startswith("<|im_start|>system\n<|im_end|>\n")
     assert qwen.decode(enc.input_ids) == want
+
+
+def test_decode_check_allows_the_tokenizers_own_normalisation(qwen):
+    """The Qwen tokenizer normalises to NFC: a decomposed 'é' decodes composed, which is not a
+    misread template structure, so tokenize must not stop on it."""
+    rec = Record(instruction="Cafe\u0301?", output="Cafe\u0301 au lait")
+    (enc,) = ChatTemplateEncoder(qwen, EncodeOptions()).encode_batch([rec])
+    assert [qwen.decode(r) for r in runs(enc.labels)] == ["Caf\u00e9 au lait<|im_end|>"]
