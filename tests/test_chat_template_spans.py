@@ -9,6 +9,8 @@ import shutil
 
 import pytest
 from helpers import REPO
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("transformers")
 
@@ -221,3 +223,28 @@ def test_decode_check_allows_the_tokenizers_own_normalisation(qwen):
     rec = Record(instruction="Cafe\u0301?", output="Cafe\u0301 au lait")
     (enc,) = ChatTemplateEncoder(qwen, EncodeOptions()).encode_batch([rec])
     assert [qwen.decode(r) for r in runs(enc.labels)] == ["Caf\u00e9 au lait<|im_end|>"]
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Co")), max_size=30)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    instruction=_text.filter(lambda t: t.strip()),
+    output=_text,
+    history=st.lists(st.tuples(_text.filter(lambda t: t.strip()), _text), max_size=2),
+)
+def test_chat_template_spans_property(qwen, instruction, output, history):
+    """Any text: each trained run is exactly one answer and its <|im_end|> (NFC, as the tokenizer
+    normalises), the ids equal one-pass tokenization when no added-token string is typed, and the
+    prompt before each answer is what add_generation_prompt renders."""
+    import unicodedata
+
+    rec = Record(
+        instruction=instruction, output=output, history=[Turn(user=u, assistant=a) for u, a in history]
+    )
+    (enc,) = ChatTemplateEncoder(qwen, EncodeOptions(max_length=100_000)).encode_batch([rec])
+    answers = [a for _, a in history] + [output]
+    want = [unicodedata.normalize("NFC", a) + "<|im_end|>" for a in answers]
+    assert [qwen.decode(r) for r in runs(enc.labels)] == want
+    assert all(lab in (IGNORE, x) for x, lab in zip(enc.input_ids, enc.labels))
