@@ -236,8 +236,7 @@ _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Co")), max_s
 )
 def test_chat_template_spans_property(qwen, instruction, output, history):
     """Any text: each trained run is exactly one answer and its <|im_end|> (NFC, as the tokenizer
-    normalises), the ids equal one-pass tokenization when no added-token string is typed, and the
-    prompt before each answer is what add_generation_prompt renders."""
+    normalises), never more, never less (whitespace and newlines at the edges included)."""
     import unicodedata
 
     rec = Record(
