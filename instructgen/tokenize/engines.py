@@ -35,6 +35,7 @@ from .columnar import ColumnarEncoder, payload_of
 from .tokenizers import HFTokenizer, fast_path
 
 ENGINES = ("fastokens", "tiktoken", "tokenizers")
+CANDIDATES: tuple[str, ...] = ("fastokens", "tiktoken")  # tried in this order (benchmarks pin one)
 SAMPLE_RECORDS = 500  # their fields are encoded both ways by the tokenizer and the engine
 ENCODER_SAMPLE = 200  # and the encoder's whole output compared on the first of them
 
@@ -216,7 +217,7 @@ def select_engine(
     options: Any = None,
     *,
     fast: bool = True,
-    candidates: Sequence[str] = ("fastokens", "tiktoken"),
+    candidates: Sequence[str] | None = None,
 ) -> EngineChoice:
     """The engine to encode with, and one report line.
 
@@ -232,7 +233,7 @@ def select_engine(
         return EngineChoice(tok, getattr(tok, "engine", "tiktoken"), "")
     proof = _Proof(tok, list(records[:SAMPLE_RECORDS]), fmt, options)
     refused: list[str] = []
-    for name in candidates:
+    for name in CANDIDATES if candidates is None else candidates:
         cand = _build(name, tok)
         why, off = (cand, "") if isinstance(cand, str) else proof.check(cand)
         if why is None:
