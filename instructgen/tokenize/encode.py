@@ -316,6 +316,7 @@ class Encoder:
                 cache.update({t: self._encode_strings([t], [new_cached[t]])[0] for t in texts})
         normal_ids = iter(self.tok.encode_texts(normal, specials=True))
         escaped_ids = iter(self.tok.encode_texts(escaped, specials=False))
+        self.stats.escaped += len(escaped)  # strings whose user text holds an added-token string
 
         parts_of: list[list[tuple]] = []
         for items in all_items:
