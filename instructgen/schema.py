@@ -72,6 +72,10 @@ class TemplateSpec(BaseModel):
     output: str
     system: str | None = None
     kind: str = "original"
+    # The answer shapes the wording fits (NER: list, json, inline, per-type); empty: decided by the
+    # task from the variables used. An "extract the entities" instruction cannot ask for an inline
+    # answer, which copies the sentence with marks.
+    targets: tuple[str, ...] = ()
     source: str = "human"
     note: str | None = None
 
