@@ -58,10 +58,13 @@ def build_input(rows: int, dst: Path) -> Path:
     return dst
 
 
-def measure(args: list[str], env: dict[str, str]) -> tuple[int, float, int, str]:
-    """(exit code, seconds, peak RSS in bytes, stderr tail) of one child run."""
+def measure(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float, int, str]:
+    """(exit code, seconds, peak RSS in bytes, stderr tail) of one child run.
+
+    The child runs in `cwd` (the work folder): `python -c` puts its working directory first on
+    sys.path, so run from a checkout it would import that checkout and ignore --src."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read().decode("utf-8", "replace")
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -79,12 +82,12 @@ def main() -> None:
     ap.add_argument("--src", default=None, help="put this checkout first on PYTHONPATH (compare versions)")
     ap.add_argument("--keep", default=None, help="work folder to keep (inputs and outputs are large)")
     a = ap.parse_args()
-    work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="tokmem-"))
+    work = (Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="tokmem-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    tok = Path(a.tokenizer) if a.tokenizer else build_tokenizer(work)
+    tok = Path(a.tokenizer).resolve() if a.tokenizer else build_tokenizer(work)
     env = dict(os.environ)
     if a.src:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [a.src, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(a.src).resolve()), env.get("PYTHONPATH")]))
     print("| rows | format | procs | pack | seconds | peak RSS | output | input |")
     print("|---:|---|---:|---|---:|---:|---:|---:|")
     try:
@@ -97,7 +100,7 @@ def main() -> None:
             cmd = [*CLI, "tokenize", str(data), "--tokenizer", str(tok), "--format", a.format]
             cmd += ["--max-length", str(a.max_length), "--num-proc", str(a.num_proc), "-o", str(out), "-q"]
             cmd += ["--pack"] if a.pack else []
-            rc, seconds, peak, err = measure(cmd, env)
+            rc, seconds, peak, err = measure(cmd, env, work)
             if rc != 0:
                 print(f"rows {rows}: exit {rc}\n{err}", file=sys.stderr)
                 continue
