@@ -29,6 +29,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from .columnar import ColumnarEncoder, payload_of
@@ -60,15 +61,20 @@ class FastokensTokenizer:
         import fastokens
 
         self.base = base
-        state = base.backend.to_str()
-        self.ft = fastokens.Tokenizer.from_json_str(state)
+        file = Path(base.path) / "tokenizer.json"
+        state = None
+        if base.backend is not getattr(base.hf, "backend_tokenizer", None) and file.is_file():
+            self.ft = fastokens.Tokenizer.from_file(str(file))  # what HFTokenizer encodes with
+        else:
+            state = base.backend.to_str()
+            self.ft = fastokens.Tokenizer.from_json_str(state)
         # user text is encoded with split_special_tokens, which keeps special added tokens as
         # text; non-special ones would still match, so (as HFTokenizer does) those tokenizers get
         # a copy where every added token is special (loading costs ~1 s of CPU for 150k merges:
         # only when needed)
         self.ft_plain = self.ft
         if getattr(base, "_plain", None) is not base.backend:
-            plain = json.loads(state)
+            plain = json.loads(state or base.backend.to_str())
             for tok in plain.get("added_tokens", []):
                 tok["special"] = True
             self.ft_plain = fastokens.Tokenizer.from_json_str(json.dumps(plain))
