@@ -207,7 +207,10 @@ def test_shared_sets_round_trip_to_gold_spans(shared_data, path, lang, scheme, t
     conv = NerConverter(NerOptions(target=target, instruction_lang=lang, meta=True))
     run = conv.run(read_tagged(shared_data / path))
     assert run.scheme == scheme
-    assert len(run.records) == run.report.read > 3000
+    # per-type holds its empty share (15%) by leaving out the surplus sentences without entities
+    kept = run.report.read - run.report.rejected["too_many_empty"]
+    assert len(run.records) == kept > 2900
+    assert target == "per-type" or kept == run.report.read
     for r in run.records:
         gold = [Entity(t, label) for t, label in r.meta["entities"]]
         if target == "per-type":

@@ -4,8 +4,15 @@ Linearisations (`--target`):
 - `list`:     "person: John Smith; location: Paris"   (zh: "人名：张三；地名：北京")
 - `json`:     [{"entity": "John Smith", "type": "person"}, ...]
 - `inline`:   "[John Smith](person) lives in [Paris](location)"
-- `per-type`: one entity type per record ("List all organizations ..."), answers "A; B"
+- `per-type`: one entity type per record ("List all organization names ..."), answers "A; B"
 Sentences without entities answer "None" / "无"; `max_empty_ratio` keeps them from dominating.
+
+Per-type records ask mostly about a type the sentence has: `empty_share` (default 15%) is the
+share of per-type records whose answer is empty, held file-wide from the planning pass (a
+sentence with entities is asked about an absent type at the rate that makes up the share; when
+sentences without entities alone are over it, the surplus is rejected as `too_many_empty`). Asking
+a uniformly drawn type answered "None" in 68% (CoNLL) / 75% (MSRA) of records: a model trained on
+that learns to answer "None". The summary notes the share written.
 Every linearisation has a parser (`parse_target`) and the tests assert parse(target) == gold.
 """
 
@@ -56,6 +63,43 @@ DEFAULT_LABELS = {
         "NORP": "群体",
     },
 }
+# Words for each slot a type goes into, so the words fit the sentence (issue 13 item 8): a
+# per-type question needs a plural noun phrase ("List all person names"), an inverted template a
+# singular one with its article ("... appears as an organization": the article travels with the
+# noun, templates never write "a" before the slot), and the type list may say what a vague type
+# covers. The answer's own type words stay the short `labels` (DEFAULT_LABELS, pool `labels:`).
+# These live in Python until pool files may carry them (pool.py accepts only `labels:`).
+LABEL_FORMS: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "PER": ("person names", "a person"),
+        "LOC": ("location names", "a location"),
+        "ORG": ("organization names", "an organization"),
+        "MISC": (
+            "other named entities (nationalities, events, works, products)",
+            "a named entity of another kind (a nationality, event, work or product)",
+        ),
+        "GPE": ("geopolitical entities (countries, cities, states)", "a geopolitical entity"),
+        "DATE": ("dates", "a date"),
+        "TIME": ("times", "a time"),
+        "NORP": ("groups (nationalities, religious or political groups)", "a group"),
+    },
+    "zh": {
+        "PER": ("人名", "人名"),
+        "LOC": ("地名", "地名"),
+        "ORG": ("机构名", "机构名"),
+        "MISC": ("其他专有名词（民族、事件、作品、产品等）", "其他专有名词（民族、事件、作品、产品等）"),
+        "GPE": ("地缘政治实体（国家、城市、州省等）", "地缘政治实体"),
+        "DATE": ("日期", "日期"),
+        "TIME": ("时间", "时间"),
+        "NORP": ("群体（民族、宗教或政治团体）", "群体"),
+    },
+}
+# What a type word in the type list stands for, where the word alone does not say it.
+TYPE_NOTES = {
+    "en": {"MISC": "other named entities: nationalities, events, works, products"},
+    "zh": {"MISC": "民族、事件、作品、产品等其他专有名词"},
+}
+DEFAULT_EMPTY_SHARE = 0.15
 STYLE = {
     # (type/entity separator, between entities, empty answer)
     "en": (": ", "; ", "None"),
@@ -197,6 +241,8 @@ class NerOptions:
     builtin_templates: bool = True
     max_empty_ratio: float | None = None  # e.g. 0.2: at most 20% of records without entities
     inverted_ratio: float = 0.0  # share of records from inverted templates ("write a sentence with ...")
+    # per-type: the share of records whose answer is empty (None: ask uniformly drawn types)
+    empty_share: float | None = DEFAULT_EMPTY_SHARE
     meta: bool = False
 
 
@@ -223,15 +269,61 @@ class NerConverter:
         names.update(dict(options.labels))
         self.verb = Verbaliser(names, self.lang.split("-")[0])
         templates = self.pools.by_language[self.lang]
-        per_type = options.target == "per-type"
-        self.originals = [
-            t for t in templates if t.spec.kind == "original" and ("entity_type" in t.variables()) == per_type
-        ]
+        if options.empty_share is not None and not 0 <= options.empty_share < 1:
+            raise ConfigError(f"empty_share must be in [0, 1), not {options.empty_share}")
+        for t in templates:
+            wrong = [x for x in t.spec.targets if x not in TARGETS]
+            if wrong:
+                where = f"{t.path}:{t.line}" if t.line else t.path
+                raise ConfigError(
+                    f"{where}: template {t.id}: unknown target '{wrong[0]}' in targets "
+                    f"(known: {', '.join(TARGETS)})"
+                )
+        self.originals = [t for t in templates if t.spec.kind == "original" and self._fits(t)]
         self.inverted = [t for t in templates if t.spec.kind == "inverted"]
         if not self.originals:
             raise ConfigError(f"no '{options.target}' NER templates in the '{self.lang}' pools")
         self._types_text: dict[tuple[str, ...], str] = {}
+        # per-type: the chance that a sentence with entities is asked about a type it lacks; the
+        # planning pass sets it from the file's counts, so that the empty share is held
+        self.absent_rate = options.empty_share or 0.0
         self._check_label_words()
+
+    def _fits(self, template: Any) -> bool:
+        """Whether an original template suits the chosen target: its `targets` when the pool says,
+        else per-type questions are the templates that use `entity_type`."""
+        target = self.options.target
+        if template.spec.targets:
+            return target in template.spec.targets
+        return ("entity_type" in template.variables()) == (target == "per-type")
+
+    def type_phrase(self, label: str, inverted: bool = False) -> str:
+        """The words for one type in a question about it: a plural noun phrase for a per-type
+        question, a singular one with its article for an inverted template (LABEL_FORMS)."""
+        forms = LABEL_FORMS.get(self.verb.language, {}).get(label)
+        if forms is not None:
+            return forms[inverted]
+        words = self.verb(label)
+        if self.verb.language == "en":
+            return f'an entity of type "{words}"' if inverted else f'entities of type "{words}"'
+        if self.verb.language == "zh":
+            return f"“{words}”类实体"
+        return words
+
+    def types_text(self, label_set: list[str]) -> str:
+        """The type list of the instructions: the answer's type words, each followed by what it
+        covers where the word alone is vague ("miscellaneous (other named entities: ...)")."""
+        text = self._types_text.get(tuple(label_set))
+        if text is None:  # one label set per file: join it once, not per sentence
+            lang = self.verb.language
+            notes = TYPE_NOTES.get(lang, {})
+            open_, close = ("（", "）") if lang in ("zh", "ja") else (" (", ")")
+            parts = [
+                self.verb(lab) + (f"{open_}{notes[lab]}{close}" if lab in notes else "") for lab in label_set
+            ]
+            text = ("、" if lang in ("zh", "ja") else ", ").join(parts)
+            self._types_text[tuple(label_set)] = text
+        return text
 
     def _check_label_words(self, labels: Iterable[str] | None = None) -> None:
         """A label's words must not contain the syntax of the answer, and two labels of one input
@@ -286,11 +378,12 @@ class NerConverter:
         vote = SchemeVote() if self.options.scheme == "auto" else None
         tags: set[str] = set()
         labels: set[str] = set()
-        non_empty = 0
+        non_empty = sentences = 0
         with collector_paused():
             for sent in source.first():
                 if isinstance(sent, Rejected):
                     continue
+                sentences += 1
                 if sent.char_spans is not None:
                     labels.update(lab for _, _, lab in sent.char_spans)
                     non_empty += bool(sent.char_spans)
@@ -314,7 +407,23 @@ class NerConverter:
         if self.options.max_empty_ratio is not None:
             r = self.options.max_empty_ratio
             empties_allowed = int(non_empty * r / (1 - r)) if r < 1 else None
+        share = self.options.empty_share
+        if self.options.target == "per-type" and share is not None:
+            empties_allowed = self._plan_empty_share(share, sentences - non_empty, non_empty, empties_allowed)
         return self._convert_all(source.second(), run.scheme, run.labels, empties_allowed, run)
+
+    def _plan_empty_share(self, share: float, without: int, with_entities: int, cap: int | None) -> int | None:
+        """Per-type: how many sentences without entities to keep and how often to ask a sentence
+        with entities about a type it lacks (`absent_rate`), so that `share` of the records answer
+        "None". Sentences without entities beyond the share (and beyond --max-empty-ratio) are the
+        ones rejected; returns that cap (None: keep them all)."""
+        fits = int(with_entities * share / (1 - share))  # empties that `share` of the records allows
+        if cap is None and without > fits:
+            cap = fits
+        kept = without if cap is None else min(without, cap)
+        total = kept + with_entities
+        self.absent_rate = max(0.0, (share * total - kept) / with_entities) if with_entities else 0.0
+        return cap
 
     def _convert_all(
         self,
@@ -325,7 +434,7 @@ class NerConverter:
         run: NerRun,
     ) -> Iterator[Record | Rejected]:
         report, repairs = run.report, run.repairs
-        kept_empty = 0
+        kept_empty = empty_answers = 0
         for sent in items:
             if isinstance(sent, Rejected):  # the reader refused it (--on-error skip)
                 report.reject(sent)
@@ -338,7 +447,11 @@ class NerConverter:
                 continue
             if not entities and empties_allowed is not None:
                 if kept_empty >= empties_allowed:
-                    detail = "sentence without entities over --max-empty-ratio"
+                    detail = (
+                        "sentence without entities over --max-empty-ratio"
+                        if self.options.max_empty_ratio is not None or self.options.target != "per-type"
+                        else f"sentence without entities over the per-type empty share {self.options.empty_share:g}"
+                    )
                     yield _reject(report, sent, "too_many_empty", detail, text)
                     continue
                 kept_empty += 1
@@ -349,7 +462,30 @@ class NerConverter:
                 continue
             report.written += 1
             report.templates[record.meta["template_id"]] += 1
+            asked = record.meta["asked_type"]
+            empty_answers += record.meta["target"] != "inverted" and not any(
+                asked in (None, e.label) for e in entities
+            )
             yield record
+        if report.written:
+            target = self.options.empty_share if self.options.target == "per-type" else None
+            report.notes.append(
+                f"empty answers: {empty_answers} of {report.written} "
+                f"({empty_answers / report.written:.1%})"
+                + (f", per-type target {target:.0%}" if target is not None else "")
+            )
+
+    def asked_type(self, entities: list[Entity], label_set: list[str], key: str) -> str:
+        """The type a per-type record asks about: one the sentence has, or, at `absent_rate`
+        (and always for a sentence without entities), one it lacks, so the answer is empty."""
+        seed = self.options.seed
+        if self.options.empty_share is None:  # uniform over the label set, as before the share
+            return label_set[choose_index(len(label_set), seed, TASK, key, "type")]
+        present = sorted({e.label for e in entities})
+        absent = [lab for lab in label_set if lab not in present]
+        if absent and (not present or stable_hash(seed, TASK, key, "absent") / 2**64 < self.absent_rate):
+            return absent[choose_index(len(absent), seed, TASK, key, "type")]
+        return present[choose_index(len(present), seed, TASK, key, "type")]
 
     def convert(
         self, text: str, entities: list[Entity], label_set: list[str], sent: TaggedSentence
@@ -358,10 +494,7 @@ class NerConverter:
         key = content_key(text, *(f"{e.label}\x1e{e.text}" for e in entities))
         lang = self.lang.split("-")[0]
         verb = self.verb
-        types_text = self._types_text.get(tuple(label_set))
-        if types_text is None:  # one label set per file: join it once, not per sentence
-            types_text = ("、" if lang in ("zh", "ja") else ", ").join(verb(lab) for lab in label_set)
-            self._types_text[tuple(label_set)] = types_text
+        types_text = self.types_text(label_set)
         inverted = (
             self.inverted
             and entities
@@ -374,7 +507,7 @@ class NerConverter:
             values = {
                 "text": text,
                 "entity": ent.text,
-                "entity_type": verb(ent.label),
+                "entity_type": self.type_phrase(ent.label, inverted=True),
                 "entities": "",
                 "entity_types": types_text,
                 "format_hint": "",
@@ -385,7 +518,7 @@ class NerConverter:
             template = self.originals[choose_index(len(self.originals), opts.seed, TASK, key, "template")]
             only = ""  # the type a per-type record asks about; the other targets ask for all
             if opts.target == "per-type" and label_set:
-                only = label_set[choose_index(len(label_set), opts.seed, TASK, key, "type")]
+                only = self.asked_type(entities, label_set, key)
             target_text = linearise(entities, opts.target, lang, verb, text, only=only)
             if opts.target != "json" and _may_be_ambiguous(opts.target, lang, text, entities):
                 wanted = [e for e in entities if e.label == only] if opts.target == "per-type" else entities
@@ -402,7 +535,7 @@ class NerConverter:
                 "entities": target_text,
                 "entity_types": types_text,
                 "format_hint": hints.get(opts.target, ""),
-                "entity_type": verb(only) if only else "",
+                "entity_type": self.type_phrase(only) if only else "",
                 "entity": "",
             }
         rendered = template.render(values)
