@@ -80,7 +80,7 @@ def test_bad_rows_are_rejected_by_reason(tmp_path, run_cli):
     with src.open("a", encoding="utf-8") as f:
         f.write("{not json\n")
     out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
-    res = run_cli("convert", src, "--on-error", "skip", "--rejects", rejects, "-o", out)
+    res = run_cli("convert", src, "--on-error", "skip", "--rejects", rejects, "-o", out, "--max-reject-ratio", "0.7")
     assert res.exit_code == 0, res.stderr
     assert res.stderr.splitlines()[:6] == [
         "convert: read 8, wrote 3, rejected 5",
@@ -126,3 +126,12 @@ def test_alpaca_demo_duplicates_counted(shared_data, tmp_path, run_cli):
     res = run_cli("convert", shared_data / "alpaca_zh_demo.json", "--format", "messages", "-o", tmp_path / "m.jsonl")
     assert res.exit_code == 0
     assert res.stderr.splitlines()[:2] == ["convert: read 1000, wrote 992, rejected 8", "  rejected duplicate_record: 8"]
+
+
+def test_a_run_that_writes_nothing_exits_non_zero(tmp_path, run_cli):
+    src = _write_jsonl(tmp_path / "in.jsonl", [{"instruction": "Say hi", "input": "", "output": " "}] * 3)
+    res = run_cli("convert", src, "-o", tmp_path / "out.jsonl")
+    assert res.exit_code == 3
+    assert res.stderr.splitlines()[-1] == (
+        "error: wrote nothing: all 3 outcomes were rejected; top reasons: empty_output 3"
+    )

@@ -62,6 +62,9 @@ def test_shapes():
     assert placement("German: {{ source }}\nEnglish:", "").shape == "line"
     assert placement('How do you say "{{ source }}" in German?', "").shape == "quoted"
     assert placement("Translate this message for them: {{ source }}", "").shape == "bare"
+    assert placement("Translate this message for them: {{ source | trim }}", "").shape == "bare"
+    assert placement('Say "{{- source|trim -}}" in German.', "").shape == "quoted"
+    assert placement("Translate {{ source_lang_note }}:", "{{ source }}").shape == "input"
 
 
 def test_misfits():

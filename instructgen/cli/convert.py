@@ -8,7 +8,7 @@ from tqdm import tqdm
 from ..convert import convert
 from ..io.writers import JsonlSink, RecordWriter
 from ..schema import Record
-from .common import fail_cleanly, output_options, parse_columns
+from .common import check_outcome, fail_cleanly, max_reject_option, output_options, parse_columns
 
 EPILOG = """\b
 Examples:
@@ -35,9 +35,21 @@ Examples:
     help="Reject records holding template placeholders ({{ x }}, [src_lang]); off by default, since "
     "answers about templates contain them legitimately.",
 )
+@max_reject_option
 @fail_cleanly
 def convert_cmd(
-    input_path, output, fmt, columns, meta, rejects, seed, quiet, on_error, no_dedup, check_placeholders
+    input_path,
+    output,
+    fmt,
+    columns,
+    meta,
+    rejects,
+    seed,
+    quiet,
+    on_error,
+    no_dedup,
+    check_placeholders,
+    max_reject_ratio,
 ):
     """Convert Alpaca (JSON/JSONL), ShareGPT, OpenAI messages or query-response rows into any layout.
 
@@ -60,3 +72,4 @@ def convert_cmd(
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
     click.echo(report.summary(), err=True)
+    check_outcome(report, max_reject_ratio)

@@ -26,7 +26,9 @@ from ..determinism import choose_index
 
 MAX_INLINE_CHARS = 200
 
-_SOURCE = re.compile(r"\{\{-?\s*source\s*-?\}\}")
+# `{{ source }}`, also with filters or whitespace control (`{{- source | trim -}}`): a filtered source is
+# still the source, and must not pass as "not in the instruction"
+_SOURCE = re.compile(r"\{\{-?\s*source\b(?:\s*\|[^{}]*?)?\s*-?\}\}")
 _QUOTES = {'"': '"', "“": "”", "「": "」", "『": "』", "'": "'", "«": "»", "„": "“", "‘": "’"}
 _STOPS = ".。!?！？"
 _LABEL_END = (":", "：")
