@@ -11,15 +11,17 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError, InputError, MisalignedFilesError
 from ..schema import Example, Rejected
+from .registry import Kind, detect, get_reader, register_kind, register_reader
 
 Item = Example | Rejected
+T = TypeVar("T")
 
 TABULAR = {".tsv": "tsv", ".txt": "tsv", ".tab": "tsv", ".csv": "csv"}
 JSONISH = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
@@ -350,6 +352,48 @@ def rejected_from(exc: InputError, raw: Any = None) -> Rejected:
     )
 
 
+def guard(
+    rows: Iterable[tuple[int, Any, Any]],
+    parse: Callable[[int, Any], T],
+    on_error: str,
+    raw: Callable[[Any, Any], Any] | None = None,
+    *,
+    keyed: bool = False,
+) -> Iterator[Any]:
+    """The one skip-or-raise loop every reader shares.
+
+    `rows` are `(line, raw text or None, value or InputError)`; `parse(line, value)` turns a value
+    into the reader's item or raises an InputError naming file, line and field. With
+    `on_error="skip"` the error becomes a `Rejected` keeping `raw(text, value)` (default: the text,
+    else the value dumped as JSON); otherwise it stops the run.
+    """
+    for line, text, row in rows:
+        try:
+            if isinstance(row, InputError):
+                raise row
+            item = parse(line, row)
+        except InputError as exc:
+            if on_error != "skip":
+                raise
+            kept = raw(text, row) if raw is not None else text if text is not None else dump_row(row)
+            yield (line, rejected_from(exc, kept)) if keyed else rejected_from(exc, kept)
+            continue
+        yield item
+
+
+def guard_lines(
+    rows: Iterable[tuple[int, Any, Any]], parse: Callable[[int, Any], T], on_error: str
+) -> Iterator[tuple[int, T | Rejected]]:
+    """`guard`, each item or rejection paired with the line of its row (for `read_records`)."""
+    return guard(rows, lambda line, row: (line, parse(line, row)), on_error, None, keyed=True)
+
+
+def check_on_error(on_error: str) -> None:
+    """--on-error is raise or skip; anything else is a ConfigError before a row is read."""
+    if on_error not in ("raise", "skip"):
+        raise ConfigError(f"--on-error must be raise or skip, not '{on_error}'")
+
+
 def _pair_example(src: str, tgt: str, path: str | None, line: int | None, key: str = "") -> Example:
     return Example(key=key, fields={"source": src, "target": tgt}, source_file=path, line=line)
 
@@ -500,33 +544,45 @@ def read_tabular(
     shown = str(path)
     names: list[str] | None = None
     width: int | None = None
-    for line, end, row, raw in iter_delimited(path, delimiter):
-        if line == 1 and isinstance(row, InputError) and header != "no":
-            raise row  # a broken first row may be the header: skipping it would misread every row
-        try:
-            if isinstance(row, InputError):
-                raise row
-            if names is None and line == 1:
-                names = _header(row, spec, header, shown)
-                if names:
-                    width = len(row)
-                    continue
-            record: Any = dict(zip(names, row)) if names else row
-            src, tgt = extract_pair(record, spec, path=shown, line=line)
-            width = len(row) if width is None else width
-            if len(row) != width:
-                raise InputError(
-                    _width_message(len(row), width, bool(names), line, end),
-                    path=shown,
-                    line=line,
-                    reason="malformed_row",
-                )
-        except InputError as exc:
-            if on_error != "skip":
-                raise
-            yield rejected_from(exc, raw or delimiter.join(row) if isinstance(row, list) else raw)
-            continue
-        yield _pair_example(src, tgt, shown, line)
+
+    def rows() -> Iterator[tuple[int, str, Any]]:
+        for line, end, row, raw in iter_delimited(path, delimiter):
+            if line == 1 and isinstance(row, InputError) and header != "no":
+                raise row  # a broken first row may be the header: skipping it would misread every row
+            yield line, raw, row if isinstance(row, InputError) else (end, row)
+
+    def parse(line: int, value: tuple[int, list[str]]) -> Example | None:
+        nonlocal names, width
+        end, row = value
+        if names is None and line == 1:
+            names = _header(row, spec, header, shown)
+            if names:
+                width = len(row)
+                return None
+        record: Any = dict(zip(names, row)) if names else row
+        src, tgt = extract_pair(record, spec, path=shown, line=line)
+        width = len(row) if width is None else width
+        if len(row) != width:
+            raise InputError(
+                _width_message(len(row), width, bool(names), line, end),
+                path=shown,
+                line=line,
+                reason="malformed_row",
+            )
+        return _pair_example(src, tgt, shown, line)
+
+    for item in guard(rows(), parse, on_error, _delimited_raw(delimiter)):
+        if item is not None:  # None: the header row
+            yield item
+
+
+def _delimited_raw(delimiter: str) -> Callable[[str, Any], str]:
+    """The rejects-file text of a bad delimited row: its raw lines, or its cells joined again."""
+
+    def raw(text: str, value: Any) -> str:
+        return (text or delimiter.join(value[1])) if isinstance(value, tuple) else text
+
+    return raw
 
 
 def iter_header_rows(
@@ -539,29 +595,29 @@ def iter_header_rows(
     under skip, never cut or padded. For readers with named columns (classification).
     """
     shown = str(path)
-    header: list[str] | None = None
-    for line, end, row, raw in iter_delimited(path, delimiter):
-        if header is None:  # no skipping past a broken header: every row would be misread
-            if isinstance(row, InputError):
-                raise row
-            header = [h.strip() for h in row]
-            continue
-        try:
-            if isinstance(row, InputError):
-                raise row
-            if len(row) != len(header):
-                raise InputError(
-                    _width_message(len(row), len(header), True, line, end),
-                    path=shown,
-                    line=line,
-                    reason="malformed_row",
-                )
-        except InputError as exc:
-            if on_error != "skip":
-                raise
-            yield rejected_from(exc, raw or delimiter.join(row) if isinstance(row, list) else raw)
-            continue
-        yield line, dict(zip(header, row))
+    header: list[str] = []
+
+    def rows() -> Iterator[tuple[int, str, Any]]:
+        for line, end, row, raw in iter_delimited(path, delimiter):
+            if not header:  # no skipping past a broken header: every row would be misread
+                if isinstance(row, InputError):
+                    raise row
+                header.extend(h.strip() for h in row)
+                continue
+            yield line, raw, row if isinstance(row, InputError) else (end, row)
+
+    def parse(line: int, value: tuple[int, list[str]]) -> tuple[int, dict[str, str]]:
+        end, row = value
+        if len(row) != len(header):
+            raise InputError(
+                _width_message(len(row), len(header), True, line, end),
+                path=shown,
+                line=line,
+                reason="malformed_row",
+            )
+        return line, dict(zip(header, row))
+
+    yield from guard(rows(), parse, on_error, _delimited_raw(delimiter))
 
 
 def _width_message(n: int, width: int, header: bool, line: int, end: int) -> str:
@@ -596,24 +652,19 @@ def _header(row: list[str], spec: FieldSpec, mode: str, path: str) -> list[str]:
 
 def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> Iterator[Item]:
     shown = str(path)
-    for line, text, row in iter_jsonl(path):
-        try:
-            if isinstance(row, InputError):
-                raise row
-            if not isinstance(row, dict):
-                raise InputError(
-                    f"expected a JSON object, found {json_type(row)}",
-                    path=shown,
-                    line=line,
-                    reason="malformed_json",
-                )
-            src, tgt = extract_pair(row, spec, path=shown, line=line)
-        except InputError as exc:
-            if on_error != "skip":
-                raise
-            yield rejected_from(exc, text)
-            continue
-        yield _pair_example(src, tgt, shown, line)
+
+    def parse(line: int, row: Any) -> Example:
+        if not isinstance(row, dict):
+            raise InputError(
+                f"expected a JSON object, found {json_type(row)}",
+                path=shown,
+                line=line,
+                reason="malformed_json",
+            )
+        src, tgt = extract_pair(row, spec, path=shown, line=line)
+        return _pair_example(src, tgt, shown, line)
+
+    return guard(iter_jsonl(path), parse, on_error)
 
 
 def json_type(value: Any) -> str:
@@ -667,24 +718,25 @@ def read_json(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") -> 
 def _iter_rows(
     rows: Iterable[Any], spec: FieldSpec, shown: str | None, on_error: str, escapes: bool = True
 ) -> Iterator[Item]:
-    for i, row in enumerate(rows):
-        try:
-            if not isinstance(row, dict):
-                raise InputError(
-                    f"expected an object, found {json_type(row)}",
-                    path=shown,
-                    line=i + 1,
-                    reason="malformed_json",
-                )
-            if escapes:
-                check_text(row, path=shown, line=i + 1)
-            src, tgt = extract_pair(row, spec, path=shown, line=i + 1, where_field=f"[{i}].")
-        except InputError as exc:
-            if on_error != "skip":
-                raise
-            yield rejected_from(exc, dump_row(row))
-            continue
-        yield _pair_example(src, tgt, shown, i + 1)
+    def parse(line: int, row: Any) -> Example:
+        if not isinstance(row, dict):
+            raise InputError(
+                f"expected an object, found {json_type(row)}",
+                path=shown,
+                line=line,
+                reason="malformed_json",
+            )
+        if escapes:
+            check_text(row, path=shown, line=line)
+        src, tgt = extract_pair(row, spec, path=shown, line=line, where_field=f"[{line - 1}].")
+        return _pair_example(src, tgt, shown, line)
+
+    return guard(numbered_rows(rows), parse, on_error)
+
+
+def numbered_rows(rows: Iterable[Any]) -> Iterator[tuple[int, None, Any]]:
+    """(1-based position, no raw text, row) for rows held in memory: a JSON array, a Dataset."""
+    return ((i + 1, None, row) for i, row in enumerate(rows))
 
 
 def dump_row(row: Any) -> str:
@@ -764,32 +816,22 @@ def read_parallel(
     split: str | None = None,
     on_error: str = "raise",
 ) -> Iterator[Item]:
-    """Pick the reader for the input and yield its examples (fields `source` and `target`)."""
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f"--on-error must be raise or skip, not '{on_error}'")
+    """Pick the reader for the input (the `pairs` readers of `registry`) and yield its examples
+    (fields `source` and `target`)."""
+    check_on_error(on_error)
     if src_file is not None or tgt_file is not None:
         if src_file is None or tgt_file is None or input_path is not None:
             raise ConfigError("line-aligned input needs both --src-file and --tgt-file, and no INPUT")
-        return read_line_aligned(src_file, tgt_file, on_error=on_error)
+        return get_reader("pairs", "aligned").open(src_file, tgt_file, on_error=on_error)
     if input_path is None:
         raise ConfigError("give an INPUT file, or --src-file and --tgt-file")
     spec = FieldSpec.for_languages(src_lang, tgt_lang, src_col, tgt_col)
     if not Path(input_path).exists():
         raise InputError("file not found", path=str(input_path))
-    fmt = input_format or detect_format(input_path)
-    if fmt != "hf":
+    reader = detect("pairs", input_path, input_format)
+    if not reader.folder:
         require_file(input_path)
-    if fmt == "tsv":
-        return read_tabular(input_path, spec, delimiter="\t", header=header, on_error=on_error)
-    if fmt == "csv":
-        return read_tabular(input_path, spec, delimiter=",", header=header, on_error=on_error)
-    if fmt == "jsonl":
-        return read_jsonl(input_path, spec, on_error=on_error)
-    if fmt == "json":
-        return read_json(input_path, spec, on_error=on_error)
-    if fmt == "hf":
-        return read_hf_disk(input_path, spec, split=split, on_error=on_error)
-    raise ConfigError(f"unknown input format '{fmt}' (tsv, csv, jsonl, json, hf)")
+    return reader.open(input_path, spec=spec, header=header, split=split, on_error=on_error)
 
 
 def iter_pairs(
@@ -815,18 +857,56 @@ def iter_pairs(
 
 
 def _one_row(row: Any, spec: FieldSpec, i: int, on_error: str) -> Iterator[Item]:
-    try:
+    def parse(line: int, row: Any) -> Example:
         if not isinstance(row, (dict, list, tuple)):
             raise InputError(
                 f"expected a pair or a mapping, found {type(row).__name__}",
-                line=i + 1,
+                line=line,
                 reason="malformed_row",
             )
-        check_text(list(row) if isinstance(row, tuple) else row, path=None, line=i + 1)
-        src, tgt = extract_pair(row, spec, path=None, line=i + 1)
-    except InputError as exc:
-        if on_error != "skip":
-            raise
-        yield rejected_from(exc, dump_row(row))
-        return
-    yield _pair_example(src, tgt, None, i + 1)
+        check_text(list(row) if isinstance(row, tuple) else row, path=None, line=line)
+        src, tgt = extract_pair(row, spec, path=None, line=line)
+        return _pair_example(src, tgt, None, line)
+
+    return guard(((i + 1, None, row),), parse, on_error)
+
+
+# The `pairs` readers (translation). Detection keeps `detect_format`'s wording; a new format is
+# one more `register_reader("pairs", ...)` in any module.
+register_kind(
+    Kind(
+        "pairs",
+        detect=detect_format,
+        unknown=lambda p, name: ConfigError(f"unknown input format '{name}' (tsv, csv, jsonl, json, hf)"),
+    )
+)
+
+
+@register_reader("pairs", "tsv", extensions=(".tsv", ".txt", ".tab"))
+def _open_tsv(path: str | Path, *, spec: FieldSpec, header: str = "auto", on_error: str = "raise", **_: Any):
+    return read_tabular(path, spec, delimiter="\t", header=header, on_error=on_error)
+
+
+@register_reader("pairs", "csv", extensions=(".csv",))
+def _open_csv(path: str | Path, *, spec: FieldSpec, header: str = "auto", on_error: str = "raise", **_: Any):
+    return read_tabular(path, spec, delimiter=",", header=header, on_error=on_error)
+
+
+@register_reader("pairs", "jsonl", extensions=(".jsonl", ".ndjson"))
+def _open_jsonl(path: str | Path, *, spec: FieldSpec, on_error: str = "raise", **_: Any):
+    return read_jsonl(path, spec, on_error=on_error)
+
+
+@register_reader("pairs", "json", extensions=(".json",))
+def _open_json(path: str | Path, *, spec: FieldSpec, on_error: str = "raise", **_: Any):
+    return read_json(path, spec, on_error=on_error)
+
+
+@register_reader("pairs", "hf", folder=True)
+def _open_hf(
+    path: str | Path, *, spec: FieldSpec, split: str | None = None, on_error: str = "raise", **_: Any
+):
+    return read_hf_disk(path, spec, split=split, on_error=on_error)
+
+
+register_reader("pairs", "aligned")(read_line_aligned)

@@ -12,7 +12,15 @@ from typing import Any
 
 from ..errors import InputError
 from ..schema import Record, Rejected, Turn
-from .readers import check_text, dump_row, iter_jsonl, json_type, load_json_rows, rejected_from, require_file
+from .readers import (
+    check_text,
+    guard_lines,
+    iter_jsonl,
+    json_type,
+    load_json_rows,
+    numbered_rows,
+    require_file,
+)
 
 ROLE_ALIASES = {
     "human": "user",
@@ -206,18 +214,14 @@ def read_records(path: str | Path, *, on_error: str = "raise") -> Iterator[tuple
     p = require_file(path)
     if p.suffix.lower() == ".json":
         rows, escapes = load_json_rows(p, "records")
-        numbered: Iterator[tuple[int, str | None, Any]] = ((i + 1, None, row) for i, row in enumerate(rows))
+        numbered: Iterator[tuple[int, str | None, Any]] = numbered_rows(rows)
     else:
         escapes = False  # iter_jsonl checks each line itself
         numbered = iter_jsonl(p)
-    for line, text, row in numbered:
-        try:
-            if isinstance(row, InputError):
-                raise row
-            if escapes:
-                check_text(row, path=shown, line=line)
-            yield line, row_to_record(row, path=shown, line=line)
-        except InputError as exc:
-            if on_error != "skip":
-                raise
-            yield line, rejected_from(exc, text if text is not None else dump_row(row))
+
+    def parse(line: int, row: Any) -> Record:
+        if escapes:
+            check_text(row, path=shown, line=line)
+        return row_to_record(row, path=shown, line=line)
+
+    yield from guard_lines(numbered, parse, on_error)

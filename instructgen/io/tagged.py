@@ -15,12 +15,13 @@ from ..errors import ConfigError, InputError
 from ..schema import Rejected
 from .readers import (
     check_text,
-    dump_row,
+    guard,
     iter_jsonl,
     iter_lines,
     json_type,
     load_hf_dataset,
     load_json_rows,
+    numbered_rows,
     printable,
     rejected_from,
     require_file,
@@ -157,27 +158,23 @@ def read_token_jsonl(
     escapes = False
     if p.suffix.lower() == ".json" and _starts_with_bracket(p):
         data, escapes = load_json_rows(p, "rows")
-        rows = ((i + 1, None, row) for i, row in enumerate(data))
+        rows = numbered_rows(data)
     else:
         rows = iter_jsonl(p)
-    for line, text, row in rows:
-        try:
-            if isinstance(row, InputError):
-                raise row
-            if escapes:
-                check_text(row, path=shown, line=line)
-            yield row_to_sentence(
-                row,
-                tag_names=tag_names,
-                tokens_field=tokens_field,
-                tags_field=tags_field,
-                path=shown,
-                line=line,
-            )
-        except InputError as exc:
-            if on_error != "skip":
-                raise
-            yield rejected_from(exc, text if text is not None else dump_row(row))
+
+    def parse(line: int, row: Any) -> TaggedSentence:
+        if escapes:
+            check_text(row, path=shown, line=line)
+        return row_to_sentence(
+            row,
+            tag_names=tag_names,
+            tokens_field=tokens_field,
+            tags_field=tags_field,
+            path=shown,
+            line=line,
+        )
+
+    yield from guard(rows, parse, on_error)
 
 
 def _starts_with_bracket(p: Path) -> bool:
@@ -359,10 +356,8 @@ def iter_dataset(
         inner = getattr(feat, "feature", None)
         if inner is not None and hasattr(inner, "names"):
             names = inner.names
-    for i, row in enumerate(ds):
-        try:
-            yield row_to_sentence(row, tag_names=names, tags_field=tags_field, path=source, line=i + 1)
-        except InputError as exc:
-            if on_error != "skip":
-                raise
-            yield rejected_from(exc, dump_row(row))
+
+    def parse(line: int, row: Any) -> TaggedSentence:
+        return row_to_sentence(row, tag_names=names, tags_field=tags_field, path=source, line=line)
+
+    yield from guard(numbered_rows(ds), parse, on_error)
