@@ -5,6 +5,11 @@ ClassLabel). Each label is verbalised in the pool's language (`verbalise`, defau
 label's name). Templates with `{{ options }}` show the choices in a seeded style (header x
 marker); when the markers are letters or numbers the answer repeats the same marker and text
 ("B. positive"), so options and answers never disagree.
+
+Every record lets the model know the label set (issue 13 item 9): a template whose prompt shows
+neither the options nor every label's words is refused before anything is written, and labels
+that are all integers with no names (SST-2's "0"/"1") stop the run instead of becoming the
+answers "0" and "1".
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ MARKERS = [
     ("inline", None, False),
 ]
 INLINE_SEP = {"en": ", ", "zh": "、"}
+NAMES_HINT = "give the names in id order with --label-names, or a dataset whose label column is a ClassLabel"
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,7 @@ class ClassificationConverter:
             raise ConfigError(f"option_order must be 'shuffled' or 'fixed', not '{options.option_order}'")
         self.verbal = dict(options.verbalise)
         self.names: list[str] | None = list(options.label_names) if options.label_names else None
+        self._shown_checked: set[tuple[str, ...]] = set()
 
     def label_name(self, value: Any, path: str | None, line: int | None) -> str:
         """The label's name: index into label_names for ints (and digit strings), else the string.
@@ -175,7 +182,10 @@ class ClassificationConverter:
         names = self.names
         if names is None:
             raise self._label_error(
-                "integer labels need their names (--label-names neg,pos)", path, line, "missing_label_names"
+                f"integer labels need their names (--label-names neg,pos): {NAMES_HINT}",
+                path,
+                line,
+                "missing_label_names",
             )
         if not 0 <= idx < len(names):
             raise self._label_error(
@@ -222,8 +232,52 @@ class ClassificationConverter:
                     labels_in[checked[2]] += 1
         first[0] = False
         run.report.read += passes.count
+        self._refuse_unnamed_integers(labels_in, source)
         names = self.names or sorted(labels_in)
+        self.check_templates_show_labels(names)
         return self._convert_all(passes.second(), names, run, source)
+
+    def _refuse_unnamed_integers(self, labels: Counter, source: str | None) -> None:
+        """Labels that are all integers ("0", "1" in a CSV) with no names would be the answers
+        "0"/"1" and the options "0, 1": a model learns nothing from them. A label with --verbalise
+        words (a rating "5" -> "5 stars") has a meaning and passes."""
+        if self.names is not None or not labels:
+            return
+        if all(n.lstrip("-").isdigit() and n not in self.verbal for n in labels):
+            shown = ", ".join(sorted(labels, key=lambda n: int(n))[:6])
+            where = f"{source}: " if source else ""
+            raise ConfigError(
+                f"{where}the labels are integers ({shown}) with no names, so the answers would be "
+                f"numbers: {NAMES_HINT}"
+            )
+
+    def check_templates_show_labels(self, names: list[str]) -> None:
+        """Refuse an original template whose prompt shows neither the options nor every label's
+        words ("Categorize this text." -> "positive": the model cannot know the label set). Checked
+        once per label set, with an empty text, before a record is written."""
+        if tuple(names) in self._shown_checked:
+            return
+        words = [self.words(n) for n in names]
+        lang = self.lang.split("-")[0]
+        for t in self.originals:
+            block, _, _, _ = self.options_block(names, "")
+            values = {
+                "text": "",
+                "text2": "",
+                "label": words[0] if words else "",
+                "options": block,
+                "label_names": INLINE_SEP.get(lang, ", ").join(words),
+            }
+            rendered = t.render(values)
+            prompt = f"{rendered['instruction']}\n{rendered['input']}"
+            hidden = [w for w in words if w not in prompt]
+            if hidden:
+                where = f"{t.path}:{t.line}" if t.line else t.path
+                raise ConfigError(
+                    f"{where}: template {t.id} does not show the label set (no '{hidden[0]}' in its "
+                    "prompt): use {{ options }} or {{ label_names }}, or name every label"
+                )
+        self._shown_checked.add(tuple(names))
 
     def _check(
         self, item: tuple[int | None, Any], source: str | None, *, first: bool = False
@@ -421,6 +475,7 @@ class ClassifyBatchFn:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         conv = self._conv = self._conv or ClassificationConverter(self.options)
         opts = self.options
+        conv.check_templates_show_labels(list(opts.label_names or ()))
         names = list(batch)
         out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": [], "rejected": []}
         for i in range(len(batch[names[0]]) if names else 0):
