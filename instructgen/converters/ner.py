@@ -415,10 +415,11 @@ class NerConverter:
     def _plan_empty_share(self, share: float, without: int, with_entities: int, cap: int | None) -> int | None:
         """Per-type: how many sentences without entities to keep and how often to ask a sentence
         with entities about a type it lacks (`absent_rate`), so that `share` of the records answer
-        "None". Sentences without entities beyond the share (and beyond --max-empty-ratio) are the
-        ones rejected; returns that cap (None: keep them all)."""
+        "None". Sentences without entities beyond the share are the ones rejected, unless
+        --max-empty-ratio is given: it then decides (1 keeps them all); returns the cap (None: keep
+        them all)."""
         fits = int(with_entities * share / (1 - share))  # empties that `share` of the records allows
-        if cap is None and without > fits:
+        if self.options.max_empty_ratio is None and without > fits:
             cap = fits
         kept = without if cap is None else min(without, cap)
         total = kept + with_entities
