@@ -60,6 +60,7 @@ def split_cmd(path, output, ratios, names, group_by, stratify, connect, save_to_
     Records made from one source item (both directions of a pair, the original and inverted
     records of a sentence, every answer to one identity question) stay in one split.
     """
+    from ..dataops.outputs import guard_outputs
     from ..dataops.rows import load_rows, write_rows
     from ..dataops.split import parse_ratios, split_rows
 
@@ -76,6 +77,12 @@ def split_cmd(path, output, ratios, names, group_by, stratify, connect, save_to_
     )
     out = Path(output)
     parts = {name: [rowset.rows[i] for i in result.indices(k)] for k, name in enumerate(result.names)}
+    kind = "jsonl" if rowset.kind == "hf" else rowset.kind
+    suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet"}[kind]
+    if save_to_disk:
+        guard_outputs([path], folders=[out])
+    else:
+        guard_outputs([path], [out / f"{name}{suffix}" for name in parts])
     if save_to_disk:
         import datasets
 
@@ -86,8 +93,6 @@ def split_cmd(path, output, ratios, names, group_by, stratify, connect, save_to_
         dd.save_to_disk(str(out))
         written = [str(out)]
     else:
-        kind = "jsonl" if rowset.kind == "hf" else rowset.kind
-        suffix = {"jsonl": ".jsonl", "json": ".json", "parquet": ".parquet"}[kind]
         written = []
         for name, rows in parts.items():
             write_rows(rows, out / f"{name}{suffix}", kind)
@@ -157,9 +162,12 @@ def mix_cmd(sources, output, total, allow_repeat, fmt, drop_meta, manifest, seed
         _legacy_mix(sources[0], sources[1], ratio, output, legacy_fmt, columns, meta, seed)
         return
     from ..dataops.mixing import mix_sources, parse_source
+    from ..dataops.outputs import guard_outputs
     from ..dataops.rows import file_sha256, load_rows, write_rows
 
     parsed = [parse_source(s) for s in sources]
+    manifest_path = manifest or (None if output == "-" else str(Path(output).parent / "mix_manifest.json"))
+    guard_outputs([s.path for s in parsed], [p for p in (output, manifest_path) if p])
     for s in parsed:
         s.rows = load_rows(s.path)
     result = mix_sources(parsed, total=total, seed=seed, allow_repeat=allow_repeat)
@@ -185,7 +193,6 @@ def mix_cmd(sources, output, total, allow_repeat, fmt, drop_meta, manifest, seed
             sys.stdout.write(encode(r) + "\n")
     else:
         write_rows(rows, output, kind)
-    manifest_path = manifest or (None if output == "-" else str(Path(output).parent / "mix_manifest.json"))
     if manifest_path:
         data = result.manifest(
             None if output == "-" else output,
@@ -214,8 +221,11 @@ def stats_cmd(path, tokenizer, rejects, plots, json_out, no_langid):
     labels and rejected reasons; for tokenized data the trained-token share and packing
     efficiency. The table goes to stdout; --plots DIR draws the same as PNGs.
     """
+    from ..dataops.outputs import guard_outputs
     from ..dataops.stats import compute_stats, is_tokenized
 
+    if json_out:
+        guard_outputs([path, *([rejects] if rejects else [])], [json_out])
     paths = [path] if is_tokenized(path) else _expand_inputs((path,))
     all_stats = [compute_stats(p, tokenizer=tokenizer, langid=not no_langid, rejects=rejects) for p in paths]
     written = []

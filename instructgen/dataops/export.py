@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..io.writers import record_to_row
 from ..schema import Record
+from .outputs import guard_outputs
 from .rows import RowSet, write_rows
 
 TARGETS = ("llamafactory", "trl", "parquet")
@@ -144,11 +145,12 @@ def export(
     if file_format not in FILE_FORMATS:
         raise ConfigError(f"--file-format {file_format}: choose {', '.join(FILE_FORMATS)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names = _names(rowsets, name)
+    targets = [out / f"{entry_name}{FILE_FORMATS[file_format]}" for entry_name in names]
+    info = [out / "dataset_info.json"] if to == "llamafactory" else []
+    guard_outputs([r.path for r in rowsets], [*targets, *info])
     done: list[Exported] = []
-    for rowset, entry_name in zip(rowsets, names):
-        target = out / f"{entry_name}{FILE_FORMATS[file_format]}"
+    for rowset, entry_name, target in zip(rowsets, names, targets):
         if to == "parquet":
             rows = [dict(r) for r in rowset.rows] if keep_meta else [_without_meta(r) for r in rowset.rows]
             layout, entry = rowset.layout, {}
