@@ -412,7 +412,9 @@ class NerConverter:
             empties_allowed = self._plan_empty_share(share, sentences - non_empty, non_empty, empties_allowed)
         return self._convert_all(source.second(), run.scheme, run.labels, empties_allowed, run)
 
-    def _plan_empty_share(self, share: float, without: int, with_entities: int, cap: int | None) -> int | None:
+    def _plan_empty_share(
+        self, share: float, without: int, with_entities: int, cap: int | None
+    ) -> int | None:
         """Per-type: how many sentences without entities to keep and how often to ask a sentence
         with entities about a type it lacks (`absent_rate`), so that `share` of the records answer
         "None". Sentences without entities beyond the share are the ones rejected, unless
