@@ -135,3 +135,121 @@ def test_guard_outputs_hard_link_and_inside_an_input_folder(tmp_path):
     with pytest.raises(ConfigError, match="inside the input folder"):
         guard_outputs([tmp_path / "ds"], folders=[tmp_path / "ds" / "sub"])
     guard_outputs([data], [tmp_path / "new.jsonl"], [tmp_path / "dd"])  # unrelated paths pass
+
+
+# --- 2. file modes follow the umask; no temp file is left behind -------------------------------
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*"))
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_follow_the_umask(tmp_path, run_cli, mask):
+    """JSON arrays (mkstemp made them 0600), parquet and dataset_info.json get 0666 less the umask,
+    as `open()` would create them (issue 11 item 21)."""
+    pytest.importorskip("datasets")
+    src = tmp_path / "src.json"
+    src.write_text(json.dumps(_rows(40)), encoding="utf-8")
+    pq = tmp_path / "src.parquet"
+    a = _jsonl(tmp_path / "a.jsonl", _rows(20, "a"))
+    old = os.umask(mask)
+    try:
+        assert run_cli("split", src, "-o", tmp_path / "sj").exit_code == 0
+        assert run_cli("export", src, "--to", "parquet", "-o", tmp_path).exit_code == 0
+        assert run_cli("split", pq, "-o", tmp_path / "sp").exit_code == 0
+        res = run_cli("export", src, "--to", "llamafactory", "--file-format", "json", "-o", tmp_path / "lf")
+        assert res.exit_code == 0, res.stderr
+        res = run_cli("mix", f"{a}:10", src, "--total", "30", "-o", tmp_path / "mx" / "m.parquet")
+        assert res.exit_code == 0, res.stderr
+        res = run_cli("stats", src, "--no-langid", "--json", tmp_path / "st" / "s.json")
+        assert res.exit_code == 0, res.stderr
+    finally:
+        os.umask(old)
+    written = [
+        pq,
+        *(tmp_path / "sj" / f"{n}.json" for n in ("train", "validation", "test")),
+        *(tmp_path / "sp" / f"{n}.parquet" for n in ("train", "validation", "test")),
+        tmp_path / "lf" / "src.json",
+        tmp_path / "lf" / "dataset_info.json",
+        tmp_path / "mx" / "m.parquet",
+        tmp_path / "mx" / "mix_manifest.json",
+        tmp_path / "st" / "s.json",
+    ]
+    assert {str(p): oct(p.stat().st_mode & 0o777) for p in written} == {
+        str(p): oct(0o666 & ~mask) for p in written
+    }
+    assert _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_plots_follow_the_umask(tmp_path, run_cli, mask):
+    pytest.importorskip("matplotlib")
+    src = _jsonl(tmp_path / "src.jsonl", _rows(10))
+    old = os.umask(mask)
+    try:
+        res = run_cli("stats", src, "--no-langid", "--plots", tmp_path / "p")
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.stderr
+    pngs = sorted((tmp_path / "p").iterdir())
+    assert [p.name for p in pngs] == ["lengths.png"]
+    assert [oct(p.stat().st_mode & 0o777) for p in pngs] == [oct(0o666 & ~mask)]
+
+
+def test_a_failed_parquet_write_leaves_no_temp_file(tmp_path):
+    """Arrow cannot write a struct without fields to parquet: the run stops with the path named and
+    neither the target nor a temp file stays (the fixed `.{name}.tmp` was left, 0 bytes)."""
+    pytest.importorskip("datasets")
+    from instructgen.dataops.rows import write_rows
+
+    target = tmp_path / "out.parquet"
+    with pytest.raises(ConfigError, match=f"cannot write {target}: Cannot write struct type 'a' with no child"):
+        write_rows([{"a": {}}], target, "parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_json_array_leaves_no_temp_file(tmp_path):
+    from instructgen.dataops.rows import write_rows
+
+    (tmp_path / "out.json").mkdir()  # the target is a folder: the rename fails
+    with pytest.raises(ConfigError, match=f"cannot write {tmp_path / 'out.json'}"):
+        write_rows(_rows(2), tmp_path / "out.json", "json")
+    assert _hidden(tmp_path) == []
+
+
+# --- 3. error lines, not tracebacks ---------------------------------------------------------------
+
+
+def test_stats_json_under_a_file_is_an_error_line(tmp_path, run_cli):
+    data = _jsonl(tmp_path / "data.jsonl", _rows(3))
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    line = _error_line(run_cli("stats", data, "--no-langid", "--json", tmp_path / "afile" / "x.json"))
+    assert line.startswith(f"error: cannot write {tmp_path / 'afile' / 'x.json'}: ")
+
+
+def test_export_to_an_existing_file_is_an_error_line(tmp_path, run_cli):
+    data = _jsonl(tmp_path / "data.jsonl", _rows(3))
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    for to in ("trl", "llamafactory", "parquet"):
+        line = _error_line(run_cli("export", data, "--to", to, "-o", tmp_path / "afile"))
+        assert line.startswith(f"error: cannot write {tmp_path / 'afile' / 'data.'}"), line
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "x"
+
+
+def test_stats_plots_onto_a_file_is_an_error_line(tmp_path, run_cli):
+    pytest.importorskip("matplotlib")
+    data = _jsonl(tmp_path / "data.jsonl", _rows(3))
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    line = _error_line(run_cli("stats", data, "--no-langid", "--plots", tmp_path / "afile"))
+    assert line == f"error: --plots {tmp_path / 'afile'}: cannot make the folder (File exists)"
+
+
+def test_mix_unwritable_manifest_stops_before_the_output(tmp_path, run_cli):
+    a = _jsonl(tmp_path / "a.jsonl", _rows(5, "a"))
+    b = _jsonl(tmp_path / "b.jsonl", _rows(5, "b"))
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    out = tmp_path / "m.jsonl"
+    line = _error_line(run_cli("mix", a, b, "-o", out, "--manifest", tmp_path / "afile" / "m.json"))
+    assert line.startswith(f"error: cannot write {tmp_path / 'afile' / 'm.json'}: ")
+    assert not out.exists() and _hidden(tmp_path) == []

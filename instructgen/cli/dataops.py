@@ -90,7 +90,10 @@ def split_cmd(path, output, ratios, names, group_by, stratify, connect, save_to_
             dd = datasets.DatasetDict({name: datasets.Dataset.from_list(rows) for name, rows in parts.items()})
         except Exception as exc:
             raise ConfigError(f"{path}: these rows do not fit one Arrow schema ({exc}); write files instead") from None
-        dd.save_to_disk(str(out))
+        try:
+            dd.save_to_disk(str(out))
+        except OSError as exc:
+            raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
         written = [str(out)]
     else:
         written = []
@@ -164,6 +167,7 @@ def mix_cmd(sources, output, total, allow_repeat, fmt, drop_meta, manifest, seed
     from ..dataops.mixing import mix_sources, parse_source
     from ..dataops.outputs import guard_outputs
     from ..dataops.rows import file_sha256, load_rows, write_rows
+    from ..io.writers import close_atomic, open_atomic
 
     parsed = [parse_source(s) for s in sources]
     manifest_path = manifest or (None if output == "-" else str(Path(output).parent / "mix_manifest.json"))
@@ -187,20 +191,30 @@ def mix_cmd(sources, output, total, allow_repeat, fmt, drop_meta, manifest, seed
     if drop_meta:
         rows = [{k: v for k, v in r.items() if k != "meta"} for r in rows]
     kind = "json" if fmt == "alpaca-json" else _kind_of_output(output)
-    if output == "-":
-        encode = json.JSONEncoder(ensure_ascii=False).encode  # the writers' encoder
-        for r in rows:
-            sys.stdout.write(encode(r) + "\n")
-    else:
-        write_rows(rows, output, kind)
-    if manifest_path:
-        data = result.manifest(
-            None if output == "-" else output,
-            None if output == "-" else file_sha256(output),
-            out_format,
-        )
-        Path(manifest_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(manifest_path).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    # the manifest's temp file first: an unwritable --manifest stops the run before the output is written
+    pending = open_atomic(manifest_path) if manifest_path else None
+    ok = False
+    try:
+        if output == "-":
+            encode = json.JSONEncoder(ensure_ascii=False).encode  # the writers' encoder
+            for r in rows:
+                sys.stdout.write(encode(r) + "\n")
+        else:
+            write_rows(rows, output, kind)
+        if pending:
+            data = result.manifest(
+                None if output == "-" else output,
+                None if output == "-" else file_sha256(output),
+                out_format,
+            )
+            try:
+                pending[0].write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+            except OSError as exc:
+                raise ConfigError(f"cannot write {manifest_path}: {exc.strerror or type(exc).__name__}") from None
+        ok = True
+    finally:
+        if pending:
+            close_atomic(*pending, manifest_path, ok)
     click.echo(result.summary(), err=True)
     if manifest_path:
         click.echo(f"  manifest: {manifest_path}", err=True)
@@ -235,10 +249,12 @@ def stats_cmd(path, tokenizer, rejects, plots, json_out, no_langid):
         for p, st in zip(paths, all_stats):
             # a split folder: one plot folder per split
             written += write_plots(st, plots if len(paths) == 1 else Path(plots) / Path(p).name.split(".")[0])
-    click.echo("\n".join(st.table() for st in all_stats))
-    if json_out:
+    if json_out:  # before printing too: an unwritable --json is an error, not a table then a traceback
+        from ..dataops.rows import write_text_atomic
+
         data = all_stats[0].to_json() if len(paths) == 1 else {p: st.to_json() for p, st in zip(paths, all_stats)}
-        Path(json_out).write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(json_out, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    click.echo("\n".join(st.table() for st in all_stats))
     if plots:
         click.echo(f"plots: {', '.join(str(p) for p in written)}", err=True)
 

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..io.writers import record_to_row
 from ..schema import Record
 from .outputs import guard_outputs
-from .rows import RowSet, write_rows
+from .rows import RowSet, write_rows, write_text_atomic
 
 TARGETS = ("llamafactory", "trl", "parquet")
 TRL_LAYOUTS = ("messages", "prompt-completion", "prompt-completion-text")
@@ -121,9 +121,7 @@ def update_dataset_info(out_dir: Path, entries: dict[str, dict[str, Any]]) -> Pa
         if not isinstance(info, dict):
             raise ConfigError(f"{path}: expected a JSON object of dataset entries")
     info.update(entries)
-    tmp = path.with_name(".dataset_info.json.tmp")
-    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return path
 
 

@@ -30,6 +30,17 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> None:
+    """savefig through a temp file beside `path` (rows.atomic_path): no half-drawn PNG, umask respected."""
+    from .rows import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+
+
 def _hist(ax, series: dict[str, list[int]], unit: str) -> None:
     """Overlaid histograms clipped at the 99th percentile, with each median marked."""
     top = max((describe(v)["p99"] for v in series.values() if v), default=1) or 1
@@ -66,7 +77,7 @@ def _bars(plt, counter: Counter, title: str, path: Path, xlabel: str = "rows") -
     ax.set_xlim(0, max(values) * 1.25 if values else 1)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -75,7 +86,10 @@ def write_plots(st: Stats, out_dir: str | Path) -> list[Path]:
     """Write every plot the stats have data for; returns the files written."""
     plt = _pyplot()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # --plots naming a file, or a folder we may not write
+        raise ConfigError(f"--plots {out}: cannot make the folder ({exc.strerror or type(exc).__name__})") from None
     written: list[Path] = []
     groups: dict[str, dict[str, list[int]]] = {}
     for name, values in st.lengths.items():
@@ -90,7 +104,7 @@ def write_plots(st: Stats, out_dir: str | Path) -> list[Path]:
             ax.set_title(f"Prompt and response length in {what}, {st.rows} records")
         fig.tight_layout()
         path = out / "lengths.png"
-        fig.savefig(path)
+        _save(fig, path)
         plt.close(fig)
         written.append(path)
     else:
@@ -118,7 +132,7 @@ def write_plots(st: Stats, out_dir: str | Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         path = out / "tokens.png"
-        fig.savefig(path)
+        _save(fig, path)
         plt.close(fig)
         written.append(path)
     names = {

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError, InputError
 from ..io.readers import iter_jsonl, load_json_array
 from ..io.records import detect_layout, row_to_record
-from ..io.writers import JsonlSink
+from ..io.writers import JsonlSink, close_atomic, open_atomic
 from ..schema import Record
 
 KINDS = ("jsonl", "json", "parquet", "hf")
@@ -143,18 +142,39 @@ def field_value(row: dict[str, Any], name: str) -> Any:
     return None if cur is _MISSING else cur
 
 
-def _atomic_text(path: Path, chunks: Iterable[str]) -> None:
-    """Write text through a temporary file renamed into place (the writers' rule, for JSON arrays)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a whole text file the writers' way (`io.writers.open_atomic`): a temp file beside it,
+    created 0666 less the umask, renamed in, removed on failure; an unwritable path is a ConfigError.
+
+    (mkstemp here made every split/export .json 0600 whatever the umask: issue 11 item 21.)
+    """
+    fh, tmp = open_atomic(path)
+    ok = False
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fh.write(text)
+        ok = True
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        close_atomic(fh, tmp, str(path), ok)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[str]:
+    """The name of a fresh temp file beside `path`, for writers that take a file name (parquet).
+
+    The file is made by `open_atomic` (a unique name later runs recognise and clean up after a
+    kill, mode 0666 less the umask, which a writer truncating it keeps), renamed onto `path` when
+    the block ends well and removed when it raises (a fixed `.{name}.tmp` was left behind).
+    """
+    fh, tmp = open_atomic(path)
+    fh.close()
+    ok = False
+    try:
+        yield tmp
+        ok = True
+    finally:
+        close_atomic(fh, tmp, str(path), ok)
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
@@ -170,7 +190,7 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path, kind: str) -> None:
     elif kind == "json":
         # the layout of RecordWriter's alpaca-json: one row per line inside the array
         body = ",\n  ".join(_dumps(r) for r in rows)
-        _atomic_text(p, ["[\n  " + body + "\n]\n" if rows else "[]\n"])
+        write_text_atomic(p, "[\n  " + body + "\n]\n" if rows else "[]\n")
     elif kind in ("parquet", "hf"):
         import datasets
 
@@ -178,12 +198,15 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path, kind: str) -> None:
             ds = datasets.Dataset.from_list(rows)
         except Exception as exc:  # pyarrow cannot unify a field's types across rows
             raise ConfigError(f"{p}: these rows do not fit one Arrow schema ({exc}); write JSONL instead") from None
-        if kind == "parquet":
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.tmp")
-            ds.to_parquet(str(tmp))
-            os.replace(tmp, p)
-        else:
-            ds.save_to_disk(str(p))
+        try:
+            if kind == "parquet":
+                with atomic_path(p) as tmp:
+                    ds.to_parquet(tmp)
+            else:
+                ds.save_to_disk(str(p))
+        except ConfigError:
+            raise
+        except Exception as exc:  # OSError, or Arrow refusing a type parquet cannot hold
+            raise ConfigError(f"cannot write {p}: {exc}") from None
     else:
         raise ConfigError(f"unknown output kind '{kind}' (choose {', '.join(KINDS)})")

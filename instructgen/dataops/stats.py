@@ -358,4 +358,6 @@ def compute_stats(
 
 
 def save_json(st: Stats, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(st.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    from .rows import write_text_atomic
+
+    write_text_atomic(path, json.dumps(st.to_json(), ensure_ascii=False, indent=2) + "\n")
