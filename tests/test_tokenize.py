@@ -98,7 +98,9 @@ def test_train_on_inputs_trains_everything(qwen):
     assert enc.labels == enc.input_ids
 
 
-def test_a_template_that_rewrites_content_is_refused(qwen_dir, tmp_path):
+def test_a_template_that_trims_content_gets_it_stripped(qwen_dir, tmp_path):
+    """Was: refused for the whole run. A trimming template (Llama-2's `.strip()`) now gets the
+    content stripped beforehand, as at inference (issue 10/11; tests/test_chat_template_trim.py)."""
     import shutil
 
     from tokenizers_for_tests import TRIMMING_TEMPLATE
@@ -111,11 +113,8 @@ def test_a_template_that_rewrites_content_is_refused(qwen_dir, tmp_path):
     (d / "chat_template.jinja").unlink(missing_ok=True)
     tok = HFTokenizer(d)
     rec = Record(instruction="hi", output="  padded answer  ")
-    with pytest.raises(
-        ConfigError,
-        match=r"the chat template changed the content of message 1 \(assistant\), e.g. by trimming",
-    ):
-        ChatTemplateEncoder(tok, EncodeOptions()).encode_batch([rec])
+    (enc,) = ChatTemplateEncoder(tok, EncodeOptions()).encode_batch([rec])
+    assert [tok.decode(r) for r in trained_runs(enc.labels)] == ["padded answer<|im_end|>"]
 
 
 # --- escaping --------------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ Two strategies, one contract:
 - **one-pass** (`chat_template`): the tokenizer's own Jinja template renders the conversation
   once, with invisible sentinels around every message's content; the sentinels give exact
   character spans, the text is tokenized once with offsets, and tokens inside assistant spans
-  (plus the end-of-turn token right after each) are trained. A template that changes message
-  content (trimming, dropping earlier turns' thinking) is refused, never guessed.
+  (plus the end-of-turn token right after each) are trained. A template that trims whitespace
+  around content (Llama-2's `.strip()`) gets each message's content stripped beforehand, which is
+  what the model sees at inference; a record whose content the template changes in any other way
+  is rejected (`template_changed_content`), never guessed.
 
 A record left with no trained token is rejected (it would give a NaN loss); truncation follows
 an explicit policy and never cuts a role header or the final end-of-turn token.
@@ -562,8 +564,13 @@ class ChatTemplateEncoder(Encoder):
     """The tokenizer's own Jinja chat template, with spans taken from its structure.
 
     The conversation is rendered once with invisible sentinels around every message's content
-    (so templates that rewrite earlier turns are still located, and templates that change content
-    are refused), and once plainly to check that nothing but the sentinels differs. The trained
+    (so templates that rewrite earlier turns are still located), and once plainly to check that
+    nothing but the sentinels differs. Sentinels hide whitespace from a template that trims content
+    (Meta's Llama-2 template calls `.strip()`, Llama-3's `| trim`), so which roles and sides a
+    template trims is probed once (`trims`) and that whitespace is stripped from each message
+    before rendering: the trained span is then the stripped answer plus the template's own
+    whitespace and end-of-turn, as at inference. A record whose content the template still changes
+    (any other rewrite) is rejected with reason `template_changed_content`, not the run. The trained
     span of an assistant turn is everything the model must generate for it: from the end of the
     generation prompt (what the template renders after the previous message with
     add_generation_prompt=True) through the first special token after the content (the
@@ -606,6 +613,44 @@ class ChatTemplateEncoder(Encoder):
         self.stats = EncodeStats()
         self._audited = 0
         self._expected: list[list[str]] = []
+        self._trims: dict[str, tuple[bool, bool]] | None = None
+        self._rendered: dict[int, tuple] = {}  # id(record) -> render(record), for this batch
+
+    @property
+    def trims(self) -> dict[str, tuple[bool, bool]]:
+        """{role: (strips leading, strips trailing whitespace)} for the roles whose content the
+        template trims, probed once on the first use."""
+        if self._trims is None:
+            self._trims = self._probe_trimming()
+        return self._trims
+
+    def _probe_trimming(self) -> dict[str, tuple[bool, bool]]:
+        """Which sides of which roles' content the template trims: one message at a time is padded
+        with whitespace, and a side counts as trimmed when removing its padding does not change the
+        render. Any position of a role counts (Llama-2 trims the first user message only on the
+        right when a system prompt is folded into it, later ones on both sides). A probe the
+        template refuses (e.g. no system role) is retried without a system message."""
+        from ..errors import InstructgenError
+
+        words = [("system", "Probe system."), ("user", "Probe one?"), ("assistant", "Answer one.")]
+        words += [("user", "Probe two?"), ("assistant", "Answer two.")]
+        for conv in (words, words[1:]):
+            found: dict[str, tuple[bool, bool]] = {}
+            try:
+                for i, (role, word) in enumerate(conv):
+                    padded = self._probe_render(conv, i, f"{_PAD}{word}{_PAD}")
+                    left = padded == self._probe_render(conv, i, f"{word}{_PAD}")
+                    right = padded == self._probe_render(conv, i, f"{_PAD}{word}")
+                    was = found.get(role, (False, False))
+                    found[role] = (was[0] or left, was[1] or right)
+            except InstructgenError:
+                continue
+            return {role: sides for role, sides in found.items() if any(sides)}
+        return {}
+
+    def _probe_render(self, conv: list[tuple[str, str]], i: int, content: str) -> str:
+        msgs = [{"role": r, "content": content if k == i else w} for k, (r, w) in enumerate(conv)]
+        return self._apply(msgs, generation=False)
 
     def _apply(self, msgs: list[dict[str, str]], *, generation: bool) -> str:
         """The tokenizer's chat template, rendered under the sandbox's bounds (CPU time, output
@@ -619,8 +664,17 @@ class ChatTemplateEncoder(Encoder):
     def _messages(self, record: Record) -> list[dict[str, str]]:
         mode = self.options.system_mode
         if record.system is not None or mode in ("auto", "default", "none"):
-            return record_messages(record)
-        return record_messages(record, self.options.system_text)
+            msgs = record_messages(record)
+        else:
+            msgs = record_messages(record, self.options.system_text)
+        trims = self.trims
+        for m in msgs:
+            left, right = trims.get(m["role"], _NO_STRIP)
+            if left:
+                m["content"] = m["content"].lstrip()
+            if right:
+                m["content"] = m["content"].rstrip()
+        return msgs
 
     def render(self, record: Record) -> tuple[str, list[tuple[int, int, bool]], list[tuple]]:
         """(text, [(start, end, trained)] per assistant turn, segments), in plain-text coordinates."""
@@ -632,6 +686,13 @@ class ChatTemplateEncoder(Encoder):
         rendered = self._apply(marked, generation=False)
         plain = self._apply(msgs, generation=False)
         where = self._locate(rendered, msgs)  # (open start, content start, content end, close end)
+        for i, (_, cs, ce, _) in enumerate(where):  # a rewrite that keeps the sentinels (`| upper`)
+            if rendered[cs:ce] != msgs[i]["content"]:
+                raise ContentChanged(
+                    f"the chat template changed the content of message {i} ({msgs[i]['role']}) beyond "
+                    f"trimming its whitespace: {msgs[i]['content'][:30]!r} renders as "
+                    f"{rendered[cs:ce][:30]!r}, so its spans cannot be trusted"
+                )
         text_parts: list[str] = []
         shift: list[tuple[int, int]] = []  # (rendered position, plain position) at each region start
         pos = 0
@@ -651,9 +712,10 @@ class ChatTemplateEncoder(Encoder):
             bounds = [(self._to_plain(shift, cs), self._to_plain(shift, ce)) for _, cs, ce, _ in where]
             i = next((i for i, (x, y) in enumerate(bounds) if x <= at <= y), None)
             which = f"message {i} ({msgs[i]['role']})" if i is not None else "the text between messages"
-            raise ConfigError(
-                f"the chat template changed the content of {which}, e.g. by trimming it or dropping "
-                "earlier turns' thinking; spans cannot be trusted: use a built-in --format"
+            raise ContentChanged(
+                f"the chat template changed the content of {which} beyond trimming its whitespace: "
+                f"with the content marked it renders {text[at : at + 30]!r} there, unmarked "
+                f"{plain[at : at + 30]!r}, so its spans cannot be trusted"
             )
         spans = self._spans(msgs, marked, rendered, where)
         spans = [(self._to_plain(shift, s), self._to_plain(shift, e), t) for s, e, t in spans]
@@ -747,28 +809,41 @@ class ChatTemplateEncoder(Encoder):
         return segs
 
     def _segments(self, record: Record) -> list[tuple]:
-        text, spans, segs = self.render(record)
+        rendered = self._rendered.pop(id(record), None)
+        text, spans, segs = rendered if rendered is not None else self.render(record)
         self._expected.append([text[s:e] for s, e, t in spans if t])
         return segs
 
     def encode_batch(self, records: list[Record]) -> list[Encoded | Rejected]:
+        """Records the template cannot carry are rejected one by one with their reason (issue 11
+        items 10, 19): sentinel characters in the text, content the template changes."""
         keep: list[Record] = []
         slots: list[int | Rejected] = []
+        self._rendered.clear()
         for r in records:
             bad = _sentinel_field(r)
+            rejected = None
             if bad is not None:
-                self._count("private_use_character")
-                slots.append(
-                    Rejected(
-                        reason="private_use_character",
-                        detail=f"{bad} contains U+E000..U+E002, which mark message spans in chat_template",
-                    )
+                rejected = Rejected(
+                    reason="private_use_character",
+                    detail=f"{bad} contains U+E000..U+E002, which mark message spans in chat_template",
                 )
+            else:
+                try:
+                    self._rendered[id(r)] = self.render(r)
+                except ContentChanged as exc:
+                    rejected = Rejected(reason="template_changed_content", detail=str(exc))
+            if rejected is not None:
+                self._count(rejected.reason)
+                slots.append(rejected)
             else:
                 slots.append(len(keep))
                 keep.append(r)
         self._expected.clear()
-        encoded = super().encode_batch(keep) if keep else []
+        try:
+            encoded = super().encode_batch(keep) if keep else []
+        finally:
+            self._rendered.clear()
         self._verify(keep, encoded)
         self.stats.records += len(records) - len(keep)
         return [s if isinstance(s, Rejected) else encoded[s] for s in slots]
@@ -792,6 +867,14 @@ class ChatTemplateEncoder(Encoder):
 
     def _full_text(self, segs: list[tuple]) -> str:
         return "".join(s[1] for s in segs)
+
+
+class ContentChanged(ConfigError):
+    """The chat template changed a message's content (beyond the whitespace it trims): that
+    record's spans cannot be trusted, so the record is rejected (`template_changed_content`)."""
+
+
+_PAD = " \n\t "  # whitespace put around probe content to see whether a template trims it
 
 
 def _loose(text: str) -> str:
