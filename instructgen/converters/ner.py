@@ -624,7 +624,9 @@ class NerBatchFn:
     record (instruction, input, output, meta as JSON) and a `rejected` column, None for a record
     and "reason: detail" for a row that could not become one (empty texts then), so one bad row
     does not stop a long map and none is lost. The scheme must be explicit here: auto detection
-    needs the whole file."""
+    needs the whole file. Nor is there a planning pass for the per-type empty share: a sentence
+    with entities is asked about a type it lacks at `empty_share`, and every sentence without
+    entities is kept (filter the mapped rows for a share over the whole set)."""
 
     def __init__(self, options: NerOptions, label_set: list[str], tag_names: list[str] | None = None) -> None:
         if options.scheme == "auto":
