@@ -21,6 +21,7 @@ from .readers import (
     numbered_rows,
     require_file,
 )
+from .registry import Kind, open_input, register_kind, register_reader
 
 ROLE_ALIASES = {
     "human": "user",
@@ -210,18 +211,29 @@ def read_records(path: str | Path, *, on_error: str = "raise") -> Iterator[tuple
     With `on_error="skip"` a bad row comes back as a `Rejected` (reason, field, line) in the
     Record's place, so a caller can count it; the default stops with the InputError.
     """
+    yield from open_input("records", path, on_error=on_error)
+
+
+register_kind(Kind("records", fallback="jsonl"))
+
+
+@register_reader("records", "json", extensions=(".json",))
+def read_records_array(path: str | Path, *, on_error: str = "raise") -> Iterator[tuple[int, Record | Rejected]]:
+    """(array position, Record) from a JSON array of records (`{"data": [...]}` too)."""
     shown = str(path)
-    p = require_file(path)
-    if p.suffix.lower() == ".json":
-        rows, escapes = load_json_rows(p, "records")
-        numbered: Iterator[tuple[int, str | None, Any]] = numbered_rows(rows)
-    else:
-        escapes = False  # iter_jsonl checks each line itself
-        numbered = iter_jsonl(p)
+    rows, escapes = load_json_rows(require_file(path), "records")
 
     def parse(line: int, row: Any) -> Record:
         if escapes:
             check_text(row, path=shown, line=line)
         return row_to_record(row, path=shown, line=line)
 
-    yield from guard_lines(numbered, parse, on_error)
+    return guard_lines(numbered_rows(rows), parse, on_error)
+
+
+@register_reader("records", "jsonl", extensions=(".jsonl", ".ndjson"))
+def read_records_jsonl(path: str | Path, *, on_error: str = "raise") -> Iterator[tuple[int, Record | Rejected]]:
+    """(line, Record) from JSON lines; any extension but `.json` is read as JSON lines."""
+    shown = str(path)
+    # iter_jsonl checks each line for lone-surrogate escapes itself
+    return guard_lines(iter_jsonl(require_file(path)), lambda line, row: row_to_record(row, path=shown, line=line), on_error)

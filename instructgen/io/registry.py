@@ -90,7 +90,7 @@ def detect(kind: str, path: str | Path, input_format: str | None = None) -> Read
     elif name is None:
         if p.is_dir():
             name = next((r.name for r in k.readers.values() if r.folder), None)
-        else:
+        if name is None:  # a file, or a folder no reader takes (its reader names what it is)
             suffix = p.suffix.lower()
             name = next((r.name for r in k.readers.values() if suffix in r.extensions), k.fallback)
         if name is None:

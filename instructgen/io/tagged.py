@@ -27,6 +27,7 @@ from .readers import (
     require_file,
     sniff_encoding,
 )
+from .registry import Kind, open_input, register_kind, register_reader
 
 
 @dataclass(slots=True)
@@ -330,19 +331,12 @@ def read_tagged(
     on_error: str = "raise",
     split: str | None = None,
 ) -> Iterator[TaggedSentence | Rejected]:
+    """NER sentences through the `tagged` readers of `registry`: a folder is a `save_to_disk`
+    dataset, `.jsonl`/`.json` token/tag or span rows, anything else CoNLL columns."""
     p = Path(path)
-    if not p.exists():
-        raise InputError("file not found", path=str(p))
-    fmt = input_format or (
-        "hf" if p.is_dir() else "jsonl" if p.suffix.lower() in (".jsonl", ".json") else "conll"
+    return open_input(
+        "tagged", p, input_format=input_format, on_error=on_error, tag_col=tag_col, tag_names=tag_names, split=split
     )
-    if fmt == "conll":
-        return read_conll(p, tag_col=tag_col, on_error=on_error)
-    if fmt == "jsonl":
-        return read_token_jsonl(p, tag_names=tag_names, on_error=on_error)
-    if fmt == "hf":
-        return iter_dataset(load_hf_dataset(p, split), tag_names=tag_names, source=str(p), on_error=on_error)
-    raise ConfigError(f"unknown NER input format '{fmt}' (conll, jsonl, hf)")
 
 
 def iter_dataset(
@@ -361,3 +355,36 @@ def iter_dataset(
         return row_to_sentence(row, tag_names=names, tags_field=tags_field, path=source, line=line)
 
     yield from guard(numbered_rows(ds), parse, on_error)
+
+
+register_kind(
+    Kind(
+        "tagged",
+        fallback="conll",
+        unknown=lambda p, name: ConfigError(f"unknown NER input format '{name}' (conll, jsonl, hf)"),
+    )
+)
+
+
+@register_reader("tagged", "conll")
+def _open_conll(path: str | Path, *, tag_col: int = -1, on_error: str = "raise", **_: Any):
+    return read_conll(path, tag_col=tag_col, on_error=on_error)
+
+
+@register_reader("tagged", "jsonl", extensions=(".jsonl", ".json"))
+def _open_token_jsonl(
+    path: str | Path, *, tag_names: Sequence[str] | None = None, on_error: str = "raise", **_: Any
+):
+    return read_token_jsonl(path, tag_names=tag_names, on_error=on_error)
+
+
+@register_reader("tagged", "hf", folder=True)
+def _open_tagged_hf(
+    path: str | Path,
+    *,
+    tag_names: Sequence[str] | None = None,
+    split: str | None = None,
+    on_error: str = "raise",
+    **_: Any,
+):
+    return iter_dataset(load_hf_dataset(path, split), tag_names=tag_names, source=str(path), on_error=on_error)
