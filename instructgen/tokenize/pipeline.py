@@ -38,7 +38,7 @@ from ..schema import Record, Rejected
 from .columnar import ColumnarEncoder
 from .encode import IGNORE, ChatTemplateEncoder, Encoded, EncodeOptions, Encoder
 from .engines import engine_for, limit_engine_threads, select_engine
-from .packing import pack_rows, packing_efficiency, plan_bfd
+from .packing import pack_rows, packing_efficiency, plan_bfd_arrays
 from .tokenizers import HFTokenizer, load_tokenizer, tokenizer_fingerprint
 
 META_FILE = "instructgen_meta.json"
@@ -762,18 +762,20 @@ class PackSpool:
         lengths = np.frombuffer(self.lengths, dtype=np.int32)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        bins = plan_bfd(self.lengths, capacity)
-        report.packed_rows = len(bins)
-        report.packing_efficiency = int(offsets[-1]) / (capacity * len(bins)) if bins else 0.0
+        plan, starts = plan_bfd_arrays(lengths, capacity)  # flat: no Python list per bin
+        nbins = len(starts) - 1
+        report.packed_rows = nbins
+        report.packing_efficiency = int(offsets[-1]) / (capacity * nbins) if nbins else 0.0
         with open(self.folder / ".ids.bin", "rb") as fi, open(self.folder / ".labels.bin", "rb") as fl:
 
             def read(f, i: int) -> list[int]:
                 raw = os.pread(f.fileno(), int(lengths[i]) * 4, int(offsets[i]) * 4)
                 return np.frombuffer(raw, dtype=np.int32).tolist()
 
-            for k in range(0, len(bins), self.BINS_PER_TABLE):
+            for k in range(0, nbins, self.BINS_PER_TABLE):
                 cols: dict[str, list] = {}
-                for b in bins[k : k + self.BINS_PER_TABLE]:
+                for j in range(k, min(k + self.BINS_PER_TABLE, nbins)):
+                    b = plan[starts[j] : starts[j + 1]].tolist()
                     # one bin packed alone is the bin the whole-dataset plan made (its rows in order)
                     one = pack_rows([read(fi, i) for i in b], [read(fl, i) for i in b], capacity)
                     for name, rows in one.items():
