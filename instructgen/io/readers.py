@@ -910,3 +910,56 @@ def _open_hf(
 
 
 register_reader("pairs", "aligned")(read_line_aligned)
+
+
+# The `rows` readers: `(line, {column: value})` from files with named columns (classification).
+# `converters.classification.iter_rows` can become `yield from open_input("rows", p, ...)`.
+def _rows_cannot_tell(p: Path, _: str) -> ConfigError:
+    return ConfigError(f"{p}: cannot tell the format; pass --input-format csv|tsv|jsonl|json|hf")
+
+
+register_kind(Kind("rows", cannot_tell=_rows_cannot_tell, unknown=_rows_cannot_tell))
+
+
+def not_an_object(value: Any, path: str | None, line: int | None) -> InputError:
+    """The error for a row that is not an object (`[1, 2]`, `"text"`, `null`): a counted
+    `malformed_json`, where `"label" in row` would test a list or a substring, then crash."""
+    return InputError(
+        f"expected a JSON object, found {json_type(value)}", path=path, line=line, reason="malformed_json"
+    )
+
+
+def _object_row(shown: str) -> Callable[[int, Any], tuple[int, dict[str, Any]]]:
+    def parse(line: int, row: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(row, dict):
+            raise not_an_object(row, shown, line)
+        return line, row
+
+    return parse
+
+
+@register_reader("rows", "csv", extensions=(".csv",))
+def _rows_csv(path: str | Path, *, on_error: str = "raise", **_: Any):
+    return iter_header_rows(path, ",", on_error=on_error)
+
+
+@register_reader("rows", "tsv", extensions=(".tsv", ".txt"))
+def _rows_tsv(path: str | Path, *, on_error: str = "raise", **_: Any):
+    return iter_header_rows(path, "\t", on_error=on_error)
+
+
+@register_reader("rows", "jsonl", extensions=(".jsonl",))
+def _rows_jsonl(path: str | Path, *, on_error: str = "raise", **_: Any):
+    return guard(iter_jsonl(path), _object_row(str(path)), on_error)
+
+
+@register_reader("rows", "json", extensions=(".json",))
+def _rows_json(path: str | Path, *, on_error: str = "raise", **_: Any):
+    rows = numbered_rows(load_json_array(path, "rows"))
+    return guard(rows, _object_row(str(path)), on_error, lambda _text, row: row)
+
+
+@register_reader("rows", "hf", folder=True)
+def _rows_hf(path: str | Path, *, split: str | None = None, **_: Any):
+    # a plain or damaged folder is an InputError naming it
+    return ((line, row) for line, _, row in numbered_rows(load_hf_dataset(path, split)))
