@@ -20,65 +20,13 @@ from typing import IO, Any
 
 from ..errors import ConfigError
 from ..schema import Record
+from .layouts import LAYOUTS, get_layout, record_to_row
 
-FORMATS = ("alpaca", "alpaca-json", "sharegpt", "messages", "query-response", "columns")
+FORMATS = tuple(LAYOUTS)  # alpaca, alpaca-json, sharegpt, messages, query-response, columns
 
 
 # One encoder for every line: json.dumps(..., ensure_ascii=False) builds a new one per call.
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def record_to_row(
-    record: Record, fmt: str = "alpaca", *, columns: list[str] | None = None, with_meta: bool = False
-) -> dict[str, Any]:
-    """The JSON object one record becomes in a given layout."""
-    if fmt in ("alpaca", "alpaca-json"):
-        row: dict[str, Any] = {
-            "instruction": record.instruction,
-            "input": record.input,
-            "output": record.output,
-        }
-        if record.system:
-            row["system"] = record.system
-        if record.history:
-            row["history"] = [[t.user, t.assistant] for t in record.history]
-    elif fmt == "columns":
-        if not columns or len(columns) < 3:
-            raise ConfigError(
-                "--columns needs three names: instruction,input,output (a 4th names the system column)"
-            )
-        row = {columns[0]: record.instruction, columns[1]: record.input, columns[2]: record.output}
-        if len(columns) > 3 and record.system:
-            row[columns[3]] = record.system
-    elif fmt == "query-response":
-        # the layout of ms-swift's self-cognition data: tag is the record's language
-        row = {"query": record.prompt_text(), "response": record.output, "tag": record.meta.get("lang", "")}
-        if record.history:
-            row["history"] = [[t.user, t.assistant] for t in record.history]
-        if record.system:
-            row["system"] = record.system
-    elif fmt == "sharegpt":
-        turns = []
-        for t in record.history:
-            turns += [{"from": "human", "value": t.user}, {"from": "gpt", "value": t.assistant}]
-        turns += [{"from": "human", "value": record.prompt_text()}, {"from": "gpt", "value": record.output}]
-        row = {"conversations": turns}
-        if record.system:
-            row["system"] = record.system
-    elif fmt == "messages":
-        msgs = [{"role": "system", "content": record.system}] if record.system else []
-        for t in record.history:
-            msgs += [{"role": "user", "content": t.user}, {"role": "assistant", "content": t.assistant}]
-        msgs += [
-            {"role": "user", "content": record.prompt_text()},
-            {"role": "assistant", "content": record.output},
-        ]
-        row = {"messages": msgs}
-    else:
-        raise ConfigError(f"unknown output format '{fmt}' (choose {', '.join(FORMATS)})")
-    if with_meta and record.meta:
-        row["meta"] = record.meta
-    return row
 
 
 # `.{target name}.ig-{host}-{pid}-{random}.tmp`: hidden, beside the target, and telling which
@@ -190,8 +138,7 @@ class RecordWriter:
     ) -> None:
         if columns and fmt == "alpaca":
             fmt = "columns"
-        if fmt not in FORMATS:
-            raise ConfigError(f"unknown output format '{fmt}' (choose {', '.join(FORMATS)})")
+        get_layout(fmt)  # an unknown layout is a ConfigError before the file is opened
         self.path = str(path)
         self.fmt = fmt
         self.columns = columns
