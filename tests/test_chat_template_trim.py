@@ -225,3 +225,21 @@ def test_trimmed_answers_property(trimming, pre, word, post, user, upre):
     assert [trimming.decode(r) for r in runs(o.labels)] == [word.strip() + "<|im_end|>"]
     want = trimming.hf.apply_chat_template(record_messages(rec), tokenize=False)
     assert o.input_ids == trimming.encode_texts([want], specials=True)[0]
+
+
+_NO_SYSTEM = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+    "{% endif %}<|im_start|>{{ m['role'] }}\n{{ CONTENT }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_probe_retries_without_system_and_finds_one_sided_trimming(qwen_dir, tmp_path):
+    """A template that refuses a system role (Gemma's do) is probed without one; `.rstrip()` is
+    found as right-side trimming only, so leading whitespace stays in the trained answer."""
+    tok = with_template(qwen_dir, tmp_path, _NO_SYSTEM.replace("CONTENT", "m['content'].rstrip()"), "rs")
+    enc = ChatTemplateEncoder(tok, EncodeOptions())
+    assert enc.trims == {"user": (False, True), "assistant": (False, True)}
+    (o,) = enc.encode_batch([Record(instruction="q \n", output=" a\n\n")])
+    assert [tok.decode(r) for r in runs(o.labels)] == [" a<|im_end|>"]
+    assert tok.decode(o.input_ids) == "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n a<|im_end|>\n"
