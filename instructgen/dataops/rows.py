@@ -12,15 +12,15 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputError
+from ..io.atomic import atomic_path, write_text_atomic
 from ..io.readers import iter_jsonl, load_json_array
 from ..io.records import detect_layout, row_to_record
-from ..io.writers import JsonlSink, close_atomic, open_atomic
+from ..io.writers import JsonlSink
 from ..schema import Record
 
 KINDS = ("jsonl", "json", "parquet", "hf")
@@ -140,41 +140,6 @@ def field_value(row: dict[str, Any], name: str) -> Any:
     if cur is _MISSING and "." not in name and isinstance(row.get("meta"), dict):
         cur = row["meta"].get(name, _MISSING)
     return None if cur is _MISSING else cur
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a whole text file the writers' way (`io.writers.open_atomic`): a temp file beside it,
-    created 0666 less the umask, renamed in, removed on failure; an unwritable path is a ConfigError.
-
-    (mkstemp here made every split/export .json 0600 whatever the umask: issue 11 item 21.)
-    """
-    fh, tmp = open_atomic(path)
-    ok = False
-    try:
-        fh.write(text)
-        ok = True
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
-    finally:
-        close_atomic(fh, tmp, str(path), ok)
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[str]:
-    """The name of a fresh temp file beside `path`, for writers that take a file name (parquet).
-
-    The file is made by `open_atomic` (a unique name later runs recognise and clean up after a
-    kill, mode 0666 less the umask, which a writer truncating it keeps), renamed onto `path` when
-    the block ends well and removed when it raises (a fixed `.{name}.tmp` was left behind).
-    """
-    fh, tmp = open_atomic(path)
-    fh.close()
-    ok = False
-    try:
-        yield tmp
-        ok = True
-    finally:
-        close_atomic(fh, tmp, str(path), ok)
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
