@@ -243,3 +243,14 @@ def test_probe_retries_without_system_and_finds_one_sided_trimming(qwen_dir, tmp
     (o,) = enc.encode_batch([Record(instruction="q \n", output=" a\n\n")])
     assert [tok.decode(r) for r in runs(o.labels)] == [" a<|im_end|>"]
     assert tok.decode(o.input_ids) == "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n a<|im_end|>\n"
+
+
+def test_a_template_over_the_sandbox_bounds_still_stops_the_run(qwen_dir, tmp_path):
+    """The trimming probe does not swallow a breached bound (issue 11 item 13): it is the template's
+    fault, not a record's, and the error names the tokenizer folder."""
+    from instructgen.errors import TemplateLimitError
+
+    hostile = "{% for m in messages %}{{ m['content'] * 100000000 }}{% endfor %}"
+    tok = with_template(qwen_dir, tmp_path, hostile, "hostile")
+    with pytest.raises(TemplateLimitError, match=r"template 'chat_template': the repeated value would be"):
+        ChatTemplateEncoder(tok, EncodeOptions()).encode_batch([Record(instruction="hi", output="ho")])

@@ -630,7 +630,7 @@ class ChatTemplateEncoder(Encoder):
         render. Any position of a role counts (Llama-2 trims the first user message only on the
         right when a system prompt is folded into it, later ones on both sides). A probe the
         template refuses (e.g. no system role) is retried without a system message."""
-        from ..errors import InstructgenError
+        from ..errors import InstructgenError, TemplateLimitError
 
         words = [("system", "Probe system."), ("user", "Probe one?"), ("assistant", "Answer one.")]
         words += [("user", "Probe two?"), ("assistant", "Answer two.")]
@@ -643,6 +643,8 @@ class ChatTemplateEncoder(Encoder):
                     right = padded == self._probe_render(conv, i, f"{_PAD}{word}")
                     was = found.get(role, (False, False))
                     found[role] = (was[0] or left, was[1] or right)
+            except TemplateLimitError:
+                raise  # a bound breached (a hang, a huge output): the template is at fault, say so now
             except InstructgenError:
                 continue
             return {role: sides for role, sides in found.items() if any(sides)}
