@@ -253,3 +253,93 @@ def test_mix_unwritable_manifest_stops_before_the_output(tmp_path, run_cli):
     line = _error_line(run_cli("mix", a, b, "-o", out, "--manifest", tmp_path / "afile" / "m.json"))
     assert line.startswith(f"error: cannot write {tmp_path / 'afile' / 'm.json'}: ")
     assert not out.exists() and _hidden(tmp_path) == []
+
+
+# --- tokenized folders: damaged metadata, streamed counting --------------------------------------
+
+
+def _tokenized_folder(
+    path: Path, rows: list[tuple[list[int], list[int]]], packed: list[list[int]] | None = None, max_length: int = 8
+):
+    """A folder laid out as `tokenize` writes it (Arrow rows + instructgen_meta.json with a cache key)."""
+    datasets = pytest.importorskip("datasets")
+    cols: dict[str, list] = {
+        "input_ids": [ids for ids, _ in rows],
+        "attention_mask": [[1] * len(ids) for ids, _ in rows],
+        "labels": [labels for _, labels in rows],
+        "truncated": [len(ids) >= max_length for ids, _ in rows],
+    }
+    if packed is not None:
+        cols["seq_lens"] = packed
+    datasets.Dataset.from_dict(cols).save_to_disk(str(path))
+    meta = {"cache_key": "test", "format": {"name": "chatml"}, "options": {"max_length": max_length}, "report": {}}
+    (path / "instructgen_meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return path
+
+
+def test_stats_on_a_truncated_meta_file_is_an_error_line(tmp_path, run_cli):
+    folder = _tokenized_folder(tmp_path / "tok", [([1, 2, 3], [-100, 2, 3])])
+    meta = folder / "instructgen_meta.json"
+    meta.write_bytes(meta.read_bytes()[:20])
+    line = _error_line(run_cli("stats", folder))
+    assert line.startswith(f"error: {meta}: damaged (not valid JSON at line 1, column ")
+    assert line.endswith("tokenize again with --overwrite to rebuild the folder")
+
+
+def test_stats_on_a_tokenized_folder_without_rows_is_an_error_line(tmp_path, run_cli):
+    folder = _tokenized_folder(tmp_path / "tok", [([1, 2, 3], [-100, 2, 3])])
+    (folder / "state.json").unlink()
+    line = _error_line(run_cli("stats", folder))
+    assert line.startswith(f"error: {folder}: cannot load the tokenized rows (FileNotFoundError: ")
+
+
+def test_tokenized_counts_exact_across_batches(tmp_path, monkeypatch):
+    """Per-row trained counts from flattened Arrow values, with rows split over several batches
+    (batch size 2, five rows; token slices of 3) and a row with no trained token."""
+    from instructgen.dataops import stats
+
+    monkeypatch.setattr(stats, "TOKENIZED_BATCH", 2)
+    monkeypatch.setattr(stats, "TOKEN_BUDGET", 3)  # slices of at most 3 labels; the 8-token row alone
+    rows = [
+        ([1, 2, 3], [-100, 2, 3]),
+        ([4, 5, 6, 7, 8, 9, 10, 11], [-100] * 8),
+        ([12], [12]),
+        ([13, 14], [-100, 14]),
+        ([15, 16, 17, 18], [15, -100, 17, -100]),
+    ]
+    st = stats.tokenized_stats(_tokenized_folder(tmp_path / "tok", rows))
+    assert st.lengths["tokens per row"] == [3, 8, 1, 2, 4]
+    assert st.lengths["trained per row"] == [2, 0, 1, 1, 2]
+    t = st.tokenized
+    assert (t["tokens"], t["trained_tokens"], t["no_trained"], t["truncated"]) == (18, 6, 1, 1)
+    assert t["fill"] == 18 / (8 * 5)
+    assert (t["pack_rows"], t["pack_efficiency"]) == (3, 18 / (8 * 3))  # [8] [4,3,1] [2]
+    packed = stats.tokenized_stats(
+        _tokenized_folder(tmp_path / "packed", rows[:3], packed=[[1, 2], [8], [1]])
+    )
+    p = packed.tokenized
+    assert p["packed"] and (p["examples"], p["rows"]) == (4, 3)
+    assert packed.lengths["tokens per example"] == [1, 2, 8, 1]
+    assert p["fill"] == 12 / (8 * 3)
+
+
+def test_tokenized_stats_keep_no_token_in_python(tmp_path):
+    """Memory follows rows, not tokens: 64 rows of 8,192 tokens (524,288 input ids, as many labels).
+    Python lists of them took over 30 MB of Python objects (to_pylist); the scan holds lengths only."""
+    import tracemalloc
+
+    from instructgen.dataops.stats import tokenized_stats
+
+    n = 8192
+    rows = [(list(range(n)), [-100] * (n // 2) + list(range(n // 2))) for _ in range(64)]
+    folder = _tokenized_folder(tmp_path / "tok", rows, max_length=n)
+    del rows
+    tokenized_stats(_tokenized_folder(tmp_path / "warm", [([1], [1])]))  # imports are not what we measure
+    tracemalloc.start()
+    try:
+        st = tokenized_stats(folder)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert st.tokenized["tokens"] == 64 * n and st.tokenized["trained_tokens"] == 64 * n // 2
+    assert peak < 8_000_000, peak  # measured: 4.2 MB (41 MB with to_pylist)

@@ -8,7 +8,6 @@ with BOS); no row without a trained token; and a warning when pad == end-of-turn
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from ..errors import ConfigError
 from ..formats import PromptFormat
 from ..io.records import read_records
 from .encode import IGNORE
-from .pipeline import META_FILE
+from .pipeline import read_meta
 from .tokenizers import load_tokenizer
 
 
@@ -50,13 +49,23 @@ class AuditReport:
 
 
 def load_output(out_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The rows (memory-mapped) and metadata of a tokenize output; damage is a ConfigError naming it.
+
+    The metadata goes through `pipeline.read_meta` (a truncated `instructgen_meta.json` gave a
+    JSONDecodeError traceback in `stats` and `inspect`), and a folder whose Arrow files are missing
+    or cut short says so instead of raising from `datasets`.
+    """
     import datasets
 
-    meta_path = Path(out_dir) / META_FILE
-    if not meta_path.is_file():
-        raise ConfigError(f"{out_dir}: not an instructgen tokenize output (no {META_FILE})")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    return datasets.load_from_disk(str(out_dir)), meta
+    meta = read_meta(out_dir)
+    try:
+        ds = datasets.load_from_disk(str(out_dir))
+    except Exception as exc:  # FileNotFoundError, ArrowInvalid on a truncated shard, ...
+        raise ConfigError(
+            f"{out_dir}: cannot load the tokenized rows ({type(exc).__name__}: {exc}); "
+            "tokenize again with --overwrite to rebuild the folder"
+        ) from None
+    return ds, meta
 
 
 def _runs(labels: list[int]) -> list[list[int]]:
