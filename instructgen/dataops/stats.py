@@ -280,53 +280,120 @@ def detect_language(backend: Any, text: str) -> str:
     return code
 
 
+TOKENIZED_BATCH = 4096  # rows per Arrow slice read by `tokenized_stats`
+TOKEN_BUDGET = 1 << 18  # labels counted at once: ~9 bytes each in numpy, so ~2.4 MB at a time
+
+
+def _list_lengths(column: Any) -> Any:
+    """Lengths of an Arrow list column as an int64 numpy array (a null list counts 0)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _trained_per_row(labels: Any, per_row: Any) -> Any:
+    """Labels that are not -100, per row, from the flattened values of a few rows (no Python lists)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    keep = pc.not_equal(pc.list_flatten(labels), -100).to_numpy(zero_copy_only=False)
+    cum = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(keep, out=cum[1:])
+    ends = np.cumsum(per_row)
+    return cum[ends] - cum[ends - per_row]
+
+
+def _token_slices(per_row: Any, budget: int) -> list[tuple[int, int]]:
+    """(start, stop) row ranges holding at most `budget` tokens each (one longer row is alone)."""
+    out, start, held = [], 0, 0
+    for i, n in enumerate(per_row.tolist()):
+        if held and held + n > budget:
+            out.append((start, i))
+            start, held = i, 0
+        held += n
+    if start < len(per_row):
+        out.append((start, len(per_row)))
+    return out
+
+
+def _scan_tokenized(ds: Any) -> dict[str, Any]:
+    """One pass over a tokenized dataset, slice by slice, each slice bounded in rows and tokens.
+
+    Only per-row (and, packed, per-example) LENGTHS are kept: the old `to_pylist()` of input_ids
+    and labels held every token as a Python int, so memory grew with the tokens (issue 11 item 16).
+    The Arrow slices are views of the memory-mapped files; the only per-token arrays are the
+    `TOKEN_BUDGET` labels of one slice.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    cols = set(ds.column_names)
+    lengths, trained, examples = [], [], []
+    truncated = 0
+    for batch in ds.with_format("arrow").iter(batch_size=TOKENIZED_BATCH):
+        lengths.append(_list_lengths(batch.column("input_ids")))
+        labels = batch.column("labels")
+        per_row = _list_lengths(labels)
+        for start, stop in _token_slices(per_row, TOKEN_BUDGET):
+            trained.append(_trained_per_row(labels.slice(start, stop - start), per_row[start:stop]))
+        if "seq_lens" in cols:
+            flat = pc.list_flatten(batch.column("seq_lens"))
+            examples.append(np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.int64))
+        if "truncated" in cols:
+            truncated += int(pc.sum(pc.cast(batch.column("truncated"), "int64")).as_py() or 0)
+
+    def joined(parts: list[Any]) -> Any:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    return {
+        "lengths": joined(lengths),
+        "trained": joined(trained),
+        "examples": joined(examples) if "seq_lens" in cols else None,
+        "truncated": truncated,
+    }
+
+
 def tokenized_stats(folder: str | Path) -> Stats:
-    """Stats over an `instructgen tokenize` output folder."""
+    """Stats over an `instructgen tokenize` output folder (read batch by batch, see `_scan_tokenized`)."""
     from ..tokenize.inspect import load_output
-    from ..tokenize.packing import packing_efficiency, plan_bfd
+    from ..tokenize.packing import plan_bfd_arrays
 
     ds, meta = load_output(folder)
     options = meta.get("options") or {}
     max_length = int(options.get("max_length") or 0)
     st = Stats(str(folder), "tokenized", rows=len(ds))
-    cols = set(ds.column_names)
-    lengths: list[int] = []
-    trained: list[int] = []
-    no_trained = 0
-    table = ds.data.table if hasattr(ds, "data") else None
-    input_ids = table.column("input_ids").to_pylist() if table is not None else ds["input_ids"]
-    labels = table.column("labels").to_pylist() if table is not None else ds["labels"]
-    for ids, labs in zip(input_ids, labels):
-        lengths.append(len(ids))
-        t = sum(1 for x in labs if x != -100)
-        trained.append(t)
-        no_trained += t == 0
-    packed = "seq_lens" in cols
-    seq_lens = ds["seq_lens"] if packed else [[n] for n in lengths]
-    examples = sum(len(s) for s in seq_lens)
+    scan = _scan_tokenized(ds)
+    lengths: list[int] = scan["lengths"].tolist()
+    trained: list[int] = scan["trained"].tolist()
+    no_trained = int((scan["trained"] == 0).sum())
+    packed = scan["examples"] is not None
+    per_example: list[int] = scan["examples"].tolist() if packed else lengths
     st.lengths["tokens per row"] = lengths
     st.lengths["trained per row"] = trained
     if packed:
-        st.lengths["tokens per example"] = [n for s in seq_lens for n in s]
-    tokens, trained_total = sum(lengths), sum(trained)
+        st.lengths["tokens per example"] = per_example
+    tokens, trained_total = int(scan["lengths"].sum()), int(scan["trained"].sum())
     capacity = max_length or max(lengths, default=0)
+    used = sum(per_example)  # what packing_efficiency sums over seq_lens
     info: dict[str, Any] = {
         "format": (meta.get("format") or {}).get("name"),
         "max_length": max_length or None,
         "packed": packed,
         "rows": len(ds),
-        "examples": examples,
+        "examples": len(per_example),
         "tokens": tokens,
         "trained_tokens": trained_total,
         "trained_share": trained_total / tokens if tokens else 0.0,
-        "truncated": sum(ds["truncated"]) if "truncated" in cols else 0,
+        "truncated": scan["truncated"],
         "no_trained": no_trained,
-        "fill": packing_efficiency(seq_lens, capacity) if capacity else 0.0,
+        "fill": used / (capacity * len(ds)) if capacity and len(ds) else 0.0,
     }
     if not packed and capacity:
-        plan = plan_bfd(lengths, capacity)
-        info["pack_rows"] = len(plan)
-        info["pack_efficiency"] = tokens / (capacity * len(plan)) if plan else 0.0
+        _rows, starts = plan_bfd_arrays(scan["lengths"], capacity)
+        bins = len(starts) - 1
+        info["pack_rows"] = bins
+        info["pack_efficiency"] = tokens / (capacity * bins) if bins else 0.0
     st.tokenized = info
     rejects_path = Path(folder) / "instructgen_rejects.jsonl"
     rejected = (meta.get("report") or {}).get("rejected") or {}
