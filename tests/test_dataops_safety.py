@@ -343,3 +343,24 @@ def test_tokenized_stats_keep_no_token_in_python(tmp_path):
         tracemalloc.stop()
     assert st.tokenized["tokens"] == 64 * n and st.tokenized["trained_tokens"] == 64 * n // 2
     assert peak < 8_000_000, peak  # measured: 4.2 MB (41 MB with to_pylist)
+
+
+# --- one file hash -------------------------------------------------------------------------------
+
+
+def test_file_sha256_is_the_tokenize_file_hash(tmp_path, monkeypatch):
+    """rows.file_sha256 repeated tokenize.pipeline.file_hash; it now calls it (one hash to fix)."""
+    from instructgen.dataops import rows
+    from instructgen.tokenize import pipeline
+
+    data = _jsonl(tmp_path / "a.jsonl", _rows(3))
+    assert rows.file_sha256(data) == pipeline.file_hash(data) == _sha(data)
+    calls: list[Path] = []
+    real = pipeline.file_hash
+    monkeypatch.setattr(pipeline, "file_hash", lambda p: calls.append(Path(p)) or real(p))
+    (tmp_path / "ds").mkdir()
+    _jsonl(tmp_path / "ds" / "x.jsonl", _rows(2))
+    first = rows.file_sha256(tmp_path / "ds")
+    assert calls == [tmp_path / "ds" / "x.jsonl"]
+    _jsonl(tmp_path / "ds" / "x.jsonl", _rows(3))
+    assert rows.file_sha256(tmp_path / "ds") != first  # a folder's hash follows its files' bytes

@@ -53,16 +53,16 @@ class RowSet:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file, or of a folder's files (names and bytes, in name order)."""
+    """sha256 of a file (`tokenize.pipeline.file_hash`, the one file hash of the project), or of
+    a folder: sha256 over each file's name and file_hash, in name order."""
+    from ..tokenize.pipeline import file_hash
+
     p = Path(path)
+    if not p.is_dir():
+        return file_hash(p)
     h = hashlib.sha256()
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    for q in files:
-        if p.is_dir():
-            h.update(str(q.relative_to(p)).encode() + b"\0")
-        with open(q, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    for q in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(str(q.relative_to(p)).encode() + b"\0" + file_hash(q).encode() + b"\n")
     return h.hexdigest()
 
 
