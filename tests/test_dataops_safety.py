@@ -364,3 +364,12 @@ def test_file_sha256_is_the_tokenize_file_hash(tmp_path, monkeypatch):
     assert calls == [tmp_path / "ds" / "x.jsonl"]
     _jsonl(tmp_path / "ds" / "x.jsonl", _rows(3))
     assert rows.file_sha256(tmp_path / "ds") != first  # a folder's hash follows its files' bytes
+
+
+def test_two_file_mix_onto_a_source_is_refused(tmp_path, run_cli):
+    a = _jsonl(tmp_path / "a.jsonl", _rows(20, "a"))
+    b = _jsonl(tmp_path / "b.jsonl", _rows(20, "b"))
+    before = _sha(b)
+    line = _error_line(run_cli("mix", a, b, "--ratio", "0.1", "-o", b))
+    assert line == f"error: output {b} is the input {b}; write to another path (-o)"
+    assert _sha(b) == before

@@ -106,11 +106,13 @@ def split_cmd(path, output, ratios, names, group_by, stratify, connect, save_to_
 
 def _legacy_mix(special, general, ratio, output, fmt, columns, meta, seed):
     """`mix SPECIAL GENERAL --ratio R`: the two-file mix identity users know, unchanged."""
+    from ..dataops.outputs import guard_outputs
     from ..io.records import read_records
     from ..io.writers import RecordWriter
     from ..mix import mix
     from .common import parse_columns
 
+    guard_outputs([special, general], [output])
     rows, note = mix(
         [r for _, r in read_records(special)], [r for _, r in read_records(general)], ratio, seed=seed
     )
