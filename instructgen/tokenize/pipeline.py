@@ -20,7 +20,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 import time
 from array import array
 from collections import Counter
@@ -32,6 +31,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError, InputError
 from ..formats import PromptFormat, get_format
+from ..io.atomic import remove_stale_folders, stage_folder, swap_folder_in, umask
 from ..io.records import read_records
 from ..io.writers import JsonlSink
 from ..schema import Record, Rejected
@@ -542,22 +542,6 @@ def read_meta(out_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
 class OutputFolder:
     """The folder `tokenize -o` writes: never removes anything instructgen did not write.
 
@@ -616,25 +600,9 @@ class OutputFolder:
                 "name a new folder, or pass --overwrite to replace the folder and everything in it"
             )
 
-    def _siblings(self) -> list[Path]:
-        prefix = f".{self.path.name}{TMP_TAG}"
-        parent = self.path.parent
-        try:
-            return [parent / n for n in os.listdir(parent) if n.startswith(prefix)]
-        except OSError:
-            return []
-
     def remove_stale(self) -> list[str]:
         """Remove temporary folders of ours whose process is gone (a killed or crashed run)."""
-        removed = []
-        for q in self._siblings():
-            try:
-                pid = int(q.name.rsplit("-", 2)[-2])
-            except (ValueError, IndexError):
-                continue
-            if pid != os.getpid() and not _pid_alive(pid) and q.is_dir() and not q.is_symlink():
-                shutil.rmtree(q, ignore_errors=True)
-                removed.append(q.name)
+        removed = remove_stale_folders(self.path, TMP_TAG)
         legacy = Path(str(self.path) + ".tmp")  # what versions before 0.x left after a kill
         if legacy.is_dir() and not legacy.is_symlink():
             names = os.listdir(legacy)
@@ -647,33 +615,18 @@ class OutputFolder:
         """A new empty temporary folder beside the output, with the permissions umask gives."""
         parent = self.path.parent
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{TMP_TAG}tmp-{os.getpid()}-", dir=parent))
+            return stage_folder(self.path, TMP_TAG)
         except OSError as exc:
             raise ConfigError(f"-o {self.shown}: cannot write in {parent}: {exc.strerror}") from None
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700
-        return tmp
 
     def commit(self, tmp: Path) -> None:
         """Swap the finished temporary folder in; the old output is moved aside, then removed."""
-        old = None
         try:
-            if self.path.exists():
-                old = Path(
-                    tempfile.mkdtemp(
-                        prefix=f".{self.path.name}{TMP_TAG}old-{os.getpid()}-", dir=self.path.parent
-                    )
-                )
-                os.replace(self.path, old)  # a directory replaces an empty directory
-            os.replace(tmp, self.path)
+            swap_folder_in(tmp, self.path, TMP_TAG)
         except OSError as exc:
-            if old is not None and not self.path.exists():
-                os.replace(old, self.path)
             raise ConfigError(
                 f"-o {self.shown}: cannot move the finished dataset into place: {exc}"
             ) from None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def to_columns(
@@ -965,7 +918,7 @@ def export_rejects(out_dir: str | Path, rejects: str | None, input_path: str | P
                         row["source_file"] = str(input_path)
                         sink.write(row)
         if rejects != "-":
-            Path(rejects).chmod(0o666 & ~_umask())  # the atomic writer's mkstemp makes it 0600
+            Path(rejects).chmod(0o666 & ~umask())  # as open() would make it
     except OSError as exc:
         raise ConfigError(
             f"--rejects {rejects}: cannot write it ({exc.strerror or exc}); the dataset itself is in {out_dir}"
