@@ -29,7 +29,11 @@ from typing import Any
 import numpy as np
 
 from ..schema import Record, Rejected
-from .encode import _IDENTITY_Q, IGNORE, ChatTemplateEncoder, Encoded, Encoder
+from . import encode as _encode
+from .encode import IGNORE, ChatTemplateEncoder, Encoded, Encoder
+
+# the identity question Encoder._system_for looks for; without it every candidate row goes there
+_IDENTITY_Q: re.Pattern | None = getattr(_encode, "_IDENTITY_Q", None)
 
 # placeholders for instruction, input, output, system (private use: no real format contains them)
 _PH = ("\ue0f0", "\ue0f1", "\ue0f2", "\ue0f3")
@@ -185,9 +189,10 @@ class ColumnarEncoder:
                     slow.add(k)
                     continue
                 low = p.lower()
-                if (
-                    "who" in low or "your" in low or "what" in low or "你" in p or "您" in p or "谁" in p
-                ) and (_IDENTITY_Q.search(p)):
+                if _IDENTITY_Q is None or (
+                    ("who" in low or "your" in low or "what" in low or "你" in p or "您" in p or "谁" in p)
+                    and _IDENTITY_Q.search(p)
+                ):
                     slow.add(k)
         keys: list[tuple | None] = []
         for k, r in enumerate(records):

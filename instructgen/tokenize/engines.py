@@ -224,12 +224,15 @@ def select_engine(
     *,
     fast: bool = True,
     candidates: Sequence[str] | None = None,
+    threads: int = 1,
 ) -> EngineChoice:
     """The engine to encode with, and one report line.
 
     Candidates are tried fastest first; each must reproduce the tokenizer on the sample (see the
     module docstring) or it is refused with its reason; when none does, the tokenizer itself
-    encodes. `fast=False` (`--no-fast`) is the reference path: the tokenizer itself through
+    encodes. With `threads` > 1 (`--num-proc`: cores we may use) the first candidate loads on a
+    thread while the tokenizer encodes the sample (both release the GIL): loading fastokens is
+    most of the fixed cost. `fast=False` (`--no-fast`) is the reference path: the tokenizer itself through
     `Encoder`, no engine, no columnar assembly. Tokenizers that are not HF directories (a
     `.tiktoken` file) are their own engine.
     """
@@ -239,8 +242,19 @@ def select_engine(
         return EngineChoice(tok, getattr(tok, "engine", "tiktoken"), "")
     proof = _Proof(tok, list(records[:SAMPLE_RECORDS]), fmt, options)
     refused: list[str] = []
-    for name in CANDIDATES if candidates is None else candidates:
-        cand = _build(name, tok)
+    names = list(CANDIDATES if candidates is None else candidates)
+    early = None
+    if threads > 1 and names:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:
+            early = pool.submit(_build, names[0], tok)
+            proof.ids(False)
+            if fmt is not None and proof.records:
+                proof.want()
+            early.result()
+    for k, name in enumerate(names):
+        cand = early.result() if k == 0 and early is not None else _build(name, tok)
         why, off = (cand, "") if isinstance(cand, str) else proof.check(cand)
         if why is None:
             line = f"fast path on: {name} gives identical ids on {len(proof.texts)} sample texts"

@@ -19,6 +19,8 @@ import itertools
 import json
 import multiprocessing as mp
 import os
+import re
+import secrets
 import shutil
 import time
 from array import array
@@ -31,7 +33,8 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError, InputError
 from ..formats import PromptFormat, get_format
-from ..io.atomic import remove_stale_folders, stage_folder, swap_folder_in, umask
+from ..io.atomic import STALE_AFTER_S, pid_alive, swap_folder_in
+from ..io.atomic import _host as host_name
 from ..io.records import read_records
 from ..io.writers import JsonlSink
 from ..schema import Record, Rejected
@@ -310,7 +313,7 @@ def encode_windows(
         # the fastest engine that reproduces the tokenizer's ids and this encoder's output on the
         # first records (engines.py); one line in the report says which runs and why others not
         limit_engine_threads(num_proc)
-        choice = select_engine(tok, first, fmt, options, fast=fast)
+        choice = select_engine(tok, first, fmt, options, fast=fast, threads=num_proc)
         tok, engine, report.fast_path = choice.tok, (choice.name, choice.columnar), choice.line
     encoder = _make_encoder(tok, fmt, options)
     if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
@@ -354,9 +357,17 @@ def _encode_window(
         init, initargs = (
             (None, ()) if forking else (_init_spawned, (tokenizer_path, fmt, options, engine, window))
         )
-        with ctx.Pool(min(num_proc, len(bounds)), initializer=init, initargs=initargs) as pool:
-            payloads = pool.map(_encode_range, bounds)
-        audited = sum(p[-1]["audited"] for p in payloads)
+        # with columnar rows (a few microseconds a row) the parent encodes every num_proc-th chunk
+        # itself instead of waiting: N processes in all, one fork fewer per window
+        own = forking and _WORKER.get("columnar") is not None
+        mine = set(range(0, len(bounds), num_proc)) if own else set()
+        theirs = [b for k, b in enumerate(bounds) if k not in mine]
+        with ctx.Pool(min(num_proc - own, len(theirs)), initializer=init, initargs=initargs) as pool:
+            pending = pool.map_async(_encode_range, theirs)
+            done = {bounds[k]: _encode_range(bounds[k]) for k in sorted(mine)}
+            done.update(zip(theirs, pending.get()))
+        payloads = [done[b] for b in bounds]
+        audited = sum(done[b][-1]["audited"] for b in theirs)  # the parent's own count is in place
         if hasattr(encoder, "_audited"):  # the next window's workers inherit how many were audited
             encoder._audited += audited
     return [_chunk_from_payload(base, start, payload) for (start, _), payload in zip(bounds, payloads)]
@@ -511,7 +522,7 @@ def save_chunks(chunks: Iterable[ColumnChunk], out_dir: str | Path, fingerprint:
 
 # --- the output folder: checked before any work, written beside, swapped in at the end --------------------
 
-TMP_TAG = ".instructgen-"  # hidden siblings `.NAME.instructgen-{tmp,old}-PID-RANDOM` are ours
+TMP_TAG = ".instructgen-"  # hidden siblings `.NAME.instructgen-tmp-HOST-PID-RANDOM` are ours
 OWN_FILES = ("dataset_info.json", "state.json")
 
 
@@ -540,6 +551,32 @@ def read_meta(out_dir: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not isinstance(meta.get("cache_key"), str):
         raise ConfigError(f"{path}: damaged (no cache_key); tokenize again with --overwrite to rebuild it")
     return meta
+
+
+def _last_written(folder: Path) -> float:
+    """When a folder or a file directly in it last changed (a live run keeps writing shards or
+    its packing spool, which does not touch the folder's own mtime)."""
+    newest = folder.stat().st_mtime
+    with os.scandir(folder) as entries:
+        for e in entries:
+            try:
+                newest = max(newest, e.stat(follow_symlinks=False).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
+def _is_stale(folder: Path, host: str | None, pid: int, now: float) -> bool:
+    """Whether a temporary folder of ours belongs to a run that is gone, as io.atomic's
+    `remove_stale_temps` judges its temp files: a dead process on this host, or, whatever the
+    host (a shared filesystem, where a pid means nothing), nothing written for STALE_AFTER_S.
+    A name without a host (written before hosts were recorded) is judged by age alone."""
+    if host == host_name():
+        if pid == os.getpid():
+            return False
+        if not pid_alive(pid):
+            return True
+    return now - _last_written(folder) > STALE_AFTER_S
 
 
 class OutputFolder:
@@ -600,22 +637,56 @@ class OutputFolder:
                 "name a new folder, or pass --overwrite to replace the folder and everything in it"
             )
 
-    def remove_stale(self) -> list[str]:
-        """Remove temporary folders of ours whose process is gone (a killed or crashed run)."""
-        removed = remove_stale_folders(self.path, TMP_TAG)
-        legacy = Path(str(self.path) + ".tmp")  # what versions before 0.x left after a kill
+    def remove_stale(self, *, now: float | None = None) -> list[str]:
+        """Remove temporary folders of ours whose run is gone (a killed or crashed run): see
+        `_is_stale`. Names: `.NAME.instructgen-{tmp,old}-[HOST-]PID-RANDOM`."""
+        now = time.time() if now is None else now
+        pattern = re.compile(
+            re.escape(f".{self.path.name}{TMP_TAG}")
+            + r"(?:tmp|old)-(?:(?P<host>[A-Za-z0-9]+)-)?(?P<pid>\d+)-[A-Za-z0-9_]+"
+        )
+        parent = self.path.parent
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            names = []
+        removed = []
+        for n in names:
+            m = pattern.fullmatch(n)
+            q = parent / n
+            try:
+                if m is None or q.is_symlink() or not q.is_dir():
+                    continue
+                if not _is_stale(q, m["host"], int(m["pid"]), now):
+                    continue
+            except OSError:  # gone meanwhile, or unreadable: not ours to judge
+                continue
+            shutil.rmtree(q, ignore_errors=True)
+            removed.append(n)
+        # what versions before 0.x left after a kill: only a folder that is recognisably a
+        # tokenize output (our metadata file, nothing but our files), never any `save_to_disk`
+        legacy = Path(str(self.path) + ".tmp")
         if legacy.is_dir() and not legacy.is_symlink():
             names = os.listdir(legacy)
-            if names and all(_is_own_file(n) and (legacy / n).is_file() for n in names):
+            if META_FILE in names and all(_is_own_file(n) and (legacy / n).is_file() for n in names):
                 shutil.rmtree(legacy, ignore_errors=True)
                 removed.append(legacy.name)
         return removed
 
     def stage(self) -> Path:
-        """A new empty temporary folder beside the output, with the permissions umask gives."""
+        """A new empty folder `.NAME.instructgen-tmp-HOST-PID-RANDOM` beside the output, made
+        0777 less the umask by mkdir itself: no chmod, no reading the umask (os.umask sets the
+        whole process's mask for a moment, unsafe beside threads creating files)."""
         parent = self.path.parent
         try:
-            return stage_folder(self.path, TMP_TAG)
+            parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                name = f".{self.path.name}{TMP_TAG}tmp-{host_name()}-{os.getpid()}-{secrets.token_hex(4)}"
+                try:
+                    (parent / name).mkdir(0o777)
+                    return parent / name
+                except FileExistsError:
+                    continue
         except OSError as exc:
             raise ConfigError(f"-o {self.shown}: cannot write in {parent}: {exc.strerror}") from None
 
@@ -788,6 +859,7 @@ def tokenize_file(
     protect = [input_path, tokenizer_path] + ([rejects] if rejects and rejects != "-" else [])
     folder = OutputFolder(out_dir, overwrite=overwrite, protect=protect)
     folder.check()
+    folder.remove_stale()  # on a cache hit too: a killed run's leftovers go on the next run
     fmt_obj = None if fmt == "chat_template" else get_format(fmt)
     tok_fp = tokenizer_fingerprint(tokenizer_path)
     key = cache_key(input_hash(input_path), tok_fp, fmt_obj, options, pack)
@@ -810,7 +882,6 @@ def tokenize_file(
                 export_rejects(out_dir, rejects, input_path)
                 report.seconds = time.perf_counter() - t0
                 return report
-    folder.remove_stale()
     tmp = folder.stage()
     try:
         report = _build(
@@ -849,8 +920,10 @@ def trainer_info(
     def token(tid: int | None) -> dict[str, Any] | None:
         return None if tid is None else {"id": tid, "text": tok.token_text(tid)}
 
-    if hasattr(tok, "hf"):
-        vocab_size = len(tok.hf)  # base vocabulary plus added tokens: the ids the data can hold
+    if hasattr(tok, "vocab_len"):  # not len(tok.hf): that would load transformers just for this
+        vocab_size = tok.vocab_len()  # base vocabulary plus added tokens: the ids the data can hold
+    elif hasattr(tok, "hf"):
+        vocab_size = len(tok.hf)
     elif hasattr(tok, "enc"):
         vocab_size = tok.enc.n_vocab
     else:
@@ -917,8 +990,6 @@ def export_rejects(out_dir: str | Path, rejects: str | None, input_path: str | P
                         row = json.loads(line)
                         row["source_file"] = str(input_path)
                         sink.write(row)
-        if rejects != "-":
-            Path(rejects).chmod(0o666 & ~umask())  # as open() would make it
     except OSError as exc:
         raise ConfigError(
             f"--rejects {rejects}: cannot write it ({exc.strerror or exc}); the dataset itself is in {out_dir}"
