@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..schema import Record, Turn
-from .readers import json_type
+from .readers import json_type, not_an_object
 
 ROLE_ALIASES = {
     "human": "user",
@@ -101,12 +101,7 @@ def row_to_record(
     so no value is written as the text of its Python repr and no odd shape surfaces later as a
     traceback."""
     if not isinstance(row, dict):
-        raise InputError(
-            f"expected a JSON object, found {json_type(row)}",
-            path=path,
-            line=line,
-            reason="malformed_json",
-        )
+        raise not_an_object(row, path, line)
     name = layout or detect_layout(row)
     meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
     if name is None:

@@ -655,12 +655,7 @@ def read_jsonl(path: str | Path, spec: FieldSpec, *, on_error: str = "raise") ->
 
     def parse(line: int, row: Any) -> Example:
         if not isinstance(row, dict):
-            raise InputError(
-                f"expected a JSON object, found {json_type(row)}",
-                path=shown,
-                line=line,
-                reason="malformed_json",
-            )
+            raise not_an_object(row, shown, line)
         src, tgt = extract_pair(row, spec, path=shown, line=line)
         return _pair_example(src, tgt, shown, line)
 

@@ -21,6 +21,7 @@ from .readers import (
     json_type,
     load_hf_dataset,
     load_json_rows,
+    not_an_object,
     numbered_rows,
     printable,
     rejected_from,
@@ -201,9 +202,7 @@ def row_to_sentence(
     line: int | None = None,
 ) -> TaggedSentence:
     if not isinstance(row, dict):
-        raise InputError(
-            f"expected a JSON object, found {json_type(row)}", path=path, line=line, reason="malformed_json"
-        )
+        raise not_an_object(row, path, line)
     if "text" in row and "entities" in row and tokens_field not in row:
         return _span_row(row, path, line)
     if tokens_field not in row:
