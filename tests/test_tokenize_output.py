@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -180,14 +181,16 @@ def test_an_empty_existing_folder_is_used(tmp_path, tok):
 
 def test_stale_temporary_folders_of_ours_are_removed(tmp_path, tok):
     """A SIGKILLed run leaves its hidden temporary folder; the next run removes it (issue 11 item 21)."""
+    from instructgen.io.atomic import _host
+
     src = _write(tmp_path / "d.jsonl")
     # a pid that cannot be alive: above the kernel's pid_max
-    dead = tmp_path / ".tok.instructgen-tmp-99999999-abc123"
+    dead = tmp_path / f".tok.instructgen-tmp-{_host()}-99999999-abc123"
     dead.mkdir()
     (dead / "data-00000-of-00001.arrow").write_bytes(b"\x00" * 1000)
     legacy = tmp_path / "tok.tmp"  # what versions before this one left behind
     legacy.mkdir()
-    for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json"):
+    for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json", "instructgen_meta.json"):
         (legacy / name).write_text("{}")
     unrelated = tmp_path / "notes.tmp"
     unrelated.mkdir()
@@ -197,6 +200,45 @@ def test_stale_temporary_folders_of_ours_are_removed(tmp_path, tok):
     assert (unrelated / "a.txt").read_text() == "mine"
 
 
+def test_a_live_run_on_another_host_keeps_its_temporary_folder(tmp_path, tok):
+    """On a shared filesystem a pid means nothing on another host: such a folder is removed only
+    once nothing in it changed for a day, as io.atomic.remove_stale_temps judges temp files."""
+    from instructgen.io.atomic import STALE_AFTER_S
+
+    src = _write(tmp_path / "d.jsonl")
+    live = tmp_path / ".tok.instructgen-tmp-otherhost-99999999-abc123"  # dead pid here, alive there
+    live.mkdir()
+    (live / "data-00000-of-00001.arrow").write_bytes(b"\x00" * 10)
+    nohost = tmp_path / ".tok.instructgen-tmp-99999999-1x_2y3z4"  # a name from before hosts were recorded
+    nohost.mkdir()
+    gone = tmp_path / ".tok.instructgen-old-otherhost-12-beef0001"
+    gone.mkdir()
+    (gone / "state.json").write_text("{}")
+    old = time.time() - STALE_AFTER_S - 60
+    for p in (gone / "state.json", gone):
+        os.utime(p, (old, old))
+    assert tok(src, tmp_path / "tok").exit_code == 0
+    assert (live / "data-00000-of-00001.arrow").is_file() and nohost.is_dir()
+    assert not gone.exists()
+    # a day later with a file still being written (a long packing spool): still live
+    for p in (live, nohost):
+        os.utime(p, (old, old))
+    assert tok(src, tmp_path / "tok").exit_code == 0
+    assert live.is_dir() and not nohost.exists()
+
+
+def test_a_plain_save_to_disk_folder_named_like_a_leftover_is_kept(tmp_path, tok):
+    """`OUT.tmp` holding only data-*.arrow / state.json / dataset_info.json is any `save_to_disk`
+    folder: without our metadata file it is not ours to remove."""
+    src = _write(tmp_path / "d.jsonl")
+    theirs = tmp_path / "tok.tmp"
+    theirs.mkdir()
+    for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json"):
+        (theirs / name).write_text("{}")
+    assert tok(src, tmp_path / "tok").exit_code == 0
+    assert sorted(os.listdir(theirs)) == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"]
+
+
 def test_a_failed_run_leaves_no_temporary_folder(tmp_path, tok):
     src = _write(tmp_path / "d.jsonl", [{"instruction": "x", "input": "", "output": "y " * 5000}])
     res = tok(src, tmp_path / "tok", "--max-length", "16")
@@ -204,17 +246,29 @@ def test_a_failed_run_leaves_no_temporary_folder(tmp_path, tok):
     assert sorted(os.listdir(tmp_path)) == ["d.jsonl"]
 
 
-def test_output_files_respect_umask(tmp_path, tok):
-    src = _write(tmp_path / "d.jsonl")
-    old = os.umask(0o022)
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_output_files_respect_umask(tmp_path, tok, mask, monkeypatch):
+    """Folder 0777 and files 0666 less the umask, as mkdir() and open() make them (issue 11
+    item 21), with the umask never set by us: os.umask sets the whole process's mask, so reading
+    it that way races with threads creating files."""
+    src = _write(tmp_path / "d.jsonl", [*ROWS, {"instruction": "x", "input": "", "output": "y " * 5000}])
+    old = os.umask(mask)
+    calls = []
+    real_umask = os.umask
+    monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or real_umask(m))
     try:
-        assert tok(src, tmp_path / "tok", "--rejects", tmp_path / "rej.jsonl").exit_code == 0
+        res = tok(src, tmp_path / "tok", "--rejects", tmp_path / "rej.jsonl", "--max-length", "64")
     finally:
+        monkeypatch.undo()
         os.umask(old)
+    assert res.exit_code == 0, res.stderr
+    assert calls == []
     out = tmp_path / "tok"
-    assert stat.S_IMODE(out.stat().st_mode) == 0o755
-    for p in [*out.iterdir(), tmp_path / "rej.jsonl"]:
-        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask
+    files = [*out.iterdir(), tmp_path / "rej.jsonl"]
+    assert "instructgen_rejects.jsonl" in {p.name for p in files}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask, p
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores permissions")
@@ -272,13 +326,14 @@ def test_damaged_metadata_is_a_clear_error(tmp_path, tok, run_cli):
 
 
 def test_temporary_folder_is_hidden_beside_the_output(tmp_path):
-    """The temporary name is hidden and tied to the output's name and our pid (cleanup is targeted)."""
+    """The temporary name is hidden and tied to the output's name, our host and pid (cleanup is targeted)."""
+    from instructgen.io.atomic import _host
     from instructgen.tokenize.pipeline import OutputFolder
 
     f = OutputFolder(tmp_path / "tok")
     f.check()
     tmp = f.stage()
-    assert tmp.parent == tmp_path and tmp.name.startswith(f".tok.instructgen-tmp-{os.getpid()}-")
+    assert tmp.parent == tmp_path and tmp.name.startswith(f".tok.instructgen-tmp-{_host()}-{os.getpid()}-")
     shutil.rmtree(tmp)
 
 
@@ -497,3 +552,57 @@ def test_shards_roll_over_and_load_back_in_order(tmp_path, tiny_dir, monkeypatch
     assert a.features == b.features
     assert {c: a[c][:] for c in a.column_names} == {c: b[c][:] for c in b.column_names}
     assert b["row"][:] == list(range(9))
+
+
+# --- loading without transformers (issue 11 item 16: `import transformers` imports torch) ------
+
+LLAMA2_DIR = Path(__file__).resolve().parents[2] / "shared" / "tokenizers" / "llama2"
+
+
+def _tokenizer_dirs(request) -> list[Path]:
+    dirs = [request.getfixturevalue(name) for name in ("qwen_dir", "tiny_dir", "sp_dir")]
+    return dirs + ([LLAMA2_DIR] if LLAMA2_DIR.is_dir() else [])
+
+
+def test_tokenizer_loads_from_its_files_with_autotokenizers_special_ids(request):
+    """tokenizer.json + tokenizer_config.json give the ids AutoTokenizer resolves (bos, eos,
+    pad, vocabulary length, chat template) without loading it; `.hf` still loads it on use."""
+    from instructgen.tokenize.tokenizers import HFTokenizer
+
+    for path in _tokenizer_dirs(request):
+        tok = HFTokenizer(path)
+        assert tok._hf is None and tok.file_backed, path  # nothing loaded through transformers
+        light = (tok.bos_id, tok.eos_id, tok.pad_id, tok.chat_template, tok.vocab_len())
+        hf = tok.hf
+        assert light == (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id, hf.chat_template, len(hf)), path
+    if LLAMA2_DIR.is_dir():  # Meta's: bos 1, eos 2, no pad (tokenizer_config.json "pad_token": null)
+        assert HFTokenizer(LLAMA2_DIR).bos_id == 1 and HFTokenizer(LLAMA2_DIR).pad_id is None
+
+
+def test_tokenizer_falls_back_to_autotokenizer_when_a_class_default_applies(sp_dir, tmp_path):
+    """A model class (LlamaTokenizer) has default special tokens: with bos_token left out of the
+    config only AutoTokenizer knows it, so the folder loads through AutoTokenizer."""
+    from instructgen.tokenize.tokenizers import HFTokenizer
+
+    d = tmp_path / "sp"
+    shutil.copytree(sp_dir, d)
+    cfg = json.loads((d / "tokenizer_config.json").read_text("utf-8"))
+    del cfg["bos_token"]
+    cfg["tokenizer_class"] = "LlamaTokenizer"
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg), "utf-8")
+    tok = HFTokenizer(d)
+    assert tok._hf is not None
+    assert tok.bos_id == tok.hf.bos_token_id == 0  # LlamaTokenizer's default "<s>"
+
+
+def test_encoding_with_a_tokenizer_folder_does_not_import_transformers(qwen_dir):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from instructgen.tokenize.tokenizers import load_tokenizer\n"
+        f"t = load_tokenizer({str(qwen_dir)!r})\n"
+        "print(t.encode_texts(['hello <|im_end|>'], specials=True), 'transformers' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("]]")[1].split() == ["False", "False"]

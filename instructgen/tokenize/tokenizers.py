@@ -67,21 +67,31 @@ class HFTokenizer:
     """A local HF tokenizer directory (fast tokenizers only: offsets and batching need them)."""
 
     def __init__(self, path: str | Path) -> None:
-        transformers = _require("transformers")
         self.path = str(path)
         self.name = self.path
         if not Path(path).is_dir():
             raise ConfigError(f"{path}: tokenizer directory not found")
-        self.hf = transformers.AutoTokenizer.from_pretrained(self.path)
-        if not getattr(self.hf, "is_fast", False):
-            raise ConfigError(
-                f"{path}: only fast (Rust) tokenizers are supported; this one is {type(self.hf).__name__}"
-            )
-        self.backend = _file_backend(Path(path), self.hf.backend_tokenizer)
-        self.bos_id = self.hf.bos_token_id
-        self.eos_id = self.hf.eos_token_id
-        self.pad_id = self.hf.pad_token_id
-        self.chat_template = getattr(self.hf, "chat_template", None)
+        self._hf: Any = None
+        light = _light_load(Path(path))
+        # file_backed: encoding uses the folder's tokenizer.json exactly as the file defines it
+        if light is not None:
+            # tokenizer.json plus the special tokens and chat template read from the config files:
+            # no `transformers` import (it imports torch: ~200 MB of the ~660 MB tokenize peak);
+            # AutoTokenizer loads on first use of `.hf` (the chat_template path renders with it)
+            self.backend, self.bos_id, self.eos_id, self.pad_id, self.chat_template = light
+            self.file_backed = True
+        else:
+            hf = self.hf
+            if not getattr(hf, "is_fast", False):
+                raise ConfigError(
+                    f"{path}: only fast (Rust) tokenizers are supported; this one is {type(hf).__name__}"
+                )
+            self.backend = _file_backend(Path(path), hf.backend_tokenizer)
+            self.file_backed = self.backend is not hf.backend_tokenizer
+            self.bos_id = hf.bos_token_id
+            self.eos_id = hf.eos_token_id
+            self.pad_id = hf.pad_token_id
+            self.chat_template = getattr(hf, "chat_template", None)
         self._encode = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
         added = self.backend.get_added_tokens_decoder()
         self._added = {t.content: (t.lstrip, t.rstrip) for t in added.values() if t.content}
@@ -96,6 +106,18 @@ class HFTokenizer:
         self._plain_encode = getattr(self._plain, "encode_batch_fast", None) or self._plain.encode_batch
         self.adds_bos = self._adds_bos()
         self.marks_word_start = _marks_word_start(self)
+
+    @property
+    def hf(self) -> Any:
+        """transformers' AutoTokenizer for this folder, loaded on first use (chat templates)."""
+        if self._hf is None:
+            transformers = _require("transformers")
+            self._hf = transformers.AutoTokenizer.from_pretrained(self.path)
+        return self._hf
+
+    def vocab_len(self) -> int:
+        """Base vocabulary plus added tokens (`len(AutoTokenizer)`): the ids the data can hold."""
+        return self.backend.get_vocab_size(with_added_tokens=True)
 
     def _adds_bos(self) -> bool:
         """Whether the tokenizer itself puts BOS first (its post-processor, i.e. add_bos_token)."""
@@ -167,6 +189,76 @@ def _file_backend(path: Path, fallback: Any) -> Any:
     if not same_added or raw.get_vocab_size() != fallback.get_vocab_size():
         return fallback
     return raw
+
+
+_SPECIAL_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token")
+# tokenizer classes with no default special tokens (a model class such as LlamaTokenizer has some)
+_GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def _token_content(value: Any) -> str | None:
+    """A special token as the config files write it: a string, an AddedToken dict, or null."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    raise ValueError(value)
+
+
+def _light_load(path: Path) -> tuple[Any, int | None, int | None, int | None, str | None] | None:
+    """(tokenizer.json backend, bos, eos and pad ids, chat template) read from the folder's files
+    without transformers, or None when only AutoTokenizer can say what it would resolve: no
+    tokenizer.json or tokenizer_config.json; a special token left out (the tokenizer class's
+    default would apply), named differently by tokenizer_config.json and special_tokens_map.json,
+    or missing from the vocabulary (AutoTokenizer would add it); added tokens in the config that
+    the file does not hold at the same ids; several or conflicting chat templates. In every other
+    case AutoTokenizer ends with the same ids and templates (tests/test_tokenize_output.py checks
+    it for every tokenizer the tests use)."""
+    file, cfg_file, map_file = path / "tokenizer.json", path / "tokenizer_config.json", path / "special_tokens_map.json"
+    if not file.is_file() or not cfg_file.is_file() or (path / "chat_template.json").exists():
+        return None
+    try:
+        from tokenizers import Tokenizer
+
+        cfg = json.loads(cfg_file.read_text("utf-8"))
+        smap = json.loads(map_file.read_text("utf-8")) if map_file.is_file() else {}
+        if not isinstance(cfg, dict) or not isinstance(smap, dict):
+            return None
+        backend = Tokenizer.from_file(str(file))
+        ids: dict[str, int | None] = {}
+        for key in _SPECIAL_KEYS:
+            named = {_token_content(d[key]) for d in (cfg, smap) if key in d}
+            if not named and cfg.get("tokenizer_class") in _GENERIC_CLASSES:
+                named = {None}  # transformers 5 leaves unset tokens out; these classes have no default
+            if len(named) != 1:
+                return None
+            token = named.pop()
+            ids[key] = None if token is None else backend.token_to_id(token)
+            if token is not None and ids[key] is None:
+                return None
+        for key in ("additional_special_tokens", "extra_special_tokens"):
+            for d in (cfg, smap):
+                extra = d.get(key) or []
+                if not isinstance(extra, list):
+                    return None
+                if any(backend.token_to_id(_token_content(t) or "") is None for t in extra):
+                    return None
+        held = {i: t.content for i, t in backend.get_added_tokens_decoder().items()}
+        decl = cfg.get("added_tokens_decoder") or {}
+        if not isinstance(decl, dict) or any(held.get(int(i)) != _token_content(t) for i, t in decl.items()):
+            return None
+        template = cfg.get("chat_template")
+        jinja = path / "chat_template.jinja"
+        if jinja.is_file():
+            text = jinja.read_text("utf-8")
+            if template is not None and template != text:
+                return None
+            template = text
+        if template is not None and not isinstance(template, str):
+            return None  # named templates: AutoTokenizer's choice
+    except Exception:  # unreadable or unexpected config: AutoTokenizer decides
+        return None
+    return backend, ids["bos_token"], ids["eos_token"], ids["pad_token"], template
 
 
 def _marks_word_start(tok: Any) -> bool:
