@@ -105,3 +105,16 @@ def test_classify_over_the_threshold_exits_3(tmp_path, run_cli):
     assert res.stderr.splitlines()[-1] == (
         "error: rejected 2 of 3 outcomes (67%), over --max-reject-ratio 0.5; top reasons: empty_text 2"
     )
+
+
+def test_planned_empty_sentence_drops_do_not_count_as_rejections(tmp_path, run_cli):
+    """A per-type NER run over a corpus of mostly entity-less sentences drops the surplus by its empty quota:
+    those drops were asked for, so the run exits 0 (11 of 12 sentences here have no entity)."""
+    lines = ["John NNP B-NP B-PER", "lives VBZ B-VP O", "here RB B-ADVP O", ""]
+    for i in range(11):
+        lines += [f"word{i} NN B-NP O", "again RB B-ADVP O", ""]
+    data = tmp_path / "few.conll"
+    data.write_text("\n".join(lines), encoding="utf-8")
+    res = run_cli("ner", data, "--target", "per-type", "-o", tmp_path / "out.jsonl")
+    assert "too_many_empty" in res.stderr
+    assert res.exit_code == 0, res.stderr
