@@ -118,3 +118,11 @@ def test_planned_empty_sentence_drops_do_not_count_as_rejections(tmp_path, run_c
     res = run_cli("ner", data, "--target", "per-type", "-o", tmp_path / "out.jsonl")
     assert "too_many_empty" in res.stderr
     assert res.exit_code == 0, res.stderr
+
+
+@pytest.mark.shared
+def test_ner_empty_share_option(shared_data, tmp_path, run_cli):
+    data = shared_data / "conll2003_en" / "eng.testa"
+    res = run_cli("ner", data, "--target", "per-type", "--empty-share", "0.5", "-q", "-o", tmp_path / "o.jsonl")
+    assert res.exit_code == 0, res.stderr
+    assert "  note: empty answers: 1624 of 3250 (50.0%), per-type target 50%" in res.stderr.splitlines()

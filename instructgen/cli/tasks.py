@@ -135,6 +135,13 @@ def _convert_and_write(
     "--max-empty-ratio", type=float, default=None, help="At most this share of records without entities."
 )
 @click.option(
+    "--empty-share",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=None,
+    help="--target per-type: target share of empty answers (None / 无), default 0.15; entity-less "
+    "sentences beyond it are dropped and counted as too_many_empty.",
+)
+@click.option(
     "--inverted-ratio",
     type=float,
     default=0.0,
@@ -157,6 +164,7 @@ def ner_cmd(
     instruction_lang,
     template_files,
     max_empty_ratio,
+    empty_share,
     inverted_ratio,
     on_error,
     split,
@@ -187,6 +195,7 @@ def ner_cmd(
         max_empty_ratio=max_empty_ratio,
         inverted_ratio=inverted_ratio,
         meta=meta,
+        **({} if empty_share is None else {"empty_share": empty_share}),
     )
 
     def items():
