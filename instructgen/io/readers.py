@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, InputError, MisalignedFilesError
 from ..schema import Example, Rejected
-from .registry import Kind, detect, get_reader, register_kind, register_reader
+from .registry import KINDS, Kind, detect, get_reader, register_kind, register_reader
 
 Item = Example | Rejected
 T = TypeVar("T")
@@ -28,7 +28,8 @@ JSONISH = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 
 
 def detect_format(path: str | Path) -> str:
-    """tsv | csv | jsonl | json | hf (a `save_to_disk` folder), from the name or folder contents."""
+    """tsv | csv | jsonl | json | hf (a `save_to_disk` folder) or another registered `pairs`
+    reader, from the name or folder contents."""
     p = Path(path)
     if p.is_dir():
         if (
@@ -39,10 +40,10 @@ def detect_format(path: str | Path) -> str:
             return "hf"
         raise ConfigError(f"{p}: a folder that is not a dataset saved with save_to_disk")
     suffix = p.suffix.lower()
-    if suffix in TABULAR:
-        return TABULAR[suffix]
-    if suffix in JSONISH:
-        return JSONISH[suffix]
+    # the extensions the registered `pairs` readers claim (TABULAR and JSONISH for the shipped ones)
+    for reader in KINDS["pairs"].readers.values():
+        if suffix in reader.extensions:
+            return reader.name
     raise ConfigError(
         f"{p}: cannot tell the format from the extension '{suffix}'; pass --input-format tsv|csv|jsonl|json|hf"
     )
@@ -877,17 +878,17 @@ register_kind(
 )
 
 
-@register_reader("pairs", "tsv", extensions=(".tsv", ".txt", ".tab"))
+@register_reader("pairs", "tsv", extensions=tuple(k for k, v in TABULAR.items() if v == "tsv"))
 def _open_tsv(path: str | Path, *, spec: FieldSpec, header: str = "auto", on_error: str = "raise", **_: Any):
     return read_tabular(path, spec, delimiter="\t", header=header, on_error=on_error)
 
 
-@register_reader("pairs", "csv", extensions=(".csv",))
+@register_reader("pairs", "csv", extensions=tuple(k for k, v in TABULAR.items() if v == "csv"))
 def _open_csv(path: str | Path, *, spec: FieldSpec, header: str = "auto", on_error: str = "raise", **_: Any):
     return read_tabular(path, spec, delimiter=",", header=header, on_error=on_error)
 
 
-@register_reader("pairs", "jsonl", extensions=(".jsonl", ".ndjson"))
+@register_reader("pairs", "jsonl", extensions=tuple(k for k, v in JSONISH.items() if v == "jsonl"))
 def _open_jsonl(path: str | Path, *, spec: FieldSpec, on_error: str = "raise", **_: Any):
     return read_jsonl(path, spec, on_error=on_error)
 
