@@ -254,3 +254,42 @@ def test_a_template_over_the_sandbox_bounds_still_stops_the_run(qwen_dir, tmp_pa
     tok = with_template(qwen_dir, tmp_path, hostile, "hostile")
     with pytest.raises(TemplateLimitError, match=r"template 'chat_template': the repeated value would be"):
         ChatTemplateEncoder(tok, EncodeOptions()).encode_batch([Record(instruction="hi", output="ho")])
+
+
+# Qwen3's template keeps only what follows '</think>' in an answer (content.split('</think>')[-1]),
+# QwenLM/Qwen3 tokenizer_config.json; reduced here to ChatML with that split.
+_THINK_SPLIT = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% if m['role'] == 'assistant' %}{{ m['content'].split('</think>')[-1].lstrip('\\n') }}"
+    "{% else %}{{ m['content'] }}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_record_the_template_cuts_up_is_rejected_not_the_run(qwen_dir, tmp_path):
+    """An answer holding '</think>' loses its span marks in a Qwen3-style template: that record is
+    rejected with what the template did; the others are written."""
+    tok = with_template(qwen_dir, tmp_path, _THINK_SPLIT, "think")
+    enc = ChatTemplateEncoder(tok, EncodeOptions())
+    recs = [
+        Record(instruction="a", output="Plain."),
+        Record(instruction="b", output="<think>hmm</think>\n\nReasoned."),
+    ]
+    out = enc.encode_batch(recs)
+    assert [tok.decode(r) for r in runs(out[0].labels)] == ["Plain.<|im_end|>"]
+    assert out[1] == Rejected(
+        reason="template_changed_content",
+        detail="the chat template dropped message 1 (assistant); it rewrites the conversation, so spans "
+        "cannot be trusted (with other content a record of this shape renders fine)",
+    )
+    assert enc.stats.rejected == {"template_changed_content": 1}
+
+
+def test_a_template_that_always_drops_a_message_still_refuses_the_run(qwen_dir, tmp_path):
+    """Structure that cannot be located for any content is the template's fault: the run stops."""
+    from instructgen.errors import ConfigError
+
+    last_only = "<|im_start|>user\n{{ messages[-1]['content'] }}<|im_end|>\n"
+    tok = with_template(qwen_dir, tmp_path, last_only, "last")
+    with pytest.raises(ConfigError, match=r"^the chat template dropped message 0 \(user\)"):
+        ChatTemplateEncoder(tok, EncodeOptions()).encode_batch([Record(instruction="hi", output="ho")])

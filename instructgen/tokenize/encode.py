@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..formats import PromptFormat, effective_system, segments
 from ..gcpause import collector_paused
-from ..schema import Record, Rejected
+from ..schema import Record, Rejected, Turn
 
 IGNORE = -100
 TRUNCATION = ("drop", "truncate_prompt_left", "truncate_response")
@@ -615,6 +615,7 @@ class ChatTemplateEncoder(Encoder):
         self._expected: list[list[str]] = []
         self._trims: dict[str, tuple[bool, bool]] | None = None
         self._rendered: dict[int, tuple] = {}  # id(record) -> render(record), for this batch
+        self._shapes_ok: dict[tuple, bool] = {}
 
     @property
     def trims(self) -> dict[str, tuple[bool, bool]]:
@@ -835,6 +836,12 @@ class ChatTemplateEncoder(Encoder):
                     self._rendered[id(r)] = self.render(r)
                 except ContentChanged as exc:
                     rejected = Rejected(reason="template_changed_content", detail=str(exc))
+                except ConfigError as exc:
+                    if not self._shape_renders(r):
+                        raise  # the template's structure cannot be located at all: refuse the run
+                    detail = str(exc).removesuffix(": use a built-in --format")
+                    detail += " (with other content a record of this shape renders fine)"
+                    rejected = Rejected(reason="template_changed_content", detail=detail)
             if rejected is not None:
                 self._count(rejected.reason)
                 slots.append(rejected)
@@ -849,6 +856,30 @@ class ChatTemplateEncoder(Encoder):
         self._verify(keep, encoded)
         self.stats.records += len(records) - len(keep)
         return [s if isinstance(s, Rejected) else encoded[s] for s in slots]
+
+    def _shape_renders(self, record: Record) -> bool:
+        """Whether a record of this one's shape (turns, input, system) with plain placeholder
+        content renders with its structure located: then a failure on the record itself comes from
+        its content (Qwen3's template splits answers at '</think>', losing the span marks), and
+        only that record is rejected."""
+        key = (len(record.history), bool(record.input), record.system is not None)
+        if key not in self._shapes_ok:
+            turns = [Turn(user=f"Probe {k}?", assistant=f"Answer {k}.") for k in range(key[0])]
+            probe = Record(
+                instruction="Probe question?",
+                input="Probe input." if key[1] else "",
+                output="Probe answer.",
+                system="Probe system." if key[2] else None,
+                history=turns,
+            )
+            try:
+                self.render(probe)
+                self._shapes_ok[key] = True
+            except ContentChanged:  # located, but it rewrites content (`| upper`): still a structure
+                self._shapes_ok[key] = True
+            except ConfigError:
+                self._shapes_ok[key] = False
+        return self._shapes_ok[key]
 
     def _verify(self, records: list[Record], encoded: list[Encoded | Rejected]) -> None:
         """Every trained run must decode to its span (answer + end-of-turn, modulo whitespace), or
