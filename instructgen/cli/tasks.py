@@ -11,6 +11,7 @@ from tqdm import tqdm
 from ..converters.classification import ClassifyRun, open_classification
 from ..converters.ner import TARGETS
 from ..errors import InputError
+from ..io.registry import formats
 from ..io.writers import JsonlSink, RecordWriter
 from ..schema import Record, Rejected
 from .common import (
@@ -113,7 +114,7 @@ def _convert_and_write(
 )
 @click.option(
     "--input-format",
-    type=click.Choice(["conll", "jsonl", "hf"]),
+    type=click.Choice(formats("tagged")),  # the registered NER readers: conll, jsonl, hf
     help="conll = token/tag columns or character-per-line; jsonl = tokens+tags or text+entities.",
 )
 @click.option(
@@ -271,7 +272,7 @@ def ner_cmd(
     show_default=True,
     help="Order of the options shown: seeded per record, or the label-name order (every 'A' the same label).",
 )
-@click.option("--input-format", type=click.Choice(["csv", "tsv", "jsonl", "json", "hf"]))
+@click.option("--input-format", type=click.Choice(formats("rows")))  # csv, tsv, jsonl, json, hf
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @output_options
 @max_reject_option

@@ -8,6 +8,7 @@ from tqdm import tqdm
 from ..api import run_items
 from ..converters.translation import DIRECTIONS, TranslationConverter, TranslationOptions
 from ..io.readers import count_rows, read_parallel
+from ..io.registry import formats
 from ..io.writers import JsonlSink, RecordWriter
 from ..quality.report import Report
 from ..schema import Record
@@ -42,7 +43,7 @@ Examples:
 @click.option("--tgt-col", help="Target column, as --src-col.")
 @click.option(
     "--input-format",
-    type=click.Choice(["tsv", "csv", "jsonl", "json", "hf"]),
+    type=click.Choice([f for f in formats("pairs") if f != "aligned"]),  # tsv, csv, jsonl, json, hf
     help="Override the format guessed from INPUT's extension (hf = a save_to_disk folder).",
 )
 @click.option(
