@@ -606,3 +606,19 @@ def test_encoding_with_a_tokenizer_folder_does_not_import_transformers(qwen_dir)
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("]]")[1].split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("before", [None, "3"])
+def test_engine_thread_limit_does_not_outlive_the_run(tmp_path, qwen_dir, monkeypatch, before):
+    """RAYON_NUM_THREADS=1 holds for the run (one engine thread per --num-proc worker) and the
+    caller's process gets its own value back: a library user's later tokenizers keep their cores."""
+    from instructgen.tokenize.pipeline import tokenize_file
+
+    if before is None:
+        monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("RAYON_NUM_THREADS", before)
+    src = _write(tmp_path / "d.jsonl")
+    report = tokenize_file(src, qwen_dir, tmp_path / "tok", fmt="chatml")
+    assert report.fast_path.startswith("fast path on:")  # an engine was picked: the limit applied
+    assert os.environ.get("RAYON_NUM_THREADS") == before

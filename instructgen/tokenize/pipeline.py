@@ -309,11 +309,18 @@ def encode_windows(
     if first is None:
         return
     engine = ("tokenizers", False)
+    # limit_engine_threads sets RAYON_NUM_THREADS for this run (workers inherit it); the caller's
+    # process gets its own setting back when the run ends, however it ends
+    rayon = os.environ.get("RAYON_NUM_THREADS")
     if fmt is not None and isinstance(tok, HFTokenizer):
         # the fastest engine that reproduces the tokenizer's ids and this encoder's output on the
         # first records (engines.py); one line in the report says which runs and why others not
         limit_engine_threads(num_proc)
-        choice = select_engine(tok, first, fmt, options, fast=fast, threads=num_proc)
+        try:
+            choice = select_engine(tok, first, fmt, options, fast=fast, threads=num_proc)
+        except BaseException:
+            _restore_env("RAYON_NUM_THREADS", rayon)
+            raise
         tok, engine, report.fast_path = choice.tok, (choice.name, choice.columnar), choice.line
     encoder = _make_encoder(tok, fmt, options)
     if isinstance(encoder, Encoder) and tok.pad_id is not None and tok.pad_id == encoder.eot_id:
@@ -335,6 +342,14 @@ def encode_windows(
             yield chunks
     finally:
         _WORKER.pop("records", None)
+        _restore_env("RAYON_NUM_THREADS", rayon)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _encode_window(
