@@ -622,3 +622,19 @@ def test_engine_thread_limit_does_not_outlive_the_run(tmp_path, qwen_dir, monkey
     report = tokenize_file(src, qwen_dir, tmp_path / "tok", fmt="chatml")
     assert report.fast_path.startswith("fast path on:")  # an engine was picked: the limit applied
     assert os.environ.get("RAYON_NUM_THREADS") == before
+
+
+def test_tokenize_with_the_engine_does_not_import_transformers(tmp_path, qwen_dir):
+    """The whole encode path (engine choice and proof included) runs without transformers and
+    torch: they cost ~200 MB of a run's peak (issue 11 item 16)."""
+    import subprocess
+    import sys
+
+    src = _write(tmp_path / "d.jsonl")
+    code = (
+        "import sys; from instructgen.tokenize.pipeline import tokenize_file\n"
+        f"r = tokenize_file({str(src)!r}, {str(qwen_dir)!r}, {str(tmp_path / 'tok')!r}, fmt='chatml')\n"
+        "print(r.fast_path.split(':')[0], 'transformers' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["fast", "path", "on", "False", "False"]

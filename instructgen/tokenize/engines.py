@@ -63,7 +63,9 @@ class FastokensTokenizer:
         self.base = base
         file = Path(base.path) / "tokenizer.json"
         state = None
-        if base.backend is not getattr(base.hf, "backend_tokenizer", None) and file.is_file():
+        # file_backed: HFTokenizer encodes with tokenizer.json as is (asking base.hf would load
+        # transformers, and with it torch, just to compare)
+        if getattr(base, "file_backed", False) and file.is_file():
             self.ft = fastokens.Tokenizer.from_file(str(file))  # what HFTokenizer encodes with
         else:
             state = base.backend.to_str()
