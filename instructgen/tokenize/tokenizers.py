@@ -1,7 +1,9 @@
 """One small interface over the tokenizers instructgen encodes with.
 
-- `HFTokenizer`: any local Hugging Face tokenizer directory (`AutoTokenizer.from_pretrained`),
-  encoded through its Rust backend in batches.
+- `HFTokenizer`: any local Hugging Face tokenizer directory, encoded through its Rust backend in
+  batches. Read from tokenizer.json and the config files when they say everything
+  `AutoTokenizer.from_pretrained` would resolve (transformers imports torch: ~200 MB), through
+  AutoTokenizer otherwise; AutoTokenizer is loaded on first use of `.hf` (chat templates).
 - `TiktokenTokenizer`: a GPT-2-style BPE rank file (`*.tiktoken`, base64 token + rank per line)
   with a split regex and special tokens, through OpenAI's tiktoken.
 - `fast_path`: for a byte-level BPE HF tokenizer whose ranks, split regex and normaliser can
