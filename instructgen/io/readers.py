@@ -424,16 +424,18 @@ def read_line_aligned(
 
 def _aligned_pairs(src_file: str | Path, tgt_file: str | Path, on_error: str) -> Iterator[Item]:
     shown = str(src_file)
-    pairs = zip(iter_lines(src_file), iter_lines(tgt_file), strict=True)
-    for (line, src, bad_src), (_, tgt, bad_tgt) in pairs:
-        if bad_src is None and bad_tgt is None:
-            yield _pair_example(src, tgt, shown, line)
-            continue
-        path = shown if bad_src is not None else str(tgt_file)
-        exc = InputError(bad_src or bad_tgt or "", path=path, line=line, reason="encoding_error")
-        if on_error != "skip":
-            raise exc
-        yield rejected_from(exc, printable(f"{src}\t{tgt}"))
+
+    def rows() -> Iterator[tuple[int, str | None, Any]]:
+        pairs = zip(iter_lines(src_file), iter_lines(tgt_file), strict=True)
+        for (line, src, bad_src), (_, tgt, bad_tgt) in pairs:
+            if bad_src is None and bad_tgt is None:
+                yield line, None, (src, tgt)
+                continue
+            path = shown if bad_src is not None else str(tgt_file)
+            exc = InputError(bad_src or bad_tgt or "", path=path, line=line, reason="encoding_error")
+            yield line, printable(f"{src}\t{tgt}"), exc
+
+    return guard(rows(), lambda line, pair: _pair_example(pair[0], pair[1], shown, line), on_error)
 
 
 def _count_lines(path: str | Path) -> tuple[int, str]:
