@@ -2,7 +2,9 @@
 
 Every reader yields `Example | Rejected`: with `on_error="raise"` a bad row stops the run
 with an `InputError`; with `on_error="skip"` it becomes a `Rejected` that the report counts
-and the rejects file keeps. UTF-8 BOMs and CRLF line ends are accepted everywhere.
+and the rejects file keeps (`guard`, the one loop that does this for every reader). UTF-8 BOMs
+and CRLF line ends are accepted everywhere. The readers are registered by kind and format name
+in `registry.py`, which picks one from `--input-format`, the extension or a folder.
 """
 
 from __future__ import annotations
