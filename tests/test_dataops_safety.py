@@ -373,3 +373,13 @@ def test_two_file_mix_onto_a_source_is_refused(tmp_path, run_cli):
     line = _error_line(run_cli("mix", a, b, "--ratio", "0.1", "-o", b))
     assert line == f"error: output {b} is the input {b}; write to another path (-o)"
     assert _sha(b) == before
+
+
+def test_export_next_to_a_dataset_info_that_is_not_utf8_is_an_error_line(tmp_path, run_cli):
+    data = _jsonl(tmp_path / "data.jsonl", _rows(3))
+    (tmp_path / "lf").mkdir()
+    (tmp_path / "lf" / "dataset_info.json").write_bytes(b'{"a": "\xff"}')
+    line = _error_line(run_cli("export", data, "--to", "llamafactory", "-o", tmp_path / "lf"))
+    assert line == f"error: {tmp_path / 'lf' / 'dataset_info.json'}: not UTF-8 text (byte 7); fix or remove it"
+    assert (tmp_path / "lf" / "dataset_info.json").read_bytes() == b'{"a": "\xff"}'
+    assert sorted(q.name for q in (tmp_path / "lf").iterdir()) == ["dataset_info.json"]  # no data file either

@@ -109,8 +109,9 @@ def trl_rows(records: list[Record], layout: str) -> list[dict[str, Any]]:
     raise ConfigError(f"unknown TRL layout '{layout}' (choose {', '.join(TRL_LAYOUTS)})")
 
 
-def update_dataset_info(out_dir: Path, entries: dict[str, dict[str, Any]]) -> Path:
-    """Add or replace our entries in `dataset_info.json`, keeping every other entry as it was."""
+def read_dataset_info(out_dir: Path) -> dict[str, Any]:
+    """The entries of an existing `dataset_info.json` ({} when there is none); a damaged one is a
+    ConfigError, raised before any data file is written."""
     path = out_dir / "dataset_info.json"
     info: dict[str, Any] = {}
     if path.is_file():
@@ -118,8 +119,19 @@ def update_dataset_info(out_dir: Path, entries: dict[str, dict[str, Any]]) -> Pa
             info = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}); fix or remove it") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); fix or remove it") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
         if not isinstance(info, dict):
             raise ConfigError(f"{path}: expected a JSON object of dataset entries")
+    return info
+
+
+def update_dataset_info(out_dir: Path, entries: dict[str, dict[str, Any]]) -> Path:
+    """Add or replace our entries in `dataset_info.json`, keeping every other entry as it was."""
+    path = out_dir / "dataset_info.json"
+    info = read_dataset_info(out_dir)
     info.update(entries)
     write_text_atomic(path, json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return path
@@ -147,6 +159,8 @@ def export(
     targets = [out / f"{entry_name}{FILE_FORMATS[file_format]}" for entry_name in names]
     info = [out / "dataset_info.json"] if to == "llamafactory" else []
     guard_outputs([r.path for r in rowsets], [*targets, *info])
+    if info:
+        read_dataset_info(out)  # a damaged one stops the run before the data files are written
     done: list[Exported] = []
     for rowset, entry_name, target in zip(rowsets, names, targets):
         if to == "parquet":
