@@ -383,3 +383,17 @@ def test_export_next_to_a_dataset_info_that_is_not_utf8_is_an_error_line(tmp_pat
     assert line == f"error: {tmp_path / 'lf' / 'dataset_info.json'}: not UTF-8 text (byte 7); fix or remove it"
     assert (tmp_path / "lf" / "dataset_info.json").read_bytes() == b'{"a": "\xff"}'
     assert sorted(q.name for q in (tmp_path / "lf").iterdir()) == ["dataset_info.json"]  # no data file either
+
+
+def test_damaged_parquet_and_dataset_folder_inputs_are_error_lines(tmp_path, run_cli):
+    datasets = pytest.importorskip("datasets")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1garbage")
+    line = _error_line(run_cli("split", bad, "-o", tmp_path / "out"))
+    assert line.startswith(f"error: {bad}: not a readable parquet file (Could not open Parquet input source")
+    folder = tmp_path / "ds"
+    datasets.Dataset.from_list(_rows(3)).save_to_disk(str(folder))
+    shard = folder / "data-00000-of-00001.arrow"
+    shard.write_bytes(shard.read_bytes()[:100])
+    line = _error_line(run_cli("stats", folder, "--no-langid"))
+    assert line.startswith(f"error: {folder}: a damaged save_to_disk folder (ArrowInvalid: ")

@@ -87,6 +87,8 @@ def _hf_rows(path: Path) -> list[dict[str, Any]]:
         ds = datasets.load_from_disk(str(path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: a folder that is not a dataset saved with save_to_disk") from None
+    except Exception as exc:  # a damaged state.json or Arrow shard
+        raise ConfigError(f"{path}: a damaged save_to_disk folder ({type(exc).__name__}: {exc})") from None
     if isinstance(ds, datasets.DatasetDict):
         raise ConfigError(f"{path}: a DatasetDict; give one split's folder, e.g. {path / next(iter(ds))}")
     return ds.to_list()
@@ -113,7 +115,10 @@ def load_rows(path: str | Path, *, check: bool = True) -> RowSet:
         elif kind == "parquet":
             import pyarrow.parquet as pq
 
-            data = pq.read_table(p).to_pylist()
+            try:
+                data = pq.read_table(p).to_pylist()
+            except Exception as exc:  # ArrowInvalid on a damaged or non-parquet file, OSError
+                raise InputError(f"not a readable parquet file ({exc})", path=shown) from None
         else:
             data = _hf_rows(p)
         rows = list(data)
