@@ -418,9 +418,9 @@ def load_format_file(path: str | Path) -> PromptFormat:
         if p.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            import yaml
+            from ..templates.safe_yaml import safe_load_bounded
 
-            data = yaml.safe_load(text)
+            data = safe_load_bounded(text)  # alias bombs refused, like every YAML the project reads
     except Exception as exc:
         raise ConfigError(f"{p}: cannot parse format file: {exc}") from None
     if not isinstance(data, dict):
@@ -449,6 +449,7 @@ def load_format_file(path: str | Path) -> PromptFormat:
         )
     if "name" not in data:
         data["name"] = p.stem
+    _check_field_types(data, p)
     base = FORMATS.get(str(data.pop("base", ""))) if "base" in data else None
     fmt = PromptFormat(**{**(base.to_dict() if base else {}), **data, "source": str(p)})
     for wrapper in (
@@ -468,6 +469,32 @@ def load_format_file(path: str | Path) -> PromptFormat:
                 f"{p}: bad wrapper {wrapper!r}: {exc} (write literal braces as {{{{ and }}}})"
             ) from None
     return fmt
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "str | None": (str, type(None)),
+    "bool": (bool,),
+    "bool | None": (bool, type(None)),
+    "int": (int,),
+    "tuple[str, ...]": (list, tuple),
+    "dict[str, Any]": (dict,),
+}
+
+
+def _check_field_types(data: dict[str, Any], path: Path) -> None:
+    """A format file's values have the types PromptFormat declares (`user: [1, 2]` is named, not a traceback)."""
+    declared = {f.name: str(f.type) for f in fields(PromptFormat)}
+    for key, value in data.items():
+        kinds = _FIELD_TYPES.get(declared.get(key, ""))
+        if kinds is None:
+            continue
+        ok = isinstance(value, kinds) and not (kinds == (int,) and isinstance(value, bool))
+        if ok and kinds == (list, tuple):
+            ok = all(isinstance(v, str) for v in value)
+        if not ok:
+            want = declared[key].replace("tuple[str, ...]", "a list of strings")
+            raise ConfigError(f"{path}: field '{key}' must be {want}, not {type(value).__name__} {value!r:.60}")
 
 
 def get_format(name_or_path: str) -> PromptFormat:
