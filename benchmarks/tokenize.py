@@ -256,7 +256,8 @@ def main() -> None:
                         rows_s = runs[0]["rows"] / secs
                         if kind == "raw":
                             raw_rate[engine] = rows_s
-                        ratio = rows_s / raw_rate[engine] if engine in raw_rate else 1.0
+                        raw = raw_rate.get("tokenizers" if engine == "no-fast" else engine)
+                        ratio = rows_s / raw if raw else 1.0
                         setup = statistics.median(r["setup"] for r in runs)
                         print(
                             f"{procs:>5} {kind + ' ' + engine:<20} {rows_s:>9,.0f} {runs[0]['tokens'] / secs:>11,.0f} "
