@@ -59,18 +59,12 @@ def read_conll(
     need2 = max(need, 2)  # a token and a tag at least
     p = require_file(path)
     codec, bom = sniff_encoding(p)
-    try:
-        if codec != "utf-8":
-            raise UnicodeDecodeError(codec, b"", 0, 1, "not UTF-8")
-        text = p.read_bytes()[bom:].decode("utf-8")
-    except UnicodeDecodeError:
+    if codec != "utf-8" or not _valid_utf8(p, bom):
         numbered = iter_lines(p, newlines="any")
         yield from _conll_lines(numbered, shown, need, tag_col, token_col, on_error)
         return
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
     line = 1
-    for block in text.split("\n\n"):
+    for block in _blocks(p, bom):
         first = line
         line += block.count("\n") + 2  # the block's lines, then the blank line that ended it
         if not block:
@@ -83,6 +77,55 @@ def read_conll(
             yield from _conll_lines(numbered_rows, shown, need, tag_col, token_col, on_error)
             continue
         yield TaggedSentence([c[token_col] for c in cols], [c[tag_col].strip() for c in cols], shown, first)
+
+
+CHUNK_BYTES = 1 << 24  # 16 MiB: memory stays flat whatever the file's size
+
+
+def _valid_utf8(path: Path, bom: int) -> bool:
+    """Whether the whole file decodes as UTF-8 (checked chunk by chunk, nothing kept)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as f:
+        f.seek(bom)
+        try:
+            while chunk := f.read(CHUNK_BYTES):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _blocks(path: Path, bom: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+    """The file's text split at blank lines ("\n\n", with CR and CRLF read as LF), read in chunks.
+
+    Yields exactly what `text.split("\n\n")` gives on the whole decoded file: the split scans left to
+    right, so after the last separator of a chunk the scan goes on from the kept tail; a CR at a chunk's
+    end waits for the next chunk in case an LF follows it.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    tail = ""
+    with path.open("rb") as f:
+        f.seek(bom)
+        while True:
+            chunk = f.read(chunk_bytes)
+            text = tail + decoder.decode(chunk, final=not chunk)
+            if chunk and text.endswith("\r"):
+                text, cr = text[:-1], "\r"
+            else:
+                cr = ""
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            parts = text.split("\n\n")
+            if not chunk:
+                yield from parts
+                return
+            tail = parts.pop() + cr
+            yield from parts
 
 
 def _conll_lines(
