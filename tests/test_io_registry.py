@@ -9,6 +9,7 @@ CLI tests pin.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -146,12 +147,17 @@ def test_atomic_text_and_folder_follow_the_umask_and_leave_no_temporaries(tmp_pa
 
 def test_a_dead_writers_folder_is_removed_a_live_ones_kept(tmp_path):
     target = tmp_path / "ds"
-    dead = tmp_path / ".ds.ig-tmp-999999999-abc"  # no such process
-    live = tmp_path / f".ds.ig-tmp-{os.getppid()}-abc"
-    dead.mkdir()
-    live.mkdir()
+    host = atomic.host_name()
+    dead = tmp_path / f".ds.ig-tmp-{host}-999999999-abc"  # no such process on this host
+    live = tmp_path / f".ds.ig-tmp-{host}-{os.getppid()}-abc"
+    elsewhere = tmp_path / ".ds.ig-tmp-otherhost-999999999-abc"  # a pid on another host means nothing
+    for q in (dead, live, elsewhere):
+        q.mkdir()
     assert atomic.remove_stale_folders(target, ".ig-") == [dead.name]
-    assert live.is_dir() and not dead.exists()
+    assert live.is_dir() and elsewhere.is_dir() and not dead.exists()
+    # a day without a write: stale whatever the host
+    later = time.time() + atomic.STALE_AFTER_S + 60
+    assert sorted(atomic.remove_stale_folders(target, ".ig-", now=later)) == sorted([elsewhere.name, live.name])
 
 
 def test_atomic_path_removes_the_temp_file_when_the_writer_fails(tmp_path):

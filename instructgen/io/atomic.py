@@ -158,7 +158,8 @@ def atomic_path(path: str | Path) -> Iterator[str]:
 
 
 def umask() -> int:
-    """The process umask (reading it means setting it: set straight back)."""
+    """The process umask (reading it means setting it for a moment: not beside threads that
+    create files; `stage_folder` and `open_atomic` let the OS apply it instead)."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -169,14 +170,25 @@ def pid_alive(pid: int) -> bool:
     return _pid_alive(pid)
 
 
+def host_name() -> str:
+    """This machine's name as temporary names carry it (letters and digits, at most 32)."""
+    return _host()
+
+
 def stage_folder(target: Path, tag: str) -> Path:
-    """A new empty folder `.{target name}{tag}tmp-{pid}-{random}` beside `target`, mode 0777 less
-    the umask (mkdtemp makes it 0700). OSError when the parent cannot be made or written."""
+    """A new empty folder `.{target name}{tag}tmp-{host}-{pid}-{random}` beside `target`, made
+    0777 less the umask by mkdir itself (no chmod, no reading the umask: os.umask sets the whole
+    process's mask for a moment, unsafe beside threads creating files). OSError when the parent
+    cannot be made or written."""
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}{tag}tmp-{os.getpid()}-", dir=parent))
-    tmp.chmod(0o777 & ~umask())
-    return tmp
+    while True:
+        tmp = parent / f".{target.name}{tag}tmp-{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(0o777)
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def swap_folder_in(tmp: Path, target: Path, tag: str) -> None:
@@ -186,7 +198,8 @@ def swap_folder_in(tmp: Path, target: Path, tag: str) -> None:
     old = None
     try:
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}{tag}old-{os.getpid()}-", dir=target.parent))
+            prefix = f".{target.name}{tag}old-{_host()}-{os.getpid()}-"
+            old = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
             os.replace(target, old)  # a directory replaces an empty directory
         os.replace(tmp, target)
     except OSError:
@@ -197,21 +210,55 @@ def swap_folder_in(tmp: Path, target: Path, tag: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def remove_stale_folders(target: Path, tag: str) -> list[str]:
-    """Remove folders `.{target name}{tag}...-{pid}-{random}` whose process is gone; their names."""
-    prefix = f".{target.name}{tag}"
+def _last_written(folder: Path) -> float:
+    """When a folder or a file directly in it last changed (a live run keeps writing files in
+    it, which does not touch the folder's own mtime)."""
+    newest = folder.stat().st_mtime
+    with os.scandir(folder) as entries:
+        for e in entries:
+            try:
+                newest = max(newest, e.stat(follow_symlinks=False).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
+def folder_is_stale(folder: Path, host: str | None, pid: int, now: float) -> bool:
+    """Whether a temporary folder of ours belongs to a run that is gone, judged as
+    `remove_stale_temps` judges temp files: a dead process on this host, or, whatever the host
+    (a shared filesystem, where a pid means nothing), nothing written for STALE_AFTER_S. A name
+    without a host (written before hosts were recorded) is judged by age alone."""
+    if host == _host():
+        if pid == os.getpid():
+            return False
+        if not _pid_alive(pid):
+            return True
+    return now - _last_written(folder) > STALE_AFTER_S
+
+
+def remove_stale_folders(target: Path, tag: str, *, now: float | None = None) -> list[str]:
+    """Remove the folders `.{target name}{tag}{tmp,old}-[HOST-]PID-RANDOM` of runs that are gone
+    (`folder_is_stale`); their names. A live run's folder and anything else are never touched."""
+    now = time.time() if now is None else now
+    pattern = re.compile(
+        re.escape(f".{target.name}{tag}") + r"(?:tmp|old)-(?:(?P<host>[A-Za-z0-9]+)-)?(?P<pid>\d+)-[A-Za-z0-9_]+"
+    )
     parent = target.parent
     try:
-        siblings = [parent / n for n in os.listdir(parent) if n.startswith(prefix)]
+        names = os.listdir(parent)
     except OSError:
         return []
     removed = []
-    for q in siblings:
+    for n in names:
+        m = pattern.fullmatch(n)
+        q = parent / n
         try:
-            pid = int(q.name.rsplit("-", 2)[-2])
-        except (ValueError, IndexError):
+            if m is None or q.is_symlink() or not q.is_dir():
+                continue
+            if not folder_is_stale(q, m["host"], int(m["pid"]), now):
+                continue
+        except OSError:  # gone meanwhile, or unreadable: not ours to judge
             continue
-        if pid != os.getpid() and not _pid_alive(pid) and q.is_dir() and not q.is_symlink():
-            shutil.rmtree(q, ignore_errors=True)
-            removed.append(q.name)
+        shutil.rmtree(q, ignore_errors=True)
+        removed.append(n)
     return removed
