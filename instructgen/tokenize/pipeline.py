@@ -19,8 +19,6 @@ import itertools
 import json
 import multiprocessing as mp
 import os
-import re
-import secrets
 import shutil
 import time
 from array import array
@@ -33,8 +31,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ConfigError, InputError
 from ..formats import PromptFormat, get_format
-from ..io.atomic import STALE_AFTER_S, pid_alive, swap_folder_in
-from ..io.atomic import _host as host_name
+from ..io.atomic import remove_stale_folders, stage_folder, swap_folder_in
 from ..io.records import read_records
 from ..io.writers import JsonlSink
 from ..schema import Record, Rejected
@@ -568,32 +565,6 @@ def read_meta(out_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _last_written(folder: Path) -> float:
-    """When a folder or a file directly in it last changed (a live run keeps writing shards or
-    its packing spool, which does not touch the folder's own mtime)."""
-    newest = folder.stat().st_mtime
-    with os.scandir(folder) as entries:
-        for e in entries:
-            try:
-                newest = max(newest, e.stat(follow_symlinks=False).st_mtime)
-            except OSError:
-                continue
-    return newest
-
-
-def _is_stale(folder: Path, host: str | None, pid: int, now: float) -> bool:
-    """Whether a temporary folder of ours belongs to a run that is gone, as io.atomic's
-    `remove_stale_temps` judges its temp files: a dead process on this host, or, whatever the
-    host (a shared filesystem, where a pid means nothing), nothing written for STALE_AFTER_S.
-    A name without a host (written before hosts were recorded) is judged by age alone."""
-    if host == host_name():
-        if pid == os.getpid():
-            return False
-        if not pid_alive(pid):
-            return True
-    return now - _last_written(folder) > STALE_AFTER_S
-
-
 class OutputFolder:
     """The folder `tokenize -o` writes: never removes anything instructgen did not write.
 
@@ -654,30 +625,8 @@ class OutputFolder:
 
     def remove_stale(self, *, now: float | None = None) -> list[str]:
         """Remove temporary folders of ours whose run is gone (a killed or crashed run): see
-        `_is_stale`. Names: `.NAME.instructgen-{tmp,old}-[HOST-]PID-RANDOM`."""
-        now = time.time() if now is None else now
-        pattern = re.compile(
-            re.escape(f".{self.path.name}{TMP_TAG}")
-            + r"(?:tmp|old)-(?:(?P<host>[A-Za-z0-9]+)-)?(?P<pid>\d+)-[A-Za-z0-9_]+"
-        )
-        parent = self.path.parent
-        try:
-            names = os.listdir(parent)
-        except OSError:
-            names = []
-        removed = []
-        for n in names:
-            m = pattern.fullmatch(n)
-            q = parent / n
-            try:
-                if m is None or q.is_symlink() or not q.is_dir():
-                    continue
-                if not _is_stale(q, m["host"], int(m["pid"]), now):
-                    continue
-            except OSError:  # gone meanwhile, or unreadable: not ours to judge
-                continue
-            shutil.rmtree(q, ignore_errors=True)
-            removed.append(n)
+        `io.atomic.folder_is_stale`. Names: `.NAME.instructgen-{tmp,old}-[HOST-]PID-RANDOM`."""
+        removed = remove_stale_folders(self.path, TMP_TAG, now=now)
         # what versions before 0.x left after a kill: only a folder that is recognisably a
         # tokenize output (our metadata file, nothing but our files), never any `save_to_disk`
         legacy = Path(str(self.path) + ".tmp")
@@ -694,14 +643,7 @@ class OutputFolder:
         whole process's mask for a moment, unsafe beside threads creating files)."""
         parent = self.path.parent
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            while True:
-                name = f".{self.path.name}{TMP_TAG}tmp-{host_name()}-{os.getpid()}-{secrets.token_hex(4)}"
-                try:
-                    (parent / name).mkdir(0o777)
-                    return parent / name
-                except FileExistsError:
-                    continue
+            return stage_folder(self.path, TMP_TAG)
         except OSError as exc:
             raise ConfigError(f"-o {self.shown}: cannot write in {parent}: {exc.strerror}") from None
 
