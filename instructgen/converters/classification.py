@@ -24,14 +24,8 @@ from typing import Any
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError, InputError
 from ..gcpause import collector_paused
-from ..io.readers import (
-    iter_header_rows,
-    iter_jsonl,
-    json_type,
-    load_hf_dataset,
-    load_json_array,
-    rejected_from,
-)
+from ..io.readers import json_type, not_an_object  # not_an_object: re-exported for old importers
+from ..io.registry import open_input
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
@@ -79,53 +73,10 @@ class ClassifyOptions:
 def iter_rows(
     path: str | Path, *, input_format: str | None = None, on_error: str = "raise", split: str | None = None
 ) -> Iterator[tuple[int, dict[str, Any]] | Rejected]:
-    """(line, row) from CSV/TSV with a header, JSONL, a JSON array, or a save_to_disk folder."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError("file not found", path=str(p))
-    shown = str(p)
-    suffix = p.suffix.lower()
-    fmt = input_format or (
-        "hf"
-        if p.is_dir()
-        else {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "json"}.get(suffix, "")
-    )
-    if fmt in ("csv", "tsv"):
-        # the shared reader: quoting checked against physical lines, CR/LF/CRLF, UTF-8/UTF-16
-        # detection, and a row wider or narrower than the header is a counted malformed_row
-        yield from iter_header_rows(p, "," if fmt == "csv" else "\t", on_error=on_error)
-    elif fmt == "jsonl":
-        for line, text, row in iter_jsonl(p):
-            if not isinstance(row, (dict, InputError)):
-                row = not_an_object(row, shown, line)
-            if isinstance(row, InputError):
-                if on_error != "skip":
-                    raise row
-                yield rejected_from(row, text)
-                continue
-            yield line, row
-    elif fmt == "json":
-        for i, row in enumerate(load_json_array(p, "rows")):
-            if not isinstance(row, dict):
-                exc = not_an_object(row, shown, i + 1)
-                if on_error != "skip":
-                    raise exc
-                yield rejected_from(exc, row)
-                continue
-            yield i + 1, row
-    elif fmt == "hf":
-        ds = load_hf_dataset(p, split)  # a plain or damaged folder is an InputError naming it
-        yield from ((i + 1, row) for i, row in enumerate(ds))
-    else:
-        raise ConfigError(f"{p}: cannot tell the format; pass --input-format csv|tsv|jsonl|json|hf")
-
-
-def not_an_object(value: Any, path: str | None, line: int | None) -> InputError:
-    """The error for a row that is not an object (`[1, 2]`, `"text"`, `null`): a counted
-    `malformed_json`, where `"label" in row` used to test a list or a substring, then crash."""
-    return InputError(
-        f"expected a JSON object, found {json_type(value)}", path=path, line=line, reason="malformed_json"
-    )
+    """(line, row) from CSV/TSV with a header, JSONL, a JSON array, or a save_to_disk folder: the reader
+    registry's `rows` kind (quoting checked against physical lines, encodings detected, a row that is not
+    an object a counted `malformed_json`, skip-or-raise handled once)."""
+    yield from open_input("rows", path, input_format=input_format, on_error=on_error, split=split)
 
 
 @dataclass
