@@ -59,7 +59,11 @@ Examples:
     "--pack", is_flag=True, help="Pack rows (best-fit-decreasing, whole dataset) up to --max-length."
 )
 @click.option("--num-proc", type=int, default=1, show_default=True, help="Worker processes.")
-@click.option("--no-fast", is_flag=True, help="Never use the tiktoken fast path.")
+@click.option(
+    "--no-fast",
+    is_flag=True,
+    help="Encode with the tokenizer itself, row by row (no fastokens/tiktoken engine, no columnar rows).",
+)
 @click.option(
     "--audit-sample",
     type=int,
