@@ -157,19 +157,6 @@ def atomic_path(path: str | Path) -> Iterator[str]:
 # --- folders ---------------------------------------------------------------------------------------
 
 
-def umask() -> int:
-    """The process umask (reading it means setting it for a moment: not beside threads that
-    create files; `stage_folder` and `open_atomic` let the OS apply it instead)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (one owned by another user counts)."""
-    return _pid_alive(pid)
-
-
 def host_name() -> str:
     """This machine's name as temporary names carry it (letters and digits, at most 32)."""
     return _host()
