@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
 
 from ..errors import InstructgenError
+from ..io.writers import JsonlSink, RecordWriter
 from ..quality.report import Report
+from ..schema import Record, Rejected
 
 PROGRESS_MIN_ROWS = 2000
 
@@ -86,6 +88,29 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for deco in reversed(decorators):
         fn = deco(fn)
     return fn
+
+
+def write_outcomes(
+    items: Iterable[Record | Rejected],
+    output: str,
+    fmt: str,
+    columns: str | None,
+    meta: bool,
+    rejects: str | None,
+) -> None:
+    """The sink every converting command ends in: records to the output layout, rejections to --rejects.
+
+    Both files are written atomically and in input order (a rejection sits where its row was read).
+    """
+    with (
+        RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer,
+        JsonlSink(rejects) as sink,
+    ):
+        for item in items:
+            if isinstance(item, Record):
+                writer.write(item)
+            else:
+                sink.write(item.model_dump())
 
 
 def parse_columns(value: str | None) -> list[str] | None:

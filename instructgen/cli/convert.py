@@ -6,9 +6,7 @@ import click
 from tqdm import tqdm
 
 from ..convert import convert
-from ..io.writers import JsonlSink, RecordWriter
-from ..schema import Record
-from .common import check_outcome, fail_cleanly, max_reject_option, output_options, parse_columns
+from .common import check_outcome, fail_cleanly, max_reject_option, output_options, write_outcomes
 
 EPILOG = """\b
 Examples:
@@ -60,15 +58,8 @@ def convert_cmd(
     items, report = convert(
         input_path, on_error=on_error, dedup=not no_dedup, placeholders=check_placeholders
     )
-    with (
-        RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer,
-        JsonlSink(rejects) as sink,
-    ):
-        for item in tqdm(items, disable=quiet, unit="row", desc="convert", leave=False, delay=2):
-            if isinstance(item, Record):
-                writer.write(item)
-            else:
-                sink.write(item.model_dump())
+    bar = tqdm(items, disable=quiet, unit="row", desc="convert", leave=False, delay=2)
+    write_outcomes(bar, output, fmt, columns, meta, rejects)
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
     click.echo(report.summary(), err=True)

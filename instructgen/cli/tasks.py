@@ -12,7 +12,6 @@ from ..converters.classification import ClassifyRun, open_classification
 from ..converters.ner import TARGETS
 from ..errors import InputError
 from ..io.registry import formats
-from ..io.writers import JsonlSink, RecordWriter
 from ..schema import Record, Rejected
 from .common import (
     PROGRESS_MIN_ROWS,
@@ -20,7 +19,7 @@ from .common import (
     fail_cleanly,
     max_reject_option,
     output_options,
-    parse_columns,
+    write_outcomes,
 )
 
 NER_EPILOG = """\b
@@ -84,16 +83,8 @@ def _convert_and_write(
         planned()
     total = run.report.read
     show = not quiet and total >= PROGRESS_MIN_ROWS
-    with (
-        tqdm(outcomes, total=total, disable=not show, unit=unit, desc=desc, leave=False) as bar,
-        RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer,
-        JsonlSink(rejects) as sink,
-    ):
-        for item in bar:
-            if isinstance(item, Record):
-                writer.write(item)
-            else:
-                sink.write(item.model_dump())
+    with tqdm(outcomes, total=total, disable=not show, unit=unit, desc=desc, leave=False) as bar:
+        write_outcomes(bar, output, fmt, columns, meta, rejects)
 
 
 @click.command("ner", epilog=NER_EPILOG)

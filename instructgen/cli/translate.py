@@ -9,16 +9,14 @@ from ..api import run_items
 from ..converters.translation import DIRECTIONS, TranslationConverter, TranslationOptions
 from ..io.readers import count_rows, read_parallel
 from ..io.registry import formats
-from ..io.writers import JsonlSink, RecordWriter
 from ..quality.report import Report
-from ..schema import Record
 from .common import (
     PROGRESS_MIN_ROWS,
     check_outcome,
     fail_cleanly,
     max_reject_option,
     output_options,
-    parse_columns,
+    write_outcomes,
 )
 
 EPILOG = """\b
@@ -176,16 +174,9 @@ def translate_cmd(
     total = count_rows(src_file or input_path) if (src_file or input_path) else None
     show = not quiet and (total is None or total >= PROGRESS_MIN_ROWS)
     report = Report(task="translation")
-    with (
-        tqdm(items, total=total, disable=not show, unit="pair", desc="translate", leave=False) as bar,
-        RecordWriter(output, fmt, columns=parse_columns(columns), with_meta=meta) as writer,
-        JsonlSink(rejects) as sink,
-    ):
-        for item in run_items(bar, converter.convert, report=report, dedup=options.dedup):
-            if isinstance(item, Record):
-                writer.write(item)
-            else:
-                sink.write(item.model_dump())
+    with tqdm(items, total=total, disable=not show, unit="pair", desc="translate", leave=False) as bar:
+        outcomes = run_items(bar, converter.convert, report=report, dedup=options.dedup)
+        write_outcomes(outcomes, output, fmt, columns, meta, rejects)
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
     click.echo(report.summary(), err=True)
