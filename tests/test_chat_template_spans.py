@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from helpers import REPO
+from helpers import REPO, trained_runs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,17 +22,6 @@ from instructgen.tokenize.tokenizers import HFTokenizer
 
 LLAMA2_DIR = REPO.parent / "shared" / "tokenizers" / "llama2"
 DEMO = REPO.parent / "shared" / "data" / "alpaca_en_demo.json"
-
-
-def runs(labels: list[int]) -> list[list[int]]:
-    out, cur = [], []
-    for x in labels:
-        if x != IGNORE:
-            cur.append(x)
-        elif cur:
-            out.append(cur)
-            cur = []
-    return out + ([cur] if cur else [])
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +45,7 @@ def test_llama2_official_template_trains_answer_spaces_and_eos(llama):
     (enc,) = ChatTemplateEncoder(llama, EncodeOptions()).encode_batch([rec])
     want = llama.hf.apply_chat_template(record_messages(rec), tokenize=False)
     assert enc.input_ids == llama.encode_texts([want], specials=True)[0]  # = one-pass tokenization
-    trained = runs(enc.labels)
+    trained = trained_runs(enc.labels)
     assert [llama.decode(r) for r in trained] == ["Hello! How can I help? </s>", "Yes </s>"]
     piece = llama.backend.id_to_token
     assert [piece(r[0]) for r in trained] == ["▁Hello", "▁Yes"]  # the first answer token is trained
@@ -65,7 +54,7 @@ def test_llama2_official_template_trains_answer_spaces_and_eos(llama):
     (one,) = ChatTemplateEncoder(llama, EncodeOptions()).encode_batch(
         [Record(instruction="Hi", output="Yes")]
     )
-    assert [piece(x) for x in runs(one.labels)[0]] == ["▁Yes", "▁", "</s>"]
+    assert [piece(x) for x in trained_runs(one.labels)[0]] == ["▁Yes", "▁", "</s>"]
 
 
 def test_llama2_template_on_alpaca_en_demo(llama):
@@ -79,7 +68,7 @@ def test_llama2_template_on_alpaca_en_demo(llama):
     enc = ChatTemplateEncoder(llama, EncodeOptions(max_length=8192, audit_sample=-1))
     out = enc.encode_batch(recs)
     assert not any(isinstance(o, Rejected) for o in out)
-    assert [[llama.decode(r) for r in runs(o.labels)] for o in out] == [[r.output + " </s>"] for r in recs]
+    assert [[llama.decode(r) for r in trained_runs(o.labels)] for o in out] == [[r.output + " </s>"] for r in recs]
     assert enc.stats.boundary_mismatch == 0 and enc.stats.audited == len(recs)
 
 
@@ -151,10 +140,10 @@ def test_reply_starting_with_a_newline_is_trained_whole(qwen):
     left untrained; the response side is now its own string."""
     rec = Record(instruction="hi", output="\nHello")
     (enc,) = ChatTemplateEncoder(qwen, EncodeOptions()).encode_batch([rec])
-    assert [qwen.decode(r) for r in runs(enc.labels)] == ["\nHello<|im_end|>"]
+    assert [qwen.decode(r) for r in trained_runs(enc.labels)] == ["\nHello<|im_end|>"]
     prompt = qwen.hf.apply_chat_template(record_messages(rec)[:1], tokenize=False, add_generation_prompt=True)
     assert (
-        enc.input_ids[: enc.labels.index(runs(enc.labels)[0][0])]
+        enc.input_ids[: enc.labels.index(trained_runs(enc.labels)[0][0])]
         == qwen.encode_texts([prompt], specials=True)[0]
     )
 
@@ -174,7 +163,7 @@ def test_private_use_sentinels_reject_the_record_not_the_run(qwen):
         == "field 'instruction' contains U+E000..U+E002, which mark message spans in chat_template"
     )
     assert isinstance(out[2], Rejected) and "history[0].assistant" in out[2].detail
-    assert [qwen.decode(r) for r in runs(out[1].labels)] == ["ok<|im_end|>"]
+    assert [qwen.decode(r) for r in trained_runs(out[1].labels)] == ["ok<|im_end|>"]
     assert enc.stats.rejected == {"private_use_character": 2}
 
 
@@ -203,7 +192,7 @@ def test_users_never_produce_non_special_added_tokens(qwen_tool):
     ):
         (out,) = enc.encode_batch([rec])
         assert tid not in out.input_ids
-        assert [qwen_tool.decode(r) for r in runs(out.labels)] == ["<tool_call>{}<|im_end|>"]
+        assert [qwen_tool.decode(r) for r in trained_runs(out.labels)] == ["<tool_call>{}<|im_end|>"]
     fmt_file_tok = Encoder(qwen_tool, FORMATS["qwen"], EncodeOptions(escape_special=False))
     assert tid in fmt_file_tok.encode_batch([rec])[0].input_ids  # --no-escape: the user asked for it
 
@@ -222,7 +211,7 @@ def test_decode_check_allows_the_tokenizers_own_normalisation(qwen):
     misread template structure, so tokenize must not stop on it."""
     rec = Record(instruction="Cafe\u0301?", output="Cafe\u0301 au lait")
     (enc,) = ChatTemplateEncoder(qwen, EncodeOptions()).encode_batch([rec])
-    assert [qwen.decode(r) for r in runs(enc.labels)] == ["Caf\u00e9 au lait<|im_end|>"]
+    assert [qwen.decode(r) for r in trained_runs(enc.labels)] == ["Caf\u00e9 au lait<|im_end|>"]
 
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Co")), max_size=30)
@@ -245,5 +234,5 @@ def test_chat_template_spans_property(qwen, instruction, output, history):
     (enc,) = ChatTemplateEncoder(qwen, EncodeOptions(max_length=100_000)).encode_batch([rec])
     answers = [a for _, a in history] + [output]
     want = [unicodedata.normalize("NFC", a) + "<|im_end|>" for a in answers]
-    assert [qwen.decode(r) for r in runs(enc.labels)] == want
+    assert [qwen.decode(r) for r in trained_runs(enc.labels)] == want
     assert all(lab in (IGNORE, x) for x, lab in zip(enc.input_ids, enc.labels))

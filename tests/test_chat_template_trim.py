@@ -14,28 +14,17 @@ import json
 import shutil
 
 import pytest
-from helpers import REPO
+from helpers import REPO, trained_runs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("transformers")
 
 from instructgen.schema import Record, Rejected, Turn
-from instructgen.tokenize.encode import IGNORE, ChatTemplateEncoder, EncodeOptions, record_messages
+from instructgen.tokenize.encode import ChatTemplateEncoder, EncodeOptions, record_messages
 from instructgen.tokenize.tokenizers import HFTokenizer
 
 LLAMA2_DIR = REPO.parent / "shared" / "tokenizers" / "llama2"
-
-
-def runs(labels: list[int]) -> list[list[int]]:
-    out, cur = [], []
-    for x in labels:
-        if x != IGNORE:
-            cur.append(x)
-        elif cur:
-            out.append(cur)
-            cur = []
-    return out + ([cur] if cur else [])
 
 
 def with_template(src_dir, tmp_path, template: str, name: str) -> HFTokenizer:
@@ -103,7 +92,7 @@ def test_llama2_padded_records_train_the_stripped_answers_and_eos(llama):
     enc = ChatTemplateEncoder(llama, EncodeOptions(mask_history=False))
     out = enc.encode_batch(PADDED)
     assert enc.stats.rejected == {}
-    decoded = [[llama.decode(r) for r in runs(o.labels)] for o in out]
+    decoded = [[llama.decode(r) for r in trained_runs(o.labels)] for o in out]
     assert decoded == [
         ["Yes </s>"],
         ["Bonjour. </s>"],
@@ -138,7 +127,7 @@ def test_cli_llama2_one_padded_row_among_fifty(tmp_path, llama, run_cli):
     from datasets import load_from_disk
 
     row = load_from_disk(str(out))[20]
-    assert [llama.decode(r) for r in runs(row["labels"])] == ["Yes </s>"]
+    assert [llama.decode(r) for r in trained_runs(row["labels"])] == ["Yes </s>"]
 
 
 # --- test tokenizers (Qwen vocabulary) --------------------------------------------------------------------
@@ -149,7 +138,7 @@ def test_chatml_trimming_template_strips_only_what_it_trims(trimming):
     enc = ChatTemplateEncoder(trimming, EncodeOptions())
     assert enc.trims == {"assistant": (True, True)}
     (o,) = enc.encode_batch([Record(instruction=" hi \n", output="\n  padded answer  \n")])
-    assert [trimming.decode(r) for r in runs(o.labels)] == ["padded answer<|im_end|>"]
+    assert [trimming.decode(r) for r in trained_runs(o.labels)] == ["padded answer<|im_end|>"]
     assert "<|im_start|>user\n hi \n<|im_end|>\n<|im_start|>assistant\npadded answer<|im_end|>" in (
         trimming.decode(o.input_ids)
     )
@@ -161,7 +150,7 @@ def test_a_template_that_does_not_trim_keeps_the_whitespace(qwen_dir):
     enc = ChatTemplateEncoder(tok, EncodeOptions())
     assert enc.trims == {}
     (o,) = enc.encode_batch([Record(instruction="hi", output="Yes\n")])
-    assert [tok.decode(r) for r in runs(o.labels)] == ["Yes\n<|im_end|>"]
+    assert [tok.decode(r) for r in trained_runs(o.labels)] == ["Yes\n<|im_end|>"]
 
 
 def test_a_template_that_rewrites_content_rejects_that_record(upper):
@@ -184,7 +173,7 @@ def test_a_template_that_rewrites_content_rejects_that_record(upper):
     )
     assert out[2].detail.startswith("the chat template changed the content of message 1 (assistant)")
     assert "'Mixed Case' renders as 'MIXED CASE'" in out[2].detail
-    assert [upper.decode(r) for r in runs(out[3].labels)] == ["OK.<|im_end|>"]
+    assert [upper.decode(r) for r in trained_runs(out[3].labels)] == ["OK.<|im_end|>"]
     assert enc.stats.rejected == {"template_changed_content": 2}
 
 
@@ -222,7 +211,7 @@ def test_trimmed_answers_property(trimming, pre, word, post, user, upre):
     and the ids equal the template's own render tokenized in one pass."""
     rec = Record(instruction=upre + user, output=pre + word + post)
     (o,) = ChatTemplateEncoder(trimming, EncodeOptions()).encode_batch([rec])
-    assert [trimming.decode(r) for r in runs(o.labels)] == [word.strip() + "<|im_end|>"]
+    assert [trimming.decode(r) for r in trained_runs(o.labels)] == [word.strip() + "<|im_end|>"]
     want = trimming.hf.apply_chat_template(record_messages(rec), tokenize=False)
     assert o.input_ids == trimming.encode_texts([want], specials=True)[0]
 
@@ -241,7 +230,7 @@ def test_probe_retries_without_system_and_finds_one_sided_trimming(qwen_dir, tmp
     enc = ChatTemplateEncoder(tok, EncodeOptions())
     assert enc.trims == {"user": (False, True), "assistant": (False, True)}
     (o,) = enc.encode_batch([Record(instruction="q \n", output=" a\n\n")])
-    assert [tok.decode(r) for r in runs(o.labels)] == [" a<|im_end|>"]
+    assert [tok.decode(r) for r in trained_runs(o.labels)] == [" a<|im_end|>"]
     assert tok.decode(o.input_ids) == "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n a<|im_end|>\n"
 
 
@@ -276,7 +265,7 @@ def test_a_record_the_template_cuts_up_is_rejected_not_the_run(qwen_dir, tmp_pat
         Record(instruction="b", output="<think>hmm</think>\n\nReasoned."),
     ]
     out = enc.encode_batch(recs)
-    assert [tok.decode(r) for r in runs(out[0].labels)] == ["Plain.<|im_end|>"]
+    assert [tok.decode(r) for r in trained_runs(out[0].labels)] == ["Plain.<|im_end|>"]
     assert out[1] == Rejected(
         reason="template_changed_content",
         detail="the chat template dropped message 1 (assistant); it rewrites the conversation, so spans "

@@ -11,7 +11,7 @@ templates (and the official Llama-2 chat template, rendered by transformers).
 from __future__ import annotations
 
 import pytest
-from helpers import REPO
+from helpers import REPO, trained_runs
 
 from instructgen.formats import BAYLING_SYSTEM, FORMATS, QWEN_DEFAULT_SYSTEM, render
 from instructgen.schema import Record, Turn
@@ -300,7 +300,7 @@ def test_llama2_ids_equal_meta_generation_py(llama, conv):
     assert enc.input_ids == want
     # trained: each answer with the template's spaces around it ("▁" word-start of its first
     # token, the lone "▁" before </s>), and </s>; the decoder drops a leading space, so look at pieces
-    runs = _runs(enc.labels)
+    runs = trained_runs(enc.labels)
     assert [tok.decode(r) for r in runs] == [f"{a} </s>" for _, a in dialog(rec)]
     assert all(raw.id_to_token(r[0]).startswith("▁") and r[-2:] == [29871, 2] for r in runs)
 
@@ -327,7 +327,7 @@ def test_bayling_ids_equal_its_conversation_prompt(llama, conv):
     want = [1, *raw.encode(bayling_prompt(rec), add_special_tokens=False).ids]
     enc = _encode("bayling", tok, rec)
     assert enc.input_ids == want
-    assert [tok.decode(r) for r in _runs(enc.labels)] == [a + "</s>" for _, a in dialog(rec)]
+    assert [tok.decode(r) for r in trained_runs(enc.labels)] == [a + "</s>" for _, a in dialog(rec)]
 
 
 def test_stanford_alpaca_ids_equal_its_train_py_where_the_boundary_allows(llama):
@@ -359,17 +359,6 @@ def test_official_llama2_chat_template_renders_our_llama2_string(llama):
         for u, a in dialog(rec):
             msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
         assert tok.hf.apply_chat_template(msgs, tokenize=False) == ours("llama2", rec)
-
-
-def _runs(labels: list[int]) -> list[list[int]]:
-    runs, cur = [], []
-    for x in labels:
-        if x != -100:
-            cur.append(x)
-        elif cur:
-            runs.append(cur)
-            cur = []
-    return runs + ([cur] if cur else [])
 
 
 def test_phi3_newline_after_end_follows_the_tokenizers_rstrip(tiny_dir, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import trained_runs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,17 +33,6 @@ MULTI = Record(
     system="Be brief.",
     history=[Turn(user="Translate 你好，世界 to English.", assistant="Hello, world!")],
 )
-
-
-def trained_runs(labels: list[int]) -> list[list[int]]:
-    runs, cur = [], []
-    for x in labels:
-        if x != IGNORE:
-            cur.append(x)
-        elif cur:
-            runs.append(cur)
-            cur = []
-    return runs + ([cur] if cur else [])
 
 
 def text_of(fmt: PromptFormat, record: Record, eot: str, bos: str = "") -> str:

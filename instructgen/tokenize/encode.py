@@ -889,7 +889,7 @@ class ChatTemplateEncoder(Encoder):
         for n, (enc, want) in enumerate(zip(encoded, expected)):
             if not isinstance(enc, Encoded) or enc.truncated:
                 continue
-            runs = _label_runs(enc.labels)
+            runs = label_runs(enc.labels)
             got = [_loose(self.tok.decode(r)) for r in runs]
             if got != [_loose(w) for w in want] and not (unk is not None and any(unk in r for r in runs)):
                 raise ConfigError(
@@ -916,7 +916,8 @@ def _loose(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
-def _label_runs(labels: list[int]) -> list[list[int]]:
+def label_runs(labels: list[int]) -> list[list[int]]:
+    """The runs of trained tokens (labels other than IGNORE), in order: one per trained span."""
     runs: list[list[int]] = []
     cur: list[int] = []
     for x in labels:

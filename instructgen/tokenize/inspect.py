@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..formats import PromptFormat
 from ..io.records import read_records
-from .encode import IGNORE
+from .encode import IGNORE, label_runs
 from .pipeline import read_meta
 from .tokenizers import load_tokenizer
 
@@ -66,20 +66,6 @@ def load_output(out_dir: str | Path) -> tuple[Any, dict[str, Any]]:
             "tokenize again with --overwrite to rebuild the folder"
         ) from None
     return ds, meta
-
-
-def _runs(labels: list[int]) -> list[list[int]]:
-    runs: list[list[int]] = []
-    cur: list[int] = []
-    for x in labels:
-        if x != IGNORE:
-            cur.append(x)
-        elif cur:
-            runs.append(cur)
-            cur = []
-    if cur:
-        runs.append(cur)
-    return runs
 
 
 def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | None = None) -> AuditReport:
@@ -132,7 +118,7 @@ def audit(out_dir: str | Path, *, tokenizer: str | None = None, source: str | No
                 allowed = max(allowed, _template_bos(tok, rec) if rec is not None else n_bos)
             if n_bos > allowed:
                 bad("duplicate_bos", i, f"{n_bos} BOS tokens, at most {allowed} expected")
-        runs = _runs(labels)
+        runs = label_runs(labels)
         if (
             fmt is not None
             and not opts.get("train_on_inputs")
