@@ -21,18 +21,36 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class LLMContract:
+    """How `templates generate` shows a task to an LLM (llm/template_gen.py reads only this).
+
+    Models write `[input]` far more reliably than `{{ source }}`, so the prompt names bracket
+    placeholders, each mapped to one of the task's Jinja variables; accepted templates are turned
+    back into Jinja and validated against the task's `requirements` like a hand-written pool.
+    """
+
+    placeholders: dict[str, str]  # bracket name shown to the model -> Jinja variable, in prompt order
+    required: tuple[str, ...]  # bracket names every generated template must contain
+    output: str  # the output field of every generated template: the answer expression
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     variables: dict[str, str]  # variable -> what it holds (shown by `templates show` and to LLMs)
     requirements: tuple[Requirement, ...] = ()
     sample: dict[str, str] = field(default_factory=dict)  # values for the trial render on load
+    llm: LLMContract | None = None  # None: `templates generate` does not offer the task
 
 
 _TASKS: dict[str, TaskSpec] = {}
+_NAMES: list[frozenset[str]] = []  # contract_names() cache; register_task empties it
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add (or replace) a task: pool validation, `templates generate` and the placeholder check see it."""
     _TASKS[spec.name] = spec
+    _NAMES.clear()
     return spec
 
 
@@ -47,6 +65,21 @@ def get_task(name: str) -> TaskSpec:
 
 def known_tasks() -> list[str]:
     return sorted(_TASKS)
+
+
+def generatable_tasks() -> list[str]:
+    """Tasks with an LLM contract, in registration order (the order `templates generate --task` lists)."""
+    return [name for name, spec in _TASKS.items() if spec.llm is not None]
+
+
+def contract_names() -> frozenset[str]:
+    """Every variable and bracket name of every registered task: what a leftover placeholder may be
+    called (quality/filters.py). The same frozenset object until the registry changes."""
+    if not _NAMES:
+        names = {v for spec in _TASKS.values() for v in spec.variables}
+        names.update(b for spec in _TASKS.values() if spec.llm for b in spec.llm.placeholders)
+        _NAMES.append(frozenset(names))
+    return _NAMES[0]
 
 
 TRANSLATION = register_task(
@@ -73,6 +106,11 @@ TRANSLATION = register_task(
             "src_code": "xx",
             "tgt_code": "yy",
         },
+        llm=LLMContract(
+            placeholders={"input": "source", "src_lang": "src_lang", "tgt_lang": "tgt_lang"},
+            required=("input", "tgt_lang"),
+            output="{{ target }}",
+        ),
     )
 )
 
@@ -109,6 +147,11 @@ NER = register_task(
             "entity": "ENTITY",
             "format_hint": "HINT",
         },
+        llm=LLMContract(
+            placeholders={"input": "text", "entity_types": "entity_types", "format_hint": "format_hint"},
+            required=("input", "entity_types"),
+            output="{{ entities }}",
+        ),
     )
 )
 
@@ -139,5 +182,8 @@ CLASSIFICATION = register_task(
             "options": "OPTIONS",
             "label_names": "A, B",
         },
+        llm=LLMContract(
+            placeholders={"input": "text", "options": "options"}, required=("input",), output="{{ label }}"
+        ),
     )
 )
