@@ -20,7 +20,6 @@ from __future__ import annotations
 import difflib
 import functools
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -28,7 +27,7 @@ from jinja2 import TemplateSyntaxError
 
 from ..errors import ConfigError, TemplateError
 from ..templates.languages import normalize_code
-from ..templates.pool import _Renderer
+from ..templates.pool import _Renderer, builtin_pool_files
 from ..templates.safe_yaml import safe_load_bounded
 
 # What an identity template may use, and the persona field each variable comes from.
@@ -289,12 +288,10 @@ def builtin_seed_pools() -> dict[str, SeedPool]:
 
 @functools.lru_cache(maxsize=1)
 def _builtin_seed_pools() -> dict[str, SeedPool]:
-    root = resources.files("instructgen") / "task_templates" / "identity"
     pools = {}
-    with resources.as_file(root) as base:
-        for file in sorted(Path(base).glob("*.yaml")):
-            pool = load_seed_pool(file, display_path=f"builtin:identity/{file.name}")
-            pools[pool.language] = pool
+    for shown, file in builtin_pool_files("identity", seed_pools=True):
+        pool = load_seed_pool(file, display_path=shown)
+        pools[pool.language] = pool
     return pools
 
 

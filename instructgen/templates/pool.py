@@ -317,20 +317,36 @@ def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool
 # Tasks whose pools are not instruction/input/output templates (see identity/seeds.py).
 SEED_POOL_TASKS = frozenset({"identity"})
 
+POOLS_PACKAGE = "instructgen.task_templates"
+
+
+def templates_root() -> Path:
+    """The shipped pools folder: the repository's top-level `task_templates/`.
+
+    The build installs that folder as package `instructgen.task_templates` (setup.py maps it), so the
+    import system finds it the same way in a wheel, in an editable install and in CI's fresh venv.
+    """
+    missing = f"the shipped template pools ({POOLS_PACKAGE}) are not installed: reinstall instructgen"
+    try:
+        root = resources.files(POOLS_PACKAGE)
+    except ModuleNotFoundError:
+        raise ConfigError(missing) from None
+    if not isinstance(root, Path):  # a zipped install: pools are read as files
+        raise ConfigError(f"{missing} as files (not zipped)")
+    return root
+
 
 def builtin_pool_files(task: str | None = None, *, seed_pools: bool = False) -> Iterator[tuple[str, Path]]:
     """(display path, real path) of each pool shipped inside the package, sorted.
 
     Seed pools (identity) have their own shape and are listed only with `seed_pools=True`.
     """
-    root = resources.files("instructgen") / "task_templates"
-    with resources.as_file(root) as base:
-        base = Path(base)
-        pattern = f"{task}/*.yaml" if task else "*/*.yaml"
-        for file in sorted(base.glob(pattern)):
-            if (file.parent.name in SEED_POOL_TASKS) != seed_pools and task is None:
-                continue
-            yield f"builtin:{file.parent.name}/{file.name}", file
+    base = templates_root()
+    pattern = f"{task}/*.yaml" if task else "*/*.yaml"
+    for file in sorted(base.glob(pattern)):
+        if (file.parent.name in SEED_POOL_TASKS) != seed_pools and task is None:
+            continue
+        yield f"builtin:{file.parent.name}/{file.name}", file
 
 
 def load_builtin_pools(task: str | None = None) -> list[TemplatePool]:
