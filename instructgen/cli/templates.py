@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -24,13 +25,40 @@ def _is_seed_pool(path: str | Path) -> bool:
     return isinstance(head, dict) and head.get("task") == "identity"
 
 
+class RegisteredTasks(click.Choice):
+    """A `--task` choice read from the task registry each time it is used (parsing, `--help`), so a
+    task registered after this module was imported (a plugin, a test module) is offered too."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        self._names = names
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _value: Sequence[str]) -> None:  # click.Choice.__init__ assigns it
+        pass
+
+
+def _listable() -> list[str]:
+    return [*known_tasks(), "identity"]
+
+
+def _generatable() -> list[str]:
+    from ..llm.template_gen import generatable  # imported when used: the LLM layer loads on demand
+
+    return generatable()
+
+
 @click.group("templates")
 def templates_group():
     """Inspect, show and validate template pools (task_templates/<task>/<lang>.yaml)."""
 
 
 @templates_group.command("list")
-@click.option("--task", type=click.Choice([*known_tasks(), "identity"]), help="Only pools of this task.")
+@click.option("--task", type=RegisteredTasks(_listable), help="Only pools of this task.")
 @click.option("-v", "--verbose", is_flag=True, help="Also list every template id.")
 @fail_cleanly
 def list_cmd(task, verbose):
@@ -126,9 +154,7 @@ Examples (any OpenAI-compatible endpoint; the key is read from $OPENAI_API_KEY o
 
 
 @templates_group.command("generate", epilog=GENERATE_EPILOG)
-@click.option(
-    "--task", type=click.Choice(["translation", "ner", "classification", "identity"]), required=True
-)
+@click.option("--task", type=RegisteredTasks(_generatable), required=True)
 @click.option(
     "--category", default=None, help="identity: the question category (name, developer, denial, ...)."
 )

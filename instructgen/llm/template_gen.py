@@ -32,17 +32,14 @@ from ..quality.langid import LanguageCheck, make_backend
 from ..quality.placement import placement
 from ..templates.languages import language_name, normalize_code
 from ..templates.pool import PoolSet, compile_template
-from ..templates.tasks import get_task
+from ..templates.tasks import generatable_tasks, get_task
 from .client import LLMClient, LLMError, RequestFailed
 from .parse import ParseError, extract_json, extract_list
 
-# bracket placeholder shown to the model -> Jinja variable, per task (the "input" the model sees)
-CONTRACTS: dict[str, dict[str, str]] = {
-    "translation": {"input": "source", "src_lang": "src_lang", "tgt_lang": "tgt_lang"},
-    "ner": {"input": "text", "entity_types": "entity_types", "format_hint": "format_hint"},
-    "classification": {"input": "text", "options": "options"},
-    "identity": {"other": "other"},
-}
+# Pool tasks declare their LLM contract (bracket -> Jinja variable, required brackets, output) on
+# their TaskSpec (templates/tasks.py). Identity question pools are seed pools, not a pool task: their
+# one bracket is the other assistant's name, and what each category asks about is described below.
+IDENTITY_PLACEHOLDERS = {"other": "other"}
 IDENTITY_TOPICS = {
     "greeting": "greetings that open a conversation",
     "name": "who it is and what it is called",
@@ -58,12 +55,6 @@ IDENTITY_TOPICS = {
     "contact": "how to reach the people behind it",
     "base_model": "which model it was built on",
 }
-REQUIRED = {
-    "translation": {"input", "tgt_lang"},
-    "ner": {"input", "entity_types"},
-    "classification": {"input"},
-}
-OUTPUT = {"translation": "{{ target }}", "ner": "{{ entities }}", "classification": "{{ label }}"}
 _PLACEHOLDER_LIKE = re.compile(r"\[[A-Za-z_ ]+\]|\{+\s*[A-Za-z_]+\s*\}+|【[^】]*】|<[a-z_]+>")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 
@@ -91,14 +82,29 @@ def rouge_l(a: list[str], b: list[str]) -> float:
     return 0.0 if lcs == 0 else 2 * p * r / (p + r)
 
 
+def generatable() -> list[str]:
+    """What `templates generate --task` accepts: every registered task with an LLM contract, then identity."""
+    return [*generatable_tasks(), "identity"]
+
+
+def placeholders_of(task: str) -> dict[str, str]:
+    """Bracket placeholder shown to the model -> Jinja variable, for `task`."""
+    if task == "identity":
+        return IDENTITY_PLACEHOLDERS
+    contract = get_task(task).llm
+    if contract is None:
+        raise ConfigError(f"templates generate supports {', '.join(generatable())}, not '{task}'")
+    return contract.placeholders
+
+
 def to_brackets(text: str, task: str) -> str:
-    for bracket, var in CONTRACTS[task].items():
+    for bracket, var in placeholders_of(task).items():
         text = re.sub(r"\{\{\s*" + var + r"\s*\}\}", f"[{bracket}]", text)
     return text
 
 
 def to_jinja(text: str, task: str) -> str:
-    for bracket, var in CONTRACTS[task].items():
+    for bracket, var in placeholders_of(task).items():
         text = text.replace(f"[{bracket}]", "{{ " + var + " }}")
     return text
 
@@ -131,8 +137,9 @@ class GenOptions:
 
 class TemplateGenerator:
     def __init__(self, client: LLMClient, options: GenOptions, pool_files: tuple[str, ...] = ()) -> None:
-        if options.task not in CONTRACTS:
-            raise ConfigError(f"templates generate supports {', '.join(CONTRACTS)}, not '{options.task}'")
+        supported = generatable()
+        if options.task not in supported:
+            raise ConfigError(f"templates generate supports {', '.join(supported)}, not '{options.task}'")
         self.client = client
         self.options = options
         self.lang = normalize_code(options.language)
@@ -145,6 +152,10 @@ class TemplateGenerator:
             self._init_identity()
             return
         self.spec = get_task(options.task)
+        assert self.spec.llm is not None  # generatable() holds only tasks with a contract
+        self.contract = self.spec.llm
+        self.placeholders = self.contract.placeholders
+        self.required = set(self.contract.required)
         pools = PoolSet.load(options.task, pool_files)
         self.existing = [t for lang in pools.languages for t in pools.by_language[lang]]
         self.taken_ids = {t.id for t in self.existing}
@@ -185,6 +196,7 @@ class TemplateGenerator:
         if self.lang not in pools:
             raise ConfigError(f"no identity seed pool for '{self.lang}' to take answers from")
         self.seed_pool = pools[self.lang]
+        self.placeholders = IDENTITY_PLACEHOLDERS
         self.required = {"other"} if cat in ("denial", "adversarial") else set()
         self.question_examples = [
             to_brackets(q.text, "identity") for q in self.seed_pool.questions.get(cat, [])
@@ -215,8 +227,8 @@ class TemplateGenerator:
                 )
             text += 'Answer with JSON: {"templates": ["...", "..."]}'
             return [{"role": "user", "content": text}]
-        contract = ", ".join(f"[{b}]" for b in CONTRACTS[task])
-        required = ", ".join(f"[{b}]" for b in sorted(REQUIRED[task]))
+        contract = ", ".join(f"[{b}]" for b in self.placeholders)
+        required = ", ".join(f"[{b}]" for b in sorted(self.required))
         examples = "\n".join(
             f"- {to_brackets(t.spec.instruction, task)}"
             + (f" (input: {to_brackets(t.spec.input, task)})" if t.spec.input else "")
@@ -247,8 +259,9 @@ class TemplateGenerator:
         o = self.options
         if not (o.min_chars <= len(raw) <= o.max_chars):
             return f"length {len(raw)} outside {o.min_chars}-{o.max_chars}"
-        required = self.required if o.task == "identity" else REQUIRED[o.task]
-        allowed = {f"[{b}]" for b in (required if o.task == "identity" else CONTRACTS[o.task])}
+        required = self.required
+        # identity questions may use [other] only where they must (denials); templates any bracket
+        allowed = {f"[{b}]" for b in (required if o.task == "identity" else self.placeholders)}
         for ph in _PLACEHOLDER_LIKE.findall(raw):
             if ph not in allowed:
                 return f"unknown or misspelt placeholder {ph}"
@@ -289,7 +302,7 @@ class TemplateGenerator:
         entry = {
             "id": self._next_id(accepted),
             "instruction": to_jinja(raw, self.options.task),
-            "output": OUTPUT[self.options.task],
+            "output": self.contract.output,
             "source": f"llm:{model}",
         }
         problem = self._delimit(entry)
