@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..templates.tasks import contract_names
+
 # Characters written without spaces between words: each one counts as a word-sized unit.
 _DENSE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\u0e00-\u0e7f]")
 _NON_DENSE_WORD = re.compile(
@@ -30,15 +32,33 @@ def length_ratio(a: str, b: str) -> float:
     return max(ua, ub) / max(1.0, min(ua, ub))
 
 
-# Placeholder shapes: Jinja delimiters, and the bracketed contract names LLM prompts use.
-_PLACEHOLDER = re.compile(
-    r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}"
-    r"|[\[{【<]\s*(?:src_lang|tgt_lang|src_code|tgt_code|source|target|input|output|name|developer|label|labels|options|text)\s*[\]}】>]"
-)
+# Names a leftover placeholder may have besides the registered tasks' variables and brackets
+# (templates/tasks.py contract_names): the answer as LLMs write it, and the persona fields of
+# identity seed pools (identity is not a pool task; quality must not import it).
+OTHER_PLACEHOLDER_NAMES = frozenset({"output", "labels", "name", "developer"})
+_compiled: dict[frozenset[str], re.Pattern[str]] = {}
+
+
+def placeholder_pattern() -> re.Pattern[str]:
+    """Jinja delimiters, and any contract name in brackets (`[input]`, `{text}`, `【source】`, `<label>`).
+
+    Built from the task registry, so a task registered at run time has its names checked too;
+    compiled once per registry state.
+    """
+    names = contract_names()
+    pattern = _compiled.get(names)
+    if pattern is None:
+        alternatives = "|".join(sorted(names | OTHER_PLACEHOLDER_NAMES, key=lambda n: (-len(n), n)))
+        pattern = re.compile(
+            r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|[\[{【<]\s*(?:" + alternatives + r")\s*[\]}】>]"
+        )
+        _compiled.clear()
+        _compiled[names] = pattern
+    return pattern
 
 
 def find_placeholders(text: str) -> list[str]:
-    return _PLACEHOLDER.findall(text)
+    return placeholder_pattern().findall(text)
 
 
 def leftover_placeholders(rendered: list[str], data: list[str]) -> list[str]:
