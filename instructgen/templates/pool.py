@@ -78,6 +78,9 @@ class _Renderer:
         return "".join(out)
 
 
+Renderer = _Renderer  # the public name: identity seed pools render their entries with it too
+
+
 def _simple_parts(ast: nodes.Template) -> list[tuple[bool, str]] | None:
     """[(is_variable, text)] when the template is only text and bare `{{ name }}` slots."""
     parts: list[tuple[bool, str]] = []
