@@ -27,7 +27,7 @@ from jinja2 import TemplateSyntaxError
 
 from ..errors import ConfigError, TemplateError
 from ..templates.languages import normalize_code
-from ..templates.pool import _Renderer, builtin_pool_files
+from ..templates.pool import Renderer, builtin_pool_files
 from ..templates.safe_yaml import safe_load_bounded
 
 # What an identity template may use, and the persona field each variable comes from.
@@ -117,7 +117,7 @@ class Entry:
     id: str
     category: str
     text: str
-    render: _Renderer
+    render: Renderer
     variables: frozenset[str]
     facts: frozenset[str] = frozenset()  # question: what it asks for; answer: what it states
     tags: frozenset[str] = frozenset()  # question: its tone; answer: tones it fits (empty: any)
@@ -161,7 +161,7 @@ def _words(value: object, known: frozenset[str], what: str, path: str, entry_id:
     return frozenset(str(i) for i in items)
 
 
-def _entry(raw: object, entry_id: str, category: str, path: str, kind: str = "system") -> Entry:
+def parse_entry(raw: object, entry_id: str, category: str, path: str, kind: str = "system") -> Entry:
     """One question/answer: a text, or {text, asks|states, tags|fits} (see the module docstring)."""
     extra: dict = {}
     text = raw
@@ -181,7 +181,7 @@ def _entry(raw: object, entry_id: str, category: str, path: str, kind: str = "sy
     if not isinstance(text, str) or not text.strip():
         raise TemplateError("entries must be non-empty text", path=path, template_id=entry_id)
     try:
-        renderer = _Renderer(text)
+        renderer = Renderer(text)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"Jinja syntax error: {exc.message}", path=path, template_id=entry_id) from None
     variables = renderer.variables()
@@ -234,12 +234,12 @@ def parse_seed_pool(text: str, *, path: str) -> SeedPool:
         capability_names={str(k): str(v) for k, v in (data.get("capability_names") or {}).items()},
         needs={str(k): list(v) for k, v in (data.get("needs") or {}).items()},
         system=[
-            _entry(t, f"identity-{language}-system-{i + 1:02d}", "system", path)
+            parse_entry(t, f"identity-{language}-system-{i + 1:02d}", "system", path)
             for i, t in enumerate(data.get("system") or [])
         ],
         other_names={str(k): str(v) for k, v in (data.get("other_names") or {}).items()},
         closings=[
-            _entry(t, f"identity-{language}-closing-{i + 1:02d}", "closing", path)
+            parse_entry(t, f"identity-{language}-closing-{i + 1:02d}", "closing", path)
             for i, t in enumerate(data.get("closings") or [])
         ],
     )
@@ -254,7 +254,7 @@ def parse_seed_pool(text: str, *, path: str) -> SeedPool:
                 raise TemplateError(f"unknown category '{category}' in {kind}{hint}", path=path)
             letter = "q" if kind == "questions" else "a"
             getattr(pool, kind)[category] = [
-                _entry(t, f"identity-{language}-{category}-{letter}{i + 1:02d}", category, path, kind)
+                parse_entry(t, f"identity-{language}-{category}-{letter}{i + 1:02d}", category, path, kind)
                 for i, t in enumerate(texts or [])
             ]
     for category, answers in pool.answers.items():

@@ -289,11 +289,11 @@ class TemplateGenerator:
         if best >= self.options.similarity:
             return f"too similar to an existing or accepted template (ROUGE-L {best:.2f})"
         if self.options.task == "identity":
-            from ..identity.seeds import _entry
+            from ..identity.seeds import parse_entry
 
             text = to_jinja(raw, "identity")
             try:
-                _entry(text, f"identity-{self.lang}-llm", self.options.category or "", "<generated>")
+                parse_entry(text, f"identity-{self.lang}-llm", self.options.category or "", "<generated>")
             except TemplateError as exc:
                 return f"invalid question: {exc}"
             accepted.append({"instruction": text, "source": f"llm:{model}"})
