@@ -1,63 +1,50 @@
-"""The Python entry points. The CLI calls exactly these, so both give the same bytes."""
+"""The Python entry points. The CLI calls exactly these, so both give the same bytes.
+
+Every task runs through the pipeline core (`instructgen.pipeline`): these functions only turn
+their arguments into a task's options and a source.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .converters.translation import (
-    Outcome,
-    TranslationConverter,
-    TranslationOptions,
-    finalize,
-    outcomes_from_rows,
-)
-from .io.readers import Item, iter_pairs, read_parallel
+from .converters.translation import TranslationOptions
+from .io.readers import iter_pairs, read_parallel
+from .pipeline import registry
+from .pipeline.executors import BatchFn
+from .pipeline.run import Pipeline, Result, Run
+from .pipeline.steps import Check
 from .quality.report import Report
-from .schema import Example, Record, Rejected
+from .schema import Record, Rejected
 
-
-@dataclass
-class Result:
-    """What a conversion produced: kept records, rejected examples and the counts."""
-
-    records: list[Record] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    report: Report = field(default_factory=lambda: Report(task="translation"))
+__all__ = ["Result", "collect", "run_items", "translate", "translation_batch_fn"]
 
 
 def run_items(
-    items: Iterable[Item],
-    convert: Callable[[Example], list[Outcome]],
+    items: Iterable[Any],
+    convert: Callable[[Any], list[Any]],
     *,
     report: Report,
     dedup: bool = True,
 ) -> Iterator[Record | Rejected]:
-    """Convert a stream of read items, count everything, and yield records and rejections in order."""
+    """Translation outcomes for read items through the core's run loop (kept for older callers:
+    `convert` is a `TranslationConverter.convert`)."""
+    from .tasks.translation import dedup_step
 
-    def outcomes() -> Iterator[Outcome]:
-        for item in items:
-            report.read += 1
-            if isinstance(item, Rejected):  # the reader already refused it (on_error=skip)
-                yield Outcome(item, source_file=item.source_file, line=item.line, example=item.example)
-            else:
-                yield from convert(item)
+    class _Convert:
+        name = "convert"
 
-    return _count(finalize(outcomes(), dedup=dedup), report)
+        def __call__(self, item: Any) -> list[Any]:
+            return convert(item)
 
+    from .pipeline.steps import EmptyFields, Placeholders
 
-def _count(stream: Iterable[Outcome], report: Report) -> Iterator[Record | Rejected]:
-    """Count what is written (by template and instruction language) and what is rejected (by reason)."""
-    for o in stream:
-        if isinstance(o.item, Record):
-            report.written += 1
-            report.templates[o.example.get("template_id", "?")] += 1
-            report.languages[o.example.get("instruction_lang", "?")] += 1
-        else:
-            report.reject(o.item)
-        yield o.item
+    checks: tuple[Check, ...] = (EmptyFields(), Placeholders())
+    pipeline = Pipeline("translation", _Convert(), checks, (dedup_step(),) if dedup else ())
+    return iter(Run("translation", items, lambda _plan: pipeline, result=Result(report=report)))
 
 
 def _split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -67,6 +54,37 @@ def _split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     if "templates" in opts:
         opts["templates"] = tuple(str(t) for t in opts["templates"])
     return opts, rest
+
+
+def translation_options(src_lang: str, tgt_lang: str, **options: Any) -> TranslationOptions:
+    opts, rest = _split_options(options)
+    if rest:
+        raise TypeError(f"unexpected option(s): {', '.join(sorted(rest))}")
+    return TranslationOptions(src_lang=src_lang, tgt_lang=tgt_lang, **opts)
+
+
+def translation_source(data: Any, options: TranslationOptions, on_error: str = "raise", **read: Any) -> Any:
+    """What `translate` reads: a function that opens a file afresh, the pairs of an iterable, or a Dataset."""
+    if registry._is_dataset(data):
+        return data
+    if isinstance(data, (str, Path)) or read.get("src_file"):
+        return lambda: read_parallel(
+            data,
+            src_lang=options.src_lang,
+            tgt_lang=options.tgt_lang,
+            src_col=options.src_col,
+            tgt_col=options.tgt_col,
+            on_error=on_error,
+            **read,
+        )
+    return iter_pairs(
+        data,
+        src_lang=options.src_lang,
+        tgt_lang=options.tgt_lang,
+        src_col=options.src_col,
+        tgt_col=options.tgt_col,
+        on_error=on_error,
+    )
 
 
 def translate(
@@ -89,76 +107,37 @@ def translate(
     opts, rest = _split_options(options)
     if rest:
         raise TypeError(f"translate() got unexpected option(s): {', '.join(sorted(rest))}")
-    converter = TranslationConverter(TranslationOptions(src_lang=src_lang, tgt_lang=tgt_lang, **opts))
-    report = Report(task="translation")
-    result = Result(report=report)
-
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a core dependency
-        datasets = None
-    if datasets is not None and isinstance(data, datasets.Dataset):
-        stream = _count(
-            finalize(_map_dataset(data, converter, num_proc, report), dedup=converter.options.dedup), report
-        )
-    else:
-        if isinstance(data, (str, Path)):
-            items = read_parallel(
-                data,
-                src_lang=src_lang,
-                tgt_lang=tgt_lang,
-                src_col=converter.options.src_col,
-                tgt_col=converter.options.tgt_col,
-                on_error=on_error,
-            )
-        else:
-            items = iter_pairs(
-                data,
-                src_lang=src_lang,
-                tgt_lang=tgt_lang,
-                src_col=converter.options.src_col,
-                tgt_col=converter.options.tgt_col,
-                on_error=on_error,
-            )
-        stream = run_items(items, converter.convert, report=report, dedup=converter.options.dedup)
-    for item in stream:
-        (result.records if isinstance(item, Record) else result.rejected).append(item)
-    return result
+    task_options = TranslationOptions(src_lang=src_lang, tgt_lang=tgt_lang, **opts)
+    source = translation_source(data, task_options, on_error)
+    return registry.run_task("translation", task_options, source, num_proc=num_proc)
 
 
-def _map_dataset(
-    ds: Any, converter: TranslationConverter, num_proc: int | None, report: Report
-) -> Iterator[Outcome]:
-    report.read += len(ds)
-    mapped = ds.map(
-        converter,
-        batched=True,
-        with_indices=True,
-        num_proc=num_proc if num_proc and num_proc > 1 else None,
-        remove_columns=ds.column_names,
-        load_from_cache_file=False,
-        desc="translate",
-    )
-    return outcomes_from_rows(mapped)
-
-
-def translation_batch_fn(src_lang: str, tgt_lang: str, **options: Any) -> TranslationConverter:
+def translation_batch_fn(src_lang: str, tgt_lang: str, **options: Any) -> BatchFn:
     """A picklable `fn(batch, indices)` for `Dataset.map(batched=True, with_indices=True)`.
 
     Its output columns (`kind`, `payload`, `dedup_key`) go back through
     `instructgen.collect(mapped)` for the duplicate pass, so the result equals `translate()`.
     """
-    opts, rest = _split_options(options)
-    if rest:
-        raise TypeError(f"unexpected option(s): {', '.join(sorted(rest))}")
-    return TranslationConverter(TranslationOptions(src_lang=src_lang, tgt_lang=tgt_lang, **opts))
+    return registry.batch_fn("translation", translation_options(src_lang, tgt_lang, **options))
 
 
-def collect(mapped: Iterable[dict[str, Any]], *, dedup: bool = True) -> Result:
-    """Finish a `Dataset.map` of a batch function: duplicate pass, split, counts."""
-    report = Report(task="translation")
-    result = Result(report=report)
-    for item in _count(finalize(outcomes_from_rows(mapped), dedup=dedup), report):
-        (result.records if isinstance(item, Record) else result.rejected).append(item)
-    report.read = len(result.records) + len(result.rejected)
-    return result
+def collect(mapped: Iterable[dict[str, Any]], *, dedup: bool = True, task: str = "translation") -> Result:
+    """Finish a `Dataset.map` of a batch function: duplicate pass, split, counts.
+
+    `dedup=False` skips the duplicate pass (the options of the mapped function decide the rest).
+    """
+    if task != "translation":
+        raise TypeError("collect(task=...) is for translation; use pipeline.registry.collect for others")
+    from .tasks.translation import dedup_step
+
+    pipeline = Pipeline("translation", _NoConvert(), sequential=(dedup_step(),) if dedup else ())
+    return registry.collect("translation", None, mapped, pipeline=pipeline)
+
+
+class _NoConvert:
+    """The convert step of a run whose record steps already ran elsewhere (`collect`)."""
+
+    name = "convert"
+
+    def __call__(self, item: Any) -> list[Any]:
+        raise AssertionError("collect() only runs the sequential steps")

@@ -90,6 +90,24 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--num-proc and -v/--verbose: how the record steps run, and the per-step report."""
+    fn = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="After the summary, one line per pipeline step: items in, kept, rejected by reason, seconds.",
+    )(fn)
+    return click.option(
+        "--num-proc",
+        type=click.IntRange(min=0),
+        default=1,
+        show_default=True,
+        help="Worker processes for the record steps (0 = one per CPU). The output is byte-identical "
+        "for any value.",
+    )(fn)
+
+
 def write_outcomes(
     items: Iterable[Record | Rejected],
     output: str,

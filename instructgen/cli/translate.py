@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from tqdm import tqdm
 
-from ..api import run_items
-from ..converters.translation import DIRECTIONS, TranslationConverter, TranslationOptions
+from ..converters.translation import DIRECTIONS, TranslationOptions
 from ..io.readers import count_rows, read_parallel
 from ..io.registry import formats
+from ..pipeline import registry
 from ..quality.report import Report
 from .common import (
     PROGRESS_MIN_ROWS,
@@ -16,6 +16,7 @@ from .common import (
     fail_cleanly,
     max_reject_option,
     output_options,
+    run_options,
     write_outcomes,
 )
 
@@ -103,6 +104,7 @@ Examples:
     help="On malformed input: stop with file and line (raise), or count it as rejected and go on (skip).",
 )
 @output_options
+@run_options
 @max_reject_option
 @fail_cleanly
 def translate_cmd(
@@ -132,6 +134,8 @@ def translate_cmd(
     rejects,
     seed,
     quiet,
+    num_proc,
+    verbose,
     max_reject_ratio,
 ):
     """Turn parallel sentence pairs into translation instruction records.
@@ -157,29 +161,34 @@ def translate_cmd(
         src_col=src_col,
         tgt_col=tgt_col,
     )
-    converter = TranslationConverter(options)
-    items = read_parallel(
-        input_path,
-        src_lang=src_lang,
-        tgt_lang=tgt_lang,
-        src_file=src_file,
-        tgt_file=tgt_file,
-        src_col=src_col,
-        tgt_col=tgt_col,
-        input_format=input_format,
-        header=header,
-        split=split,
-        on_error=on_error,
-    )
+
+    def items():
+        for item in read_parallel(
+            input_path,
+            src_lang=src_lang,
+            tgt_lang=tgt_lang,
+            src_file=src_file,
+            tgt_file=tgt_file,
+            src_col=src_col,
+            tgt_col=tgt_col,
+            input_format=input_format,
+            header=header,
+            split=split,
+            on_error=on_error,
+        ):
+            bar.update()
+            yield item
+
+    run = registry.start("translation", options, items, num_proc=num_proc)  # options checked here
+    report = run.report
     total = count_rows(src_file or input_path) if (src_file or input_path) else None
     show = not quiet and (total is None or total >= PROGRESS_MIN_ROWS)
-    report = Report(task="translation")
-    with tqdm(items, total=total, disable=not show, unit="pair", desc="translate", leave=False) as bar:
-        outcomes = run_items(bar, converter.convert, report=report, dedup=options.dedup)
-        write_outcomes(outcomes, output, fmt, columns, meta, rejects)
+    bar = tqdm(total=total, disable=not show, unit="pair", desc="translate", leave=False)
+    with bar:
+        write_outcomes(run, output, fmt, columns, meta, rejects)
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
-    click.echo(report.summary(), err=True)
+    click.echo(report.summary(verbose), err=True)
     check_outcome(report, max_reject_ratio, swapped_hint(report))
 
 

@@ -10,16 +10,16 @@ processes and still give the same bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from hashlib import blake2b as _blake2b
 from typing import Any
 
 from ..determinism import choose_index, content_key
-from ..errors import ConfigError, InputError
-from ..io.readers import FieldSpec, extract_pair
-from ..quality.filters import leftover_placeholders, length_ratio, length_units
+from ..errors import ConfigError
+from ..io.readers import FieldSpec
+from ..pipeline.outcome import COLUMNS, Outcome, outcomes_from_rows, outcomes_to_columns  # noqa: F401
+from ..quality.filters import length_ratio, length_units
 from ..quality.langid import LanguageCheck, make_backend
 from ..quality.placement import choose_fitting
 from ..schema import Example, Record, Rejected
@@ -51,17 +51,6 @@ class TranslationOptions:
     meta: bool = False
     src_col: str | None = None
     tgt_col: str | None = None
-
-
-@dataclass
-class Outcome:
-    """A converter's answer for one direction of one pair, with what dedup needs to know."""
-
-    item: Record | Rejected
-    dedup_key: bytes = b""  # `dedup_key()`: 16 bytes a record, whatever the texts
-    source_file: str | None = None
-    line: int | None = None
-    example: dict[str, Any] = field(default_factory=dict)
 
 
 def dedup_key(direction: str, src: str, tgt: str) -> bytes:
@@ -191,18 +180,6 @@ class TranslationConverter:
                 "tgt_code": t_code,
             }
             rendered = template.render(values)
-            left = leftover_placeholders(
-                [rendered["instruction"], rendered["input"], rendered["output"]], [s_text, t_text]
-            )
-            if left:
-                out.append(
-                    reject(
-                        "unrendered_placeholder",
-                        f"template {template.id} left {', '.join(left)}",
-                        {"direction": direction, "template_id": template.id},
-                    )
-                )
-                continue
             meta: dict[str, Any] = {}
             if opts.meta:
                 meta = {
@@ -233,87 +210,18 @@ class TranslationConverter:
                         "template_id": template.id,
                         "instruction_lang": lang,
                     },
+                    data=(s_text, t_text),
                     **where,
                 )
             )
         return out
 
-    # --- batched form for datasets.Dataset.map(batched=True, with_indices=True) --------------
-
-    def __call__(self, batch: dict[str, list], indices: list[int] | None = None) -> dict[str, list]:
-        names = list(batch)
-        n = len(batch[names[0]]) if names else 0
-        outcomes: list[Outcome] = []
-        for i in range(n):
-            row = {name: batch[name][i] for name in names}
-            line = (indices[i] + 1) if indices is not None else None
-            try:
-                src, tgt = extract_pair(row, self.spec, path=None, line=line)
-            except InputError as exc:
-                outcomes.append(
-                    Outcome(
-                        Rejected(reason=exc.reason, detail=exc.message, line=line),
-                        line=line,
-                        example={"raw": json.dumps(row, ensure_ascii=False, default=str)},
-                    )
-                )
-                continue
-            outcomes.extend(self.convert(Example(key="", fields={"source": src, "target": tgt}, line=line)))
-        return outcomes_to_columns(outcomes)
-
-
-COLUMNS = ("kind", "payload", "dedup_key")
-
-
-def outcomes_to_columns(outcomes: list[Outcome]) -> dict[str, list]:
-    """Flatten outcomes into three string columns, Arrow-friendly whatever the record holds."""
-    cols: dict[str, list] = {c: [] for c in COLUMNS}
-    for o in outcomes:
-        is_record = isinstance(o.item, Record)
-        cols["kind"].append("record" if is_record else "rejected")
-        body = {
-            "item": o.item.model_dump(mode="json"),
-            "source_file": o.source_file,
-            "line": o.line,
-            "example": o.example,
-        }
-        cols["payload"].append(json.dumps(body, ensure_ascii=False))
-        cols["dedup_key"].append(o.dedup_key.hex())
-    return cols
-
-
-def outcomes_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Outcome]:
-    for row in rows:
-        body = json.loads(row["payload"])
-        item = (
-            Record.model_validate(body["item"])
-            if row["kind"] == "record"
-            else Rejected.model_validate(body["item"])
-        )
-        yield Outcome(
-            item,
-            dedup_key=bytes.fromhex(row["dedup_key"]),
-            source_file=body["source_file"],
-            line=body["line"],
-            example=body["example"],
-        )
-
 
 def finalize(outcomes: Iterable[Outcome], *, dedup: bool = True) -> Iterator[Outcome]:
-    """The sequential tail of every run: drop exact duplicates, keeping the first occurrence."""
-    seen: dict[bytes, int | None] = {}
-    for o in outcomes:
-        if dedup and isinstance(o.item, Record):
-            if o.dedup_key in seen:
-                first = seen[o.dedup_key]
-                rejected = Rejected(
-                    reason="duplicate_pair",
-                    detail="exact duplicate of an earlier pair" + (f" (line {first})" if first else ""),
-                    source_file=o.source_file,
-                    line=o.line,
-                    example=o.example,
-                )
-                yield Outcome(rejected, o.dedup_key, o.source_file, o.line, o.example)
-                continue
-            seen[o.dedup_key] = o.line
-        yield o
+    """Drop exact duplicate pairs, keeping the first: the translation task's sequential step
+    (kept for callers of the old name; see tasks/translation.py)."""
+    if not dedup:
+        return iter(outcomes)
+    from ..tasks.translation import dedup_step
+
+    return dedup_step()(outcomes)

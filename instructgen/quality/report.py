@@ -18,6 +18,8 @@ class Report:
     templates: Counter = field(default_factory=Counter)
     languages: Counter = field(default_factory=Counter)  # instruction language -> records
     notes: list[str] = field(default_factory=list)
+    # per-step stats (pipeline.steps.StepStats), filled by the run loop; shown by summary(verbose=True)
+    steps: list[Any] = field(default_factory=list)
 
     def reject(self, item: Rejected) -> None:
         self.rejected[item.reason] += 1
@@ -37,7 +39,7 @@ class Report:
             "notes": list(self.notes),
         }
 
-    def summary(self) -> str:
+    def summary(self, verbose: bool = False) -> str:
         lines = [f"{self.task}: read {self.read}, wrote {self.written}, rejected {self.rejected_total}"]
         for reason, n in sorted(self.rejected.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  rejected {reason}: {n}")
@@ -47,4 +49,6 @@ class Report:
         if self.templates:
             lines.append(f"  templates used: {len(self.templates)}")
         lines.extend(f"  note: {n}" for n in self.notes)
+        if verbose:
+            lines.extend(step.line() for step in self.steps)
         return "\n".join(lines)

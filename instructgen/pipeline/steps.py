@@ -1,0 +1,162 @@
+"""The step protocol: record steps (a task's convert, then checks), sequential steps, and their stats.
+
+- A **convert step** turns one read item into outcomes: one record, a rejection, or several records
+  (translation `--direction both`). It is pure and picklable: workers rebuild it from its options.
+- A **check** looks at one kept record and answers a (reason, detail) to reject it, or None. Checks
+  are the same objects for every task: a task lists the ones it wants (`default_checks`).
+- A **sequential step** sees the whole stream in input order (exact dedup, quotas) and runs in the
+  parent, after the record steps, whatever executor ran those.
+
+Stats (items in, kept, rejected by reason, seconds) are kept per step, datatrove-style. Counts are
+rebuilt in the parent from each outcome's `step` field, so they are exact for any executor; seconds
+come from where the step ran (summed over workers when an executor sends them back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..quality.filters import find_placeholders, leftover_placeholders
+from ..schema import Record
+from .outcome import Outcome, replace_with_rejection
+
+
+class ConvertStep(Protocol):
+    """A task's convert: one read item -> outcomes (records and/or rejections)."""
+
+    name: str
+
+    def __call__(self, item: Any) -> list[Outcome]: ...
+
+
+class Check(Protocol):
+    """A per-record filter: (reason, detail) rejects the outcome's record, None keeps it."""
+
+    name: str
+
+    def __call__(self, outcome: Outcome) -> tuple[str, str] | None: ...
+
+
+class SequentialStep(Protocol):
+    """A step that must see order (dedup, quotas): a stream of outcomes in, the same stream out."""
+
+    name: str
+
+    def __call__(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]: ...
+
+
+@dataclass
+class StepStats:
+    """What one step saw: items in, records kept, rejections by reason, seconds spent."""
+
+    name: str
+    kind: str  # read | convert | check | sequential
+    items_in: int = 0
+    kept: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    seconds: float | None = None
+
+    def merge_seconds(self, seconds: float) -> None:
+        self.seconds = (self.seconds or 0.0) + seconds
+
+    def line(self) -> str:
+        rejected = sum(self.rejected.values())
+        text = f"  step {self.name} ({self.kind}): in {self.items_in}, kept {self.kept}, rejected {rejected}"
+        if self.seconds is not None:
+            text += f", {self.seconds:.2f} s"
+        reasons = sorted(self.rejected.items(), key=lambda kv: (-kv[1], kv[0]))
+        if reasons:
+            text += " (" + ", ".join(f"{r} {n}" for r, n in reasons) + ")"
+        return text
+
+
+# --- checks every task can use --------------------------------------------------------------
+
+
+class EmptyFields:
+    """A record with no prompt, no answer, or an empty history turn teaches nothing (or worse)."""
+
+    name = "empty_fields"
+
+    def __call__(self, outcome: Outcome) -> tuple[str, str] | None:
+        return empty_fields(outcome.item)  # type: ignore[arg-type]
+
+
+def empty_fields(record: Record) -> tuple[str, str] | None:
+    if not (record.instruction.strip() or record.input.strip()):
+        return "empty_prompt", "the user turn is empty"
+    if not record.output.strip():
+        return "empty_output", "the assistant answer is empty"
+    for i, turn in enumerate(record.history, start=1):
+        if not turn.user.strip() or not turn.assistant.strip():
+            return "empty_turn", f"history turn {i} has an empty side"
+    return None
+
+
+class Placeholders:
+    """A template variable left in the text (`{{ source }}`, `[tgt_lang]`) that the data did not bring in.
+
+    The data's own texts are in `outcome.data`: a sentence about Jinja may contain `{{ x }}`, and
+    only placeholders beyond those count. With `data_free=True` (existing instruction data, where
+    every text is data) any placeholder counts, which is why `convert` leaves this check off by default.
+    """
+
+    name = "placeholders"
+
+    def __init__(self, data_free: bool = False) -> None:
+        self.data_free = data_free
+
+    def __call__(self, outcome: Outcome) -> tuple[str, str] | None:
+        r = outcome.item
+        texts = [r.instruction, r.input, r.output]  # type: ignore[union-attr]
+        if self.data_free:
+            found = [p for t in texts for p in find_placeholders(t)]
+            return ("unrendered_placeholder", f"placeholder {found[0]!r} left in the text") if found else None
+        left = leftover_placeholders(texts, list(outcome.data))
+        if not left:
+            return None
+        tid = outcome.example.get("template_id", "?")
+        return "unrendered_placeholder", f"template {tid} left {', '.join(left)}"
+
+
+def record_digest(record: Record) -> bytes:
+    """A 16-byte key for exact dedup: every text of the conversation, length-prefixed (unambiguous)."""
+    h = hashlib.blake2b(digest_size=16)
+    texts = [record.system or "", record.instruction, record.input, record.output]
+    for turn in record.history:
+        texts += [turn.user, turn.assistant]
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
+class ExactDedup:
+    """Drop a record whose `dedup_key` was seen before, keeping the first in input order.
+
+    The key is made where the record is (a worker), as a fixed-size digest, so the parent holds 16
+    bytes per record whatever the texts. `reason` and `detail(first_line)` keep each task's wording.
+    """
+
+    name = "dedup"
+
+    def __init__(self, reason: str = "duplicate_record", describe: Any = None) -> None:
+        self.reason = reason
+        self.describe = describe or (lambda first: f"same conversation as line {first}")
+
+    def __call__(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        seen: dict[bytes, int | None] = {}
+        reason, describe = self.reason, self.describe
+        for o in outcomes:
+            key = o.dedup_key
+            if key and isinstance(o.item, Record):
+                if key in seen:
+                    yield replace_with_rejection(o, reason, describe(seen[key]), self.name)
+                    continue
+                seen[key] = o.line
+            yield o
