@@ -263,7 +263,9 @@ def detect_language(backend: Any, text: str) -> str:
     as 'zh'; a text with fewer than 12 letters is 'zh' when it has Han characters, else 'short'
     (fastText guesses on "Hi."); a verdict under 0.6 confidence is 'und'.
     """
-    from ..quality.langid import _COMPATIBLE, _DISTINCTIVE, letter_count
+    from ..quality.langid import COMPATIBLE as _COMPATIBLE
+    from ..quality.langid import DISTINCTIVE as _DISTINCTIVE
+    from ..quality.langid import letter_count
 
     letters = letter_count(text, cap=SHORT)
     if letters == 0:

@@ -27,7 +27,7 @@ from ..templates.languages import base_language, default_script, normalize_code
 
 # Languages that detectors confuse with the expected one for honest reasons: Chinese text
 # often comes back as Cantonese/Wu, Czech as Slovak, Bokmål as Danish, Malay as Indonesian.
-_COMPATIBLE: dict[str, frozenset[str]] = {
+COMPATIBLE: dict[str, frozenset[str]] = {
     "zh": frozenset({"zh", "yue", "wuu", "gan", "hak", "lzh"}),
     "no": frozenset({"no", "nb", "nn", "da"}),
     "nb": frozenset({"no", "nb", "nn", "da"}),
@@ -43,7 +43,7 @@ _COMPATIBLE: dict[str, frozenset[str]] = {
 
 # Scripts a language cannot be written without: a "ja" verdict on text with no kana is the
 # detector confusing Chinese for Japanese (the lite model does this for 3% of WMT21 zh lines).
-_DISTINCTIVE: dict[str, re.Pattern[str]] = {
+DISTINCTIVE: dict[str, re.Pattern[str]] = {
     "ja": re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]"),
     "ko": re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]"),
 }
@@ -164,7 +164,7 @@ def _impossible_script(detected: str, text: str) -> bool:
     """A verdict for a language whose own script has no letter in the text (Latin-script verdict, no Latin).
 
     Only languages written in one script (Latin, Cyrillic, ...) are judged this way; Han-script languages are
-    left to `_DISTINCTIVE`, because Japanese and Korean text may consist of Han characters alone.
+    left to `DISTINCTIVE`, because Japanese and Korean text may consist of Han characters alone.
     """
     script = default_script(detected) if _is_code(detected) else None
     if script is None or script in _SCRIPT_SETS or script not in _SCRIPT_RANGES:
@@ -278,15 +278,15 @@ class LanguageCheck:
         want = base_language(expected)
         if detected == "und" or confidence < self.threshold:
             return None
-        allowed = _COMPATIBLE.get(want, frozenset({want}))
+        allowed = COMPATIBLE.get(want, frozenset({want}))
         if detected in allowed:
             return None
-        distinctive = _DISTINCTIVE.get(detected)
+        distinctive = DISTINCTIVE.get(detected)
         if distinctive is not None and not distinctive.search(text):
             return None  # the verdict is impossible for this text's script
         if _impossible_script(detected, text):
             return None  # e.g. "Norwegian" for a Han-only headline: not one letter of its script
-        mine = _DISTINCTIVE.get(want)
-        if mine is not None and mine.search(text) and detected in _COMPATIBLE["zh"]:
+        mine = DISTINCTIVE.get(want)
+        if mine is not None and mine.search(text) and detected in COMPATIBLE["zh"]:
             return None  # kana/hangul present: Japanese/Korean with many Han characters
         return f"detected '{detected}' ({confidence:.2f}) by {self.backend.name}, expected '{want}'"
