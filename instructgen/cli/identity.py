@@ -205,8 +205,8 @@ def identity_cmd(
     gen = IdentityGenerator(persona, options)
     records, rejected, report = gen.generate()
     if llm_model:
-        from ..identity.paraphrase import paraphrase
         from ..llm.client import LLMClient, LLMConfig
+        from ..llm.paraphrase import paraphrase
 
         client = LLMClient(
             LLMConfig(

@@ -25,6 +25,7 @@ from ..quality.report import Report
 from ..schema import Persona, Record, Rejected, Turn
 from ..templates.languages import language_name, normalize_code
 from .grammar import agree
+from .scan import scan_text
 from .seeds import (
     CATEGORIES,
     OPTIONAL_VARIABLES,
@@ -315,31 +316,48 @@ class IdentityGenerator:
         }
         if cand.closing is not None:
             meta["closing_id"] = cand.closing.id
-        example = {"instruction": question, "output": answer, **meta}
+        record = Record(instruction=question, output=answer, system=system, history=history, meta=meta)
+        problem = self.check_record(record)
+        if problem is not None:
+            example = {"instruction": question, "output": answer, **meta}
+            return Rejected(reason=problem[0], detail=problem[1], example=example)
+        return record
 
-        texts = [question, answer, system or ""] + [
-            t for turn in history for t in (turn.user, turn.assistant)
+    def check_record(self, record: Record, *, scan: bool = False) -> tuple[str, str] | None:
+        """Why `record` must not be written, as (reason, detail), or None.
+
+        The one set of checks for seed records and for their LLM paraphrases (llm/paraphrase.py):
+        no placeholder left in any text, the answer names the persona, a denial never names the
+        persona's base model, with `scan` the answer claims no other identity (identity/scan.py;
+        off for seed records, whose denials name other assistants on purpose and are curated), and
+        question and answer are in the record's language (`meta["lang"]`) once proper nouns are
+        masked. `meta["category"]` says whether the record is a denial.
+        """
+        lang, question, answer = record.meta["lang"], record.instruction, record.output
+        texts = [question, answer, record.system or ""] + [
+            t for turn in record.history for t in (turn.user, turn.assistant)
         ]
         left = leftover_placeholders(texts, [])
         if left:
-            return Rejected(
-                reason="unrendered_placeholder", detail=f"left {', '.join(left)}", example=example
-            )
-        names = [values["name"], *self.persona.aliases]
-        if not any(name and name in answer for name in names):
-            return Rejected(
-                reason="persona_not_named", detail=f"answer does not name {values['name']}", example=example
-            )
-        if cand.category in OTHER_CATEGORIES and any(b in answer for b in self._base_names):
-            return Rejected(
-                reason="denies_base_model", detail="a denial names the persona's base model", example=example
-            )
+            return "unrendered_placeholder", f"left {', '.join(left)}"
+        name = self.persona.text("name", lang)
+        if not any(n and n in answer for n in [name, *self.persona.aliases]):
+            return "persona_not_named", f"answer does not name {name}"
+        if record.meta.get("category") in OTHER_CATEGORIES and any(b in answer for b in self._base_names):
+            return "denies_base_model", "a denial names the persona's base model"
+        if scan:
+            hits = scan_text(answer, tuple(self.persona.names()))
+            if hits:
+                return (
+                    "contamination",
+                    f"the answer claims another identity ({', '.join(h for h, _ in hits)})",
+                )
         if self.check is not None:
             for side, text in (("question", question), ("answer", answer)):
                 problem = self.check.check(self._mask(text), lang)
                 if problem:
-                    return Rejected(reason=f"wrong_language_{side}", detail=problem, example=example)
-        return Record(instruction=question, output=answer, system=system, history=history, meta=meta)
+                    return f"wrong_language_{side}", problem
+        return None
 
     def _mask(self, text: str) -> str:
         """Proper nouns (persona, developer, other assistants) carry no language: hide them from langid."""

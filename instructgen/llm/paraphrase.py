@@ -1,10 +1,14 @@
 """`identity --llm`: an LLM rephrases seed questions and answers in the persona's voice.
 
-A paraphrase replaces its seed record only when it passes the same gates as seed records and
-one more: it names the persona, question and answer are in the record's language (proper
-nouns masked), no placeholder is left, the contamination scan finds nothing, and it is not a
-duplicate. Otherwise the seed record stays and the paraphrase is rejected with its reason, so
-`-n` and the balance across languages and categories hold whatever the model does.
+A paraphrase replaces its seed record only when it passes the checks seed records pass
+(`IdentityGenerator.check_record`: no placeholder left, the persona named, no denial naming the
+base model, question and answer in the record's language with proper nouns masked) plus the
+contamination scan, and is not a duplicate. Otherwise the seed record stays and the paraphrase
+is rejected with its reason, so `-n` and the balance across languages and categories hold
+whatever the model does. The language check's reasons are reported as one `wrong_language`, as
+the rejects file has always said for paraphrases.
+
+This lives in the LLM layer, which builds on `identity` (never the other way round).
 """
 
 from __future__ import annotations
@@ -13,11 +17,11 @@ import asyncio
 from typing import Any
 
 from ..determinism import stable_hash
-from ..quality.filters import leftover_placeholders
+from ..identity.generate import IdentityGenerator
 from ..schema import Record, Rejected
 from ..templates.languages import language_name
-from .generate import IdentityGenerator
-from .scan import scan_text
+from .client import RequestFailed
+from .parse import ParseError, extract_json
 
 REQUEST_FAILED = "llm_request_failed"  # the request got no usable answer: the seed record is kept
 
@@ -44,9 +48,6 @@ def _prompt(record: Record, persona_name: str, developer: str, lang: str) -> lis
 async def _paraphrase_all(
     client: Any, gen: IdentityGenerator, records: list[Record], ratio: float, seed: int
 ) -> tuple[list[Record], list[Rejected]]:
-    from ..llm.client import RequestFailed
-    from ..llm.parse import ParseError, extract_json
-
     persona = gen.persona
     out = list(records)
     rejected: list[Rejected] = []
@@ -98,39 +99,26 @@ async def _paraphrase_all(
         except (ParseError, KeyError, TypeError) as exc:
             refuse("llm_unparseable", str(exc))
             continue
-        name = persona.text("name", lang) or ""
         if not question or not reply:
             refuse("llm_empty", "empty question or answer")
-        elif not any(n and n in reply for n in [name, *persona.aliases]):
-            refuse("persona_not_named", f"the answer does not name {name}")
-        elif leftover_placeholders([question, reply], []):
-            refuse("unrendered_placeholder", "a placeholder is left")
-        elif scan_text(reply, tuple(persona.names())):
-            hits = ", ".join(h for h, _ in scan_text(reply, tuple(persona.names())))
-            refuse("contamination", f"the answer claims another identity ({hits})")
-        elif gen.check is not None and (
-            gen.check.check(gen._mask(question), lang) or gen.check.check(gen._mask(reply), lang)
-        ):
-            refuse(
-                "wrong_language",
-                gen.check.check(gen._mask(question), lang) or gen.check.check(gen._mask(reply), lang) or "",
-            )
+            continue
+        meta = {
+            **seed_rec.meta,
+            "source": f"llm:{client.config.model}",
+            "seed_question": seed_rec.instruction,
+        }
+        candidate = Record(
+            instruction=question, output=reply, system=seed_rec.system, history=seed_rec.history, meta=meta
+        )
+        problem = gen.check_record(candidate, scan=True)
+        if problem is not None:
+            reason, detail = problem
+            refuse("wrong_language" if reason.startswith("wrong_language_") else reason, detail)
         elif (question, reply) in seen:
             refuse("duplicate", "the paraphrase repeats an existing record")
         else:
             seen.add((question, reply))
-            meta = {
-                **seed_rec.meta,
-                "source": f"llm:{client.config.model}",
-                "seed_question": seed_rec.instruction,
-            }
-            out[i] = Record(
-                instruction=question,
-                output=reply,
-                system=seed_rec.system,
-                history=seed_rec.history,
-                meta=meta,
-            )
+            out[i] = candidate
     if failures:
         raise failures[0]
     return out, rejected
