@@ -25,7 +25,7 @@ from ..schema import TemplateSpec
 from .env import template_env
 from .languages import normalize_code
 from .safe_yaml import safe_load_bounded
-from .tasks import TaskSpec, get_task
+from .tasks import TaskSpec, get_task, known_tasks
 
 FIELDS = ("instruction", "input", "output", "system")
 
@@ -146,6 +146,7 @@ class TemplatePool:
     path: str
     templates: list[Template]
     labels: dict[str, str] = field(default_factory=dict)  # verbalisers: dataset label -> words
+    tables: dict[str, Any] = field(default_factory=dict)  # the task's declared tables (TaskSpec.tables)
 
 
 def _text_hash(spec: TemplateSpec) -> str:
@@ -153,18 +154,45 @@ def _text_hash(spec: TemplateSpec) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _template_lines(text: str) -> list[int | None]:
-    """The 1-based line of each entry under `templates:`, so errors can point into the file."""
+def _top_level(text: str, name: str) -> tuple[yaml.Node, yaml.Node] | None:
+    """The (key, value) nodes of top-level key `name`, whose marks give lines for errors."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
-        return []
+        return None
     if not isinstance(root, yaml.MappingNode):
-        return []
+        return None
     for key, value in root.value:
-        if getattr(key, "value", None) == "templates" and isinstance(value, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in value.value]
-    return []
+        if getattr(key, "value", None) == name:
+            return key, value
+    return None
+
+
+def _template_lines(text: str) -> list[int | None]:
+    """The 1-based line of each entry under `templates:`, so errors can point into the file."""
+    found = _top_level(text, "templates")
+    if found is None or not isinstance(found[1], yaml.SequenceNode):
+        return []
+    return [item.start_mark.line + 1 for item in found[1].value]
+
+
+def _parse_tables(data: dict[str, Any], spec: TaskSpec, *, text: str, path: str) -> dict[str, Any]:
+    """The task's declared tables present in the file, each checked strictly against its type;
+    an error names the file, the key's line and the offending entry."""
+    tables: dict[str, Any] = {}
+    for name, table in spec.tables.items():
+        if name not in data:
+            continue
+        try:
+            tables[name] = table.adapter.validate_python(data[name], strict=True)
+        except ValidationError as exc:
+            problems = "; ".join(
+                ".".join([name, *(str(p) for p in err["loc"])]) + f": {err['msg']}" for err in exc.errors()
+            )
+            found = _top_level(text, name)
+            where = f"{path}:{found[0].start_mark.line + 1}" if found else path
+            raise TemplateError(f"'{name}' ({table.doc}): {problems}", path=where) from None
+    return tables
 
 
 def compile_template(
@@ -265,6 +293,10 @@ def load_pool(path: str | Path, *, task: str | None = None, display_path: str | 
     return parse_pool(text, path=shown, task=task)
 
 
+# Top-level keys of every pool file; a task adds its tables (TaskSpec.tables).
+POOL_KEYS = ("task", "language", "templates", "description", "version", "labels")
+
+
 def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool:
     try:
         data = safe_load_bounded(text)
@@ -274,9 +306,15 @@ def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool
         raise TemplateError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path=where) from None
     if not isinstance(data, dict):
         raise TemplateError("a pool file must be a mapping with task, language and templates", path=path)
-    unknown_keys = sorted(set(data) - {"task", "language", "templates", "description", "version", "labels"})
+    known = set(POOL_KEYS)
+    if data.get("task") in known_tasks():  # the task's declared tables are keys too
+        known.update(get_task(data["task"]).tables)
+    unknown_keys = sorted(str(k) for k in data if k not in known)
     if unknown_keys:
-        raise TemplateError(f"unknown top-level key(s): {', '.join(unknown_keys)}", path=path)
+        raise TemplateError(
+            f"unknown top-level key(s): {', '.join(unknown_keys)} (known: {', '.join(sorted(known))})",
+            path=path,
+        )
     for key in ("task", "language", "templates"):
         if key not in data:
             raise TemplateError(f"missing top-level key '{key}'", path=path)
@@ -314,6 +352,7 @@ def parse_pool(text: str, *, path: str, task: str | None = None) -> TemplatePool
         path=path,
         templates=templates,
         labels={str(k): str(v) for k, v in labels.items()},
+        tables=_parse_tables(data, spec, text=text, path=path),
     )
 
 
@@ -357,17 +396,25 @@ def load_builtin_pools(task: str | None = None) -> list[TemplatePool]:
 
 
 class PoolSet:
-    """All pools usable for one task, grouped by the language the instructions are written in."""
+    """All pools usable for one task, grouped by the language the instructions are written in.
 
-    def __init__(self, task: str, pools: Iterable[TemplatePool]) -> None:
+    Besides templates, pools carry per-language data: `labels` and the task's tables (`table`).
+    `defaults` are pools whose data is used beneath that of `pools` but whose templates are not: the
+    shipped pools, when a run leaves out their templates, still say how English writes an answer.
+    """
+
+    def __init__(
+        self, task: str, pools: Iterable[TemplatePool], *, defaults: Iterable[TemplatePool] = ()
+    ) -> None:
         self.task = task
         self.by_language: dict[str, list[Template]] = {}
         self.labels: dict[str, dict[str, str]] = {}
+        self.tables: dict[str, dict[str, Any]] = {}  # language -> table name -> value
+        for pool in defaults:
+            self._add_data(pool)
         owner: dict[str, str] = {}
         for pool in pools:
-            self.labels.setdefault(pool.language, {}).update(pool.labels)
-            if pool.task != task:
-                raise TemplateError(f"pool is for task '{pool.task}', expected '{task}'", path=pool.path)
+            self._add_data(pool)
             for template in pool.templates:
                 if template.id in owner:
                     raise TemplateError(
@@ -378,15 +425,49 @@ class PoolSet:
                 owner[template.id] = pool.path
                 self.by_language.setdefault(pool.language, []).append(template)
 
+    def _add_data(self, pool: TemplatePool) -> None:
+        """A pool's labels and tables, over those of earlier pools of its language."""
+        self.labels.setdefault(pool.language, {}).update(pool.labels)
+        if pool.task != self.task:
+            raise TemplateError(f"pool is for task '{pool.task}', expected '{self.task}'", path=pool.path)
+        self.tables.setdefault(pool.language, {}).update(pool.tables)
+
     @classmethod
     def load(
         cls, task: str, extra_files: Iterable[str | Path] = (), *, include_builtin: bool = True
     ) -> PoolSet:
-        pools = load_builtin_pools(task) if include_builtin else []
+        builtin = load_builtin_pools(task)
+        pools = builtin if include_builtin else []
         pools += [load_pool(p, task=task) for p in extra_files]
         if not pools:
             raise ConfigError(f"no template pool for task '{task}'")
-        return cls(task, pools)
+        return cls(task, pools, defaults=() if include_builtin else builtin)
+
+    def _fallbacks(self, language: str, english: bool) -> list[str]:
+        """The pool language, its base language (`zh` for `zh-TW`), then English when `english`."""
+        return list(dict.fromkeys([language, language.split("-")[0], *(["en"] if english else [])]))
+
+    def table(self, name: str, language: str) -> Any:
+        """Table `name` (declared in the task's `TaskSpec.tables`) for the pools written in `language`:
+        that language's, else its base language's, else English's (unless the table says a
+        language without it has none); None when no pool carries it."""
+        try:
+            spec = get_task(self.task).tables[name]
+        except KeyError:
+            raise ConfigError(f"task '{self.task}' declares no pool table '{name}'") from None
+        for lang in self._fallbacks(language, spec.english_fallback):
+            value = self.tables.get(lang, {}).get(name)
+            if value is not None:
+                return value
+        return None
+
+    def labels_for(self, language: str) -> dict[str, str]:
+        """Label words for `language`: English's, overlaid by its base language's, then its own, so a
+        pool that names a few labels keeps the words of the others."""
+        words: dict[str, str] = {}
+        for lang in reversed(self._fallbacks(language, True)):
+            words.update(self.labels.get(lang, {}))
+        return words
 
     @property
     def languages(self) -> list[str]:

@@ -7,7 +7,11 @@ load instead of producing a corpus of wrong records.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 @dataclass(frozen=True)
@@ -35,12 +39,55 @@ class LLMContract:
 
 
 @dataclass(frozen=True)
+class PoolTable:
+    """A per-language table a task's pool files may carry as a top-level key.
+
+    How a language writes an answer (NER's "type: entity; ..." separators, the header of an options
+    list) is data of that language, so it lives in the pool file beside the templates written in
+    it, and a user's pool for a new language can bring its own. `type` is checked strictly
+    (pydantic, no coercion) on load; `PoolSet.table` looks a value up for the pool's language,
+    then its base language, then (when `english_fallback`) English, else None.
+    """
+
+    type: Any  # the value's type, e.g. dict[str, str] or a frozen pydantic model
+    doc: str  # what the table holds (errors and `templates show` may quote it)
+    english_fallback: bool = True  # False: a language without the table gets None, not English
+
+    @functools.cached_property
+    def adapter(self) -> TypeAdapter[Any]:
+        return TypeAdapter(self.type)
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class NerAnswerStyle(_Table):
+    """How a list or per-type NER answer is written: "person: John; location: Paris", or `empty`."""
+
+    type_separator: NonEmpty  # between a type's words and its entity
+    entity_separator: NonEmpty  # between entities
+    empty: NonEmpty  # the answer when there is no entity
+
+
+class NerLabelForms(_Table):
+    """The words for one entity type in a question about it (see converters/ner.py `type_phrase`)."""
+
+    plural: NonEmpty  # a per-type question: "List all {{ entity_type }}" -> "person names"
+    singular: NonEmpty  # an inverted template, with its article: "an organization"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     variables: dict[str, str]  # variable -> what it holds (shown by `templates show` and to LLMs)
     requirements: tuple[Requirement, ...] = ()
     sample: dict[str, str] = field(default_factory=dict)  # values for the trial render on load
     llm: LLMContract | None = None  # None: `templates generate` does not offer the task
+    tables: dict[str, PoolTable] = field(default_factory=dict)  # top-level pool keys beside `labels`
 
 
 _TASKS: dict[str, TaskSpec] = {}
@@ -152,6 +199,18 @@ NER = register_task(
             required=("input", "entity_types"),
             output="{{ entities }}",
         ),
+        tables={
+            "answer_style": PoolTable(NerAnswerStyle, "separators and the empty answer of list/per-type answers"),
+            "format_hints": PoolTable(dict[str, str], "--target -> how to write the answer ({{ format_hint }})"),
+            "label_forms": PoolTable(
+                dict[str, NerLabelForms],
+                "entity type -> its words in a per-type question (plural) and an inverted one (singular)",
+                english_fallback=False,
+            ),
+            "type_notes": PoolTable(
+                dict[str, str], "entity type -> what it covers, shown in the type list", english_fallback=False
+            ),
+        },
     )
 )
 
@@ -185,5 +244,11 @@ CLASSIFICATION = register_task(
         llm=LLMContract(
             placeholders={"input": "text", "options": "options"}, required=("input",), output="{{ label }}"
         ),
+        tables={
+            "option_headers": PoolTable(
+                Annotated[list[NonEmpty], Field(min_length=1)], "the headers an options list starts with"
+            ),
+            "list_separator": PoolTable(NonEmpty, "between labels in an inline list (options, label_names)"),
+        },
     )
 )
