@@ -101,6 +101,12 @@ def register_task(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
+def unregister_task(name: str) -> None:
+    """Remove a task registered with `register_task` (a plugin unloading, a test's toy task)."""
+    _TASKS.pop(name, None)
+    _NAMES.clear()
+
+
 def get_task(name: str) -> TaskSpec:
     from ..errors import ConfigError
 
