@@ -5,8 +5,15 @@ from __future__ import annotations
 import click
 from tqdm import tqdm
 
-from ..convert import convert
-from .common import check_outcome, fail_cleanly, max_reject_option, output_options, write_outcomes
+from ..convert import start
+from .common import (
+    check_outcome,
+    fail_cleanly,
+    max_reject_option,
+    output_options,
+    run_options,
+    write_outcomes,
+)
 
 EPILOG = """\b
 Examples:
@@ -33,6 +40,7 @@ Examples:
     help="Reject records holding template placeholders ({{ x }}, [src_lang]); off by default, since "
     "answers about templates contain them legitimately.",
 )
+@run_options
 @max_reject_option
 @fail_cleanly
 def convert_cmd(
@@ -47,6 +55,8 @@ def convert_cmd(
     on_error,
     no_dedup,
     check_placeholders,
+    num_proc,
+    verbose,
     max_reject_ratio,
 ):
     """Convert Alpaca (JSON/JSONL), ShareGPT, OpenAI messages or query-response rows into any layout.
@@ -55,12 +65,13 @@ def convert_cmd(
     and each dropped row is counted by reason (and written to --rejects).
     """
     del seed  # converting chooses nothing at random; the option is shared with the other commands
-    items, report = convert(
-        input_path, on_error=on_error, dedup=not no_dedup, placeholders=check_placeholders
+    run = start(
+        input_path, on_error=on_error, dedup=not no_dedup, placeholders=check_placeholders, num_proc=num_proc
     )
-    bar = tqdm(items, disable=quiet, unit="row", desc="convert", leave=False, delay=2)
+    report = run.report
+    bar = tqdm(run, disable=quiet, unit="row", desc="convert", leave=False, delay=2)
     write_outcomes(bar, output, fmt, columns, meta, rejects)
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
-    click.echo(report.summary(), err=True)
+    click.echo(report.summary(verbose), err=True)
     check_outcome(report, max_reject_ratio)

@@ -5,4 +5,4 @@ first read of the whole input), its convert step, its checks and its sequential 
 semantics (template choice, rendering) stay in `converters/<task>.py`; this is the wiring.
 """
 
-from . import translation  # noqa: F401
+from . import convert, translation  # noqa: F401
