@@ -3,9 +3,20 @@
 Reads line-aligned files built from every parallel set in ../shared/data, repeated to at
 least 100,000 pairs (each repetition made unique by a suffix, so duplicate removal does not
 skip work), converts, and writes Alpaca JSONL. Prints pairs/s for language checks off, and on
-with each backend (langdetect on a 10,000-pair slice: it is ~40x slower).
+with each backend (langdetect on a 10,000-pair slice: it is ~40x slower), for two paths:
 
-    python benchmarks/translate.py [--pairs 100000] [--shared ../shared/data]
+- `run_items`: `instructgen.api.run_items` with a `TranslationConverter` (kept for older callers);
+- `start`: the registry path the CLI uses, `pipeline.registry.start("translation", ...)`. On a
+  checkout from before the pipeline core (no `instructgen.pipeline`) this path is what the CLI
+  ran then, `run_items`, so the same command compares the CLI's path before and after the core:
+  `PYTHONPATH=/path/to/old/checkout python benchmarks/translate.py`.
+
+`--num-proc 1,2` instead times the registry path with that many worker processes (no core
+pinning), wall and CPU seconds (this process and its workers) of the whole call, building the
+run and starting the workers included.
+
+    python benchmarks/translate.py [--pairs 100000] [--shared ../shared/data] [--langid none,fasttext]
+        [--paths run_items,start] [--repeat 3] [--num-proc 1,2]
 """
 
 import os
@@ -18,6 +29,9 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
 
 import argparse
 import contextlib
+import itertools
+import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -57,41 +71,134 @@ def build_files(pairs: list[tuple[str, str]], n: int, folder: Path) -> tuple[Pat
     return src, tgt
 
 
-def run(src: Path, tgt: Path, out: Path, langid: str, limit: int | None = None) -> tuple[int, float, Report]:
-    conv = TranslationConverter(TranslationOptions(src_lang="zh", tgt_lang="en", langid=langid))
+def _items(src: Path, tgt: Path, limit: int | None):
+    items = read_parallel(src_file=src, tgt_file=tgt, src_lang="zh", tgt_lang="en")
+    return itertools.islice(items, limit) if limit else items
+
+
+def _warm(conv: TranslationConverter, langid: str) -> None:
     if langid != "none":
         conv.check.check("预热一下语言模型，避免把加载时间算进去。", "zh")  # load the model outside the timer
+
+
+def run_legacy(src: Path, tgt: Path, out: Path, langid: str, limit: int | None = None) -> tuple[int, float, Report]:
+    """`api.run_items` over a TranslationConverter: the API kept for older callers."""
+    conv = TranslationConverter(TranslationOptions(src_lang="zh", tgt_lang="en", langid=langid))
+    _warm(conv, langid)
     report = Report(task="translation")
     t0 = time.perf_counter()
-    items = read_parallel(src_file=src, tgt_file=tgt, src_lang="zh", tgt_lang="en")
-    if limit:
-        import itertools
-
-        items = itertools.islice(items, limit)
     with RecordWriter(out, "alpaca") as w:
-        for item in run_items(items, conv.convert, report=report):
+        for item in run_items(_items(src, tgt, limit), conv.convert, report=report):
             if isinstance(item, Record):
                 w.write(item)
     return report.read, time.perf_counter() - t0, report
+
+
+def run_start(
+    src: Path, tgt: Path, out: Path, langid: str, limit: int | None = None, num_proc: int | None = None
+) -> tuple[int, float, Report]:
+    """The CLI's path: `pipeline.registry.start("translation", options, source)` (before the core: run_items).
+
+    The run (pipeline, template pools) is built before the timer starts, as `run_legacy` builds its
+    converter before it; the worker processes of `num_proc > 1` build theirs inside it.
+    """
+    if not has_core():  # a checkout from before the pipeline core: the CLI ran run_items then
+        if num_proc not in (None, 1):
+            raise SystemExit("--num-proc needs the pipeline core")
+        return run_legacy(src, tgt, out, langid, limit)
+    from instructgen.pipeline import registry
+
+    options = TranslationOptions(src_lang="zh", tgt_lang="en", langid=langid)
+    run = registry.start("translation", options, lambda: _items(src, tgt, limit), num_proc=num_proc)
+    _warm(run.pipeline.convert.converter, langid)
+    t0 = time.perf_counter()
+    with RecordWriter(out, "alpaca") as w:
+        for item in run:
+            if isinstance(item, Record):
+                w.write(item)
+    return run.report.read, time.perf_counter() - t0, run.report
+
+
+def has_core() -> bool:
+    """Whether the imported instructgen has the pipeline core. Asked of the package folder, not by
+    importing: an editable install's finder would resolve `instructgen.pipeline` to its own checkout
+    even when PYTHONPATH puts an older one first."""
+    import instructgen
+
+    return (Path(instructgen.__file__).parent / "pipeline").is_dir()
+
+
+PATHS = {"run_items": run_legacy, "start": run_start}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its finished children (pool workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bench_paths(src: Path, tgt: Path, out: Path, langids: list[str], paths: list[str], repeat: int) -> None:
+    """Each path and check, `repeat` times alternating the paths, medians of pairs/s."""
+    limits = {"none": None, "fasttext": None, "langdetect": 10_000}
+    for langid in langids:
+        rates: dict[str, list[float]] = {p: [] for p in paths}
+        last: dict[str, Report] = {}
+        n = 0
+        for _ in range(repeat):
+            for name in paths:
+                n, dt, last[name] = PATHS[name](src, tgt, out, langid, limits.get(langid))
+                rates[name].append(n / dt)
+        for name in paths:
+            r = last[name]
+            print(
+                f"  checks {langid:<10} {name:<9} {n:>7} pairs {statistics.median(rates[name]):>9,.0f} pairs/s "
+                f"median of {repeat} ({', '.join(f'{x:,.0f}' for x in rates[name])}; "
+                f"wrote {r.written}, rejected {r.rejected_total})"
+            )
+
+
+def bench_num_proc(src: Path, tgt: Path, out: Path, langids: list[str], procs: list[int], repeat: int) -> None:
+    """The registry path with N worker processes: wall and CPU seconds, medians of `repeat` runs."""
+    for langid in langids:
+        for n_proc in procs:
+            walls, cpus = [], []
+            n = 0
+            for _ in range(repeat):  # the whole call: building the run and starting workers count too
+                c0, t0 = cpu_seconds(), time.perf_counter()
+                n, _, report = run_start(src, tgt, out, langid, None, num_proc=n_proc)
+                walls.append(time.perf_counter() - t0)
+                cpus.append(cpu_seconds() - c0)
+            print(
+                f"  checks {langid:<10} num_proc {n_proc} {n:>7} pairs wall {statistics.median(walls):7.2f} s "
+                f"cpu {statistics.median(cpus):7.2f} s (median of {repeat}; walls "
+                f"{', '.join(f'{w:.2f}' for w in walls)}; wrote {report.written})"
+            )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=100_000)
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--langid", default="none,fasttext,langdetect", help="comma-separated checks to time")
+    ap.add_argument("--paths", default="run_items,start", help="comma-separated: run_items, start")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--num-proc", default=None, help="e.g. 1,2: time the registry path with N workers instead")
     args = ap.parse_args()
-    with contextlib.suppress(AttributeError, OSError):  # one core, as the target says
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    langids = args.langid.split(",")
+    if args.num_proc is None:
+        with contextlib.suppress(AttributeError, OSError):  # one core, as the target says
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         src, tgt = build_files(corpus(Path(args.shared)), args.pairs, folder)
+        out = folder / "out.jsonl"
+        if args.num_proc is not None:
+            procs = [int(x) for x in args.num_proc.split(",")]
+            print(f"{args.pairs} zh-en pairs, registry path, read + convert + write Alpaca JSONL")
+            bench_num_proc(src, tgt, out, langids, procs, args.repeat)
+            return
         print(f"{args.pairs} zh-en pairs, one core, read + convert + write Alpaca JSONL")
-        for langid, limit in (("none", None), ("fasttext", None), ("langdetect", 10_000)):
-            n, dt, report = run(src, tgt, folder / "out.jsonl", langid, limit)
-            print(
-                f"  checks {langid:<10} {n:>7} pairs {dt:7.2f} s {n / dt:>9,.0f} pairs/s "
-                f"(wrote {report.written}, rejected {report.rejected_total})"
-            )
+        bench_paths(src, tgt, out, langids, args.paths.split(","), args.repeat)
 
 
 if __name__ == "__main__":
