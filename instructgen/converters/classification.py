@@ -36,10 +36,8 @@ TASK = "classification"
 Row = tuple[int, Any] | Rejected  # (line, row) from a reader, or the reader's rejection
 Checked = tuple[int, dict[str, Any], str] | Rejected  # (line, row, label name), or why not
 
-HEADERS = {
-    "en": ["Options:", "OPTIONS:", "Choices:", "Possible answers:"],
-    "zh": ["选项：", "可选答案：", "候选项："],
-}
+# The options header and the inline list separator of each language are pool data: the tables
+# `option_headers` and `list_separator` of task_templates/classification/<lang>.yaml (TaskSpec.tables).
 # (name, marker for option i) ; lettered/numbered markers are repeated in the answer
 MARKERS = [
     ("dash", lambda i: "- ", False),
@@ -48,7 +46,6 @@ MARKERS = [
     ("number_dot", lambda i: f"{i + 1}. ", True),
     ("inline", None, False),
 ]
-INLINE_SEP = {"en": ", ", "zh": "、"}
 NAMES_HINT = "give the names in id order with --label-names, or a dataset whose label column is a ClassLabel"
 
 
@@ -94,6 +91,8 @@ class ClassificationConverter:
         self.pools = PoolSet.load(TASK, options.templates, include_builtin=options.builtin_templates)
         self.lang = self.pools.resolve_language(options.instruction_lang)
         templates = self.pools.by_language[self.lang]
+        self.headers: list[str] = self.pools.table("option_headers", self.lang)
+        self.list_sep: str = self.pools.table("list_separator", self.lang)
         self.originals = [t for t in templates if t.spec.kind == "original"]
         self.inverted = [t for t in templates if t.spec.kind == "inverted"]
         if options.option_order not in ("shuffled", "fixed"):
@@ -209,7 +208,6 @@ class ClassificationConverter:
         if tuple(names) in self._shown_checked:
             return
         words = [self.words(n) for n in names]
-        lang = self.lang.split("-")[0]
         for t in self.originals:
             block, _, _, _ = self.options_block(names, "")
             values = {
@@ -217,7 +215,7 @@ class ClassificationConverter:
                 "text2": "",
                 "label": words[0] if words else "",
                 "options": block,
-                "label_names": INLINE_SEP.get(lang, ", ").join(words),
+                "label_names": self.list_sep.join(words),
             }
             rendered = t.render(values)
             prompt = f"{rendered['instruction']}\n{rendered['input']}"
@@ -307,12 +305,11 @@ class ClassificationConverter:
         return sorted(names, key=lambda n: stable_hash(seed, TASK, key, "order", n))
 
     def options_block(self, names: list[str], key: str) -> tuple[str, str, Any, bool]:
-        lang = self.lang.split("-")[0]
-        headers = HEADERS.get(lang, HEADERS["en"])
+        headers = self.headers
         header = headers[choose_index(len(headers), self.options.seed, TASK, key, "header")]
         style, marker, lettered = MARKERS[choose_index(len(MARKERS), self.options.seed, TASK, key, "marker")]
         if marker is None:
-            block = header + " " + INLINE_SEP.get(lang, ", ").join(self.words(n) for n in names)
+            block = header + " " + self.list_sep.join(self.words(n) for n in names)
         else:
             block = header + "\n" + "\n".join(marker(i) + self.words(n) for i, n in enumerate(names))
         return block, style, marker, lettered
@@ -324,7 +321,6 @@ class ClassificationConverter:
         text = str(row[opts.text_col]).strip()
         text2 = str(row.get(opts.text2_col) or "").strip() if opts.text2_col else ""
         key = content_key(text, text2, name)
-        lang = self.lang.split("-")[0]
         label_words = self.words(name)
         inverted = (
             self.inverted
@@ -348,7 +344,7 @@ class ClassificationConverter:
             "text2": text2,
             "label": answer,
             "options": block,
-            "label_names": INLINE_SEP.get(lang, ", ").join(self.words(n) for n in names),
+            "label_names": self.list_sep.join(self.words(n) for n in names),
         }
         rendered = template.render(values)
         meta = {

@@ -18,6 +18,7 @@ Every linearisation has a parser (`parse_target`) and the tests assert parse(tar
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -33,6 +34,7 @@ from ..io.tagged import TaggedSentence, row_to_sentence
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
+from ..templates.tasks import NerAnswerStyle, NerLabelForms
 from .ner_tags import SchemeVote, Span, decode
 from .twopass import Source, TwoPass
 
@@ -40,83 +42,13 @@ TASK = "ner"
 TARGETS = ("list", "json", "inline", "per-type")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 
-# Verbalisers per pool language; pools may override (`labels:`) and users too (--label PER=人物).
-DEFAULT_LABELS = {
-    "en": {
-        "PER": "person",
-        "LOC": "location",
-        "ORG": "organization",
-        "MISC": "miscellaneous",
-        "GPE": "geopolitical entity",
-        "DATE": "date",
-        "TIME": "time",
-        "NORP": "group",
-    },
-    "zh": {
-        "PER": "人名",
-        "LOC": "地名",
-        "ORG": "机构名",
-        "MISC": "其他",
-        "GPE": "地缘政治实体",
-        "DATE": "日期",
-        "TIME": "时间",
-        "NORP": "群体",
-    },
-}
-# Words for each slot a type goes into, so the words fit the sentence (issue 13 item 8): a
-# per-type question needs a plural noun phrase ("List all person names"), an inverted template a
-# singular one with its article ("... appears as an organization": the article travels with the
-# noun, templates never write "a" before the slot), and the type list may say what a vague type
-# covers. The answer's own type words stay the short `labels` (DEFAULT_LABELS, pool `labels:`).
-# These live in Python until pool files may carry them (pool.py accepts only `labels:`).
-LABEL_FORMS: dict[str, dict[str, tuple[str, str]]] = {
-    "en": {
-        "PER": ("person names", "a person"),
-        "LOC": ("location names", "a location"),
-        "ORG": ("organization names", "an organization"),
-        "MISC": (
-            "other named entities (nationalities, events, works, products)",
-            "a named entity of another kind (a nationality, event, work or product)",
-        ),
-        "GPE": ("geopolitical entities (countries, cities, states)", "a geopolitical entity"),
-        "DATE": ("dates", "a date"),
-        "TIME": ("times", "a time"),
-        "NORP": ("groups (nationalities, religious or political groups)", "a group"),
-    },
-    "zh": {
-        "PER": ("人名", "人名"),
-        "LOC": ("地名", "地名"),
-        "ORG": ("机构名", "机构名"),
-        "MISC": ("其他专有名词（民族、事件、作品、产品等）", "其他专有名词（民族、事件、作品、产品等）"),
-        "GPE": ("地缘政治实体（国家、城市、州省等）", "地缘政治实体"),
-        "DATE": ("日期", "日期"),
-        "TIME": ("时间", "时间"),
-        "NORP": ("群体（民族、宗教或政治团体）", "群体"),
-    },
-}
-# What a type word in the type list stands for, where the word alone does not say it.
-TYPE_NOTES = {
-    "en": {"MISC": "other named entities: nationalities, events, works, products"},
-    "zh": {"MISC": "民族、事件、作品、产品等其他专有名词"},
-}
+# How each language writes NER answers and type words is pool data, in the tables of
+# task_templates/ner/<lang>.yaml (declared in templates/tasks.py): `labels` (the answer's type words;
+# users override them with --label PER=人物), `answer_style` (separators and the empty answer),
+# `format_hints`, `label_forms` (a type's words in a per-type or inverted question: issue 13 item 8)
+# and `type_notes` (what a vague type covers). A pool language without them falls back to its base
+# language, then English (label_forms and type_notes: to none), as the Python tables did.
 DEFAULT_EMPTY_SHARE = 0.15
-STYLE = {
-    # (type/entity separator, between entities, empty answer)
-    "en": (": ", "; ", "None"),
-    "zh": ("：", "；", "无"),
-}
-FORMAT_HINTS = {
-    "en": {
-        "list": 'Answer as "type: entity; type: entity", or "None".',
-        "json": 'Answer with a JSON list of {"entity": ..., "type": ...} objects, or [].',
-        "inline": "Copy the sentence and mark each entity as [entity](type).",
-    },
-    "zh": {
-        "list": "请按“类型：实体；类型：实体”的格式回答，没有则回答“无”。",
-        "json": '请用 JSON 列表回答，每项为 {"entity": ..., "type": ...}，没有则回答 []。',
-        "inline": "请复述句子，并把每个实体标成 [实体](类型)。",
-    },
-}
 
 
 def token_separator(tokens: list[str]) -> str:
@@ -157,6 +89,7 @@ def sentence_entities(sent: TaggedSentence, scheme: str, repairs: Counter) -> tu
 class Verbaliser:
     names: dict[str, str]
     language: str
+    style: NerAnswerStyle | None = None  # the pools' answer_style; None: the shipped one for the language
 
     def __call__(self, label: str) -> str:
         words = self.names.get(label)
@@ -175,7 +108,8 @@ class Verbaliser:
 def linearise(
     entities: list[Entity], target: str, lang: str, verb: Verbaliser, text: str, only: str | None = None
 ) -> str:
-    sep_type, sep_ent, empty = STYLE.get(lang, STYLE["en"])
+    style = answer_style(lang, verb)
+    sep_type, sep_ent, empty = style.type_separator, style.entity_separator, style.empty
     if target == "json":
         return _json([{"entity": e.text, "type": verb(e.label)} for e in entities])
     if target == "per-type":
@@ -200,6 +134,19 @@ def linearise(
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps builds an encoder per call
 
 
+def answer_style(lang: str, verb: Verbaliser) -> NerAnswerStyle:
+    """How answers are written: the converter's pools' style (it travels with `verb`), else, for a
+    Verbaliser made by hand, the shipped pools' style for `lang`."""
+    if verb.style is not None:
+        return verb.style
+    return _shipped_pools().table("answer_style", lang)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_pools() -> PoolSet:
+    return PoolSet.load(TASK)
+
+
 _INLINE = re.compile(r"\[((?:[^\[\]]|\[[^\[\]]*\])+?)\]\(([^()]+)\)")
 
 
@@ -214,7 +161,8 @@ def parse_target(
     """Read a linearisation back into entities (labels mapped back to the dataset's types; give
     the input's label set as `labels` so that types without configured words map back too)."""
     rev = verb.reverse(labels)
-    sep_type, sep_ent, empty = STYLE.get(lang, STYLE["en"])
+    style = answer_style(lang, verb)
+    sep_type, sep_ent, empty = style.type_separator, style.entity_separator, style.empty
     if target == "json":
         return [Entity(d["entity"], rev.get(d["type"], d["type"])) for d in json.loads(answer)]
     if target == "per-type":
@@ -264,10 +212,12 @@ class NerConverter:
         self.options = options
         self.pools = PoolSet.load(TASK, options.templates, include_builtin=options.builtin_templates)
         self.lang = self.pools.resolve_language(options.instruction_lang)
-        names = dict(DEFAULT_LABELS.get(self.lang.split("-")[0], DEFAULT_LABELS["en"]))
-        names.update(self.pools.labels.get(self.lang, {}))
+        names = self.pools.labels_for(self.lang)
         names.update(dict(options.labels))
-        self.verb = Verbaliser(names, self.lang.split("-")[0])
+        self.verb = Verbaliser(names, self.lang.split("-")[0], self.pools.table("answer_style", self.lang))
+        self.format_hints: dict[str, str] = self.pools.table("format_hints", self.lang)
+        self.label_forms: dict[str, NerLabelForms] = self.pools.table("label_forms", self.lang) or {}
+        self.type_notes: dict[str, str] = self.pools.table("type_notes", self.lang) or {}
         templates = self.pools.by_language[self.lang]
         if options.empty_share is not None and not 0 <= options.empty_share < 1:
             raise ConfigError(f"empty_share must be in [0, 1), not {options.empty_share}")
@@ -299,10 +249,10 @@ class NerConverter:
 
     def type_phrase(self, label: str, inverted: bool = False) -> str:
         """The words for one type in a question about it: a plural noun phrase for a per-type
-        question, a singular one with its article for an inverted template (LABEL_FORMS)."""
-        forms = LABEL_FORMS.get(self.verb.language, {}).get(label)
+        question, a singular one with its article for an inverted template (pool `label_forms`)."""
+        forms = self.label_forms.get(label)
         if forms is not None:
-            return forms[inverted]
+            return forms.singular if inverted else forms.plural
         words = self.verb(label)
         if self.verb.language == "en":
             return f'an entity of type "{words}"' if inverted else f'entities of type "{words}"'
@@ -316,7 +266,7 @@ class NerConverter:
         text = self._types_text.get(tuple(label_set))
         if text is None:  # one label set per file: join it once, not per sentence
             lang = self.verb.language
-            notes = TYPE_NOTES.get(lang, {})
+            notes = self.type_notes
             open_, close = ("（", "）") if lang in ("zh", "ja") else (" (", ")")
             parts = [
                 self.verb(lab) + (f"{open_}{notes[lab]}{close}" if lab in notes else "") for lab in label_set
@@ -331,8 +281,9 @@ class NerConverter:
         front, and for the input's own label set (types without configured words are written as
         their names, which may hold "; " or ")") once the planning pass has it."""
         target = self.options.target
-        sep_type, sep_ent, _ = STYLE.get(self.verb.language, STYLE["en"])
-        reserved = {"list": (sep_type, sep_ent), "inline": ("[", "]", "(", ")")}.get(target, ())
+        style = answer_style(self.verb.language, self.verb)
+        separators = (style.type_separator, style.entity_separator)
+        reserved = {"list": separators, "inline": ("[", "]", "(", ")")}.get(target, ())
         pairs = (
             sorted(self.verb.names.items()) if labels is None else [(lab, self.verb(lab)) for lab in labels]
         )
@@ -523,7 +474,8 @@ class NerConverter:
             if opts.target == "per-type" and label_set:
                 only = self.asked_type(entities, label_set, key)
             target_text = linearise(entities, opts.target, lang, verb, text, only=only)
-            if opts.target != "json" and _may_be_ambiguous(opts.target, lang, text, entities):
+            style = answer_style(lang, verb)
+            if opts.target != "json" and _may_be_ambiguous(opts.target, style, text, entities):
                 wanted = [e for e in entities if e.label == only] if opts.target == "per-type" else entities
                 back = parse_target(target_text, opts.target, lang, verb, only=only or None, labels=label_set)
                 if back != wanted:
@@ -532,7 +484,7 @@ class NerConverter:
                         "entities (an entity or the text contains the answer's separators); --target json "
                         "has no such limit"
                     )
-            hints = FORMAT_HINTS.get(lang, FORMAT_HINTS["en"])
+            hints = self.format_hints
             values = {
                 "text": text,
                 "entities": target_text,
@@ -575,13 +527,12 @@ class AmbiguousTarget(ValueError):
     """A linearised answer that would not parse back to the gold entities."""
 
 
-def _may_be_ambiguous(target: str, lang: str, text: str, entities: list[Entity]) -> bool:
+def _may_be_ambiguous(target: str, style: NerAnswerStyle, text: str, entities: list[Entity]) -> bool:
     """A cheap test for the rare answers worth parsing back: a separator or the empty answer inside
     an entity (list, per-type), brackets anywhere in the sentence (inline)."""
     if target == "inline":
         return "[" in text or "]" in text or any(not e.text for e in entities)
-    _, sep_ent, empty = STYLE.get(lang, STYLE["en"])
-    return any(sep_ent in e.text or e.text == empty for e in entities)
+    return any(style.entity_separator in e.text or e.text == style.empty for e in entities)
 
 
 def iter_rows(rows: Iterable[dict[str, Any]], tag_names: list[str] | None) -> Iterator[TaggedSentence]:

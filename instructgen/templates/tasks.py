@@ -206,15 +206,21 @@ NER = register_task(
             output="{{ entities }}",
         ),
         tables={
-            "answer_style": PoolTable(NerAnswerStyle, "separators and the empty answer of list/per-type answers"),
-            "format_hints": PoolTable(dict[str, str], "--target -> how to write the answer ({{ format_hint }})"),
+            "answer_style": PoolTable(
+                NerAnswerStyle, "separators and the empty answer of list and per-type answers"
+            ),
+            "format_hints": PoolTable(
+                dict[str, str], "--target -> how to write the answer ({{ format_hint }})"
+            ),
             "label_forms": PoolTable(
                 dict[str, NerLabelForms],
                 "entity type -> its words in a per-type question (plural) and an inverted one (singular)",
                 english_fallback=False,
             ),
             "type_notes": PoolTable(
-                dict[str, str], "entity type -> what it covers, shown in the type list", english_fallback=False
+                dict[str, str],
+                "entity type -> what it covers, shown in the type list",
+                english_fallback=False,
             ),
         },
     )
