@@ -82,16 +82,16 @@ def test_packed_shards_and_rolled_over_shards_match_too(tmp_path, monkeypatch):
     assert ds[0]["seq_lens"] == packed.column("seq_lens")[0].as_py()
 
 
-def test_writing_a_tokenize_output_does_not_import_datasets(tmp_path):
+def test_writing_a_tokenize_output_imports_neither_datasets_nor_pandas(tmp_path):
     """The direct path is what runs with the installed datasets (4.x and 5.x checked)."""
     code = (
         "import sys, numpy as np; from instructgen.tokenize.pipeline import ColumnChunk, save_chunks; "
         "c = ColumnChunk(0, np.array([2, -1, 1], np.int32), np.array([5, 6, 7], np.int32), "
         "np.array([-100, 6, 7], np.int32), np.array([False, True]), [], {{}}); "
-        "save_chunks([c], {!r}); print('datasets' in sys.modules)"
+        "save_chunks([c], {!r}); print('datasets' in sys.modules, 'pandas' in sys.modules)"
     ).format(str(tmp_path / "out"))
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.strip() == "False"
+    assert res.stdout.strip() == "False False"  # pa.array's first call would import pandas
     ds = datasets.load_from_disk(str(tmp_path / "out"))
     assert ds.to_dict() == {
         "input_ids": [[5, 6], [7]],
@@ -100,3 +100,41 @@ def test_writing_a_tokenize_output_does_not_import_datasets(tmp_path):
         "row": [0, 2],
         "truncated": [False, True],
     }
+
+
+def _ipc(table) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_tables_are_those_pa_array_builds(monkeypatch):
+    """chunk_table / columns_table build arrays over numpy buffers (`arrow_array`) instead of
+    `pa.array`: the same tables, down to the IPC bytes (bools bit-packed the same way)."""
+    import pyarrow as pa
+
+    for c in _chunks(2, 1003, seed=3):
+        kept = c.lengths >= 0
+        offsets = np.zeros(int(kept.sum()) + 1, dtype=np.int32)
+        np.cumsum(c.lengths[kept], out=offsets[1:])
+        off = pa.array(offsets)
+        want = pa.table(
+            {
+                "input_ids": pa.ListArray.from_arrays(off, pa.array(c.ids)),
+                "attention_mask": pa.ListArray.from_arrays(off, pa.array(np.ones(c.ids.size, np.int8))),
+                "labels": pa.ListArray.from_arrays(off, pa.array(c.labels)),
+                "row": pa.array((np.nonzero(kept)[0] + c.start).astype(np.int64)),
+                "truncated": pa.array(c.truncated),
+            }
+        )
+        got = chunk_table(c)
+        assert got.equals(want)
+        assert _ipc(got) == _ipc(want)
+    cols = {"input_ids": [[1, 2], [3]], "labels": [[-100, 2], [3]], "row": [4, 9], "truncated": [True, False]}
+    got = columns_table(cols)
+    assert got.column("truncated").to_pylist() == [True, False]
+    assert got.column("row").type == pa.int64() and got.column("row").to_pylist() == [4, 9]
+    assert got.column("attention_mask").to_pylist() == [[1, 1], [1]]

