@@ -86,11 +86,13 @@ def start(
     executor: Executor | None = None,
     shown: str | None = None,
     table: bool | None = None,
+    result: Result | None = None,
 ) -> Run:
     """A `Run` of task `name` over `source` (a function that opens the input afresh, a collection of
     read items, a one-shot iterator, or a `datasets.Dataset` when `table`). Iterate it for records
     and rejections in input order; `run.result` holds the report (and `task.finish` adds its notes
-    once the iteration ends, see `finished`)."""
+    once the iteration ends, see `finished`). `result` gives the Result to count into (a task's own
+    subclass, such as `NerRun`, that older callers hold before the run starts)."""
     task = get(name)
     if table is None:
         table = _is_dataset(source)
@@ -104,6 +106,7 @@ def start(
         executor=executor,
         observe=task.observer(options) if task.observer is not None else None,
         shown=shown,
+        result=result,
         from_row=functools.partial(task.from_row, options) if table and task.from_row is not None else None,
     )
 
