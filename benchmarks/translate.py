@@ -81,7 +81,9 @@ def _warm(conv: TranslationConverter, langid: str) -> None:
         conv.check.check("预热一下语言模型，避免把加载时间算进去。", "zh")  # load the model outside the timer
 
 
-def run_legacy(src: Path, tgt: Path, out: Path, langid: str, limit: int | None = None) -> tuple[int, float, Report]:
+def run_legacy(
+    src: Path, tgt: Path, out: Path, langid: str, limit: int | None = None
+) -> tuple[int, float, Report]:
     """`api.run_items` over a TranslationConverter: the API kept for older callers."""
     conv = TranslationConverter(TranslationOptions(src_lang="zh", tgt_lang="en", langid=langid))
     _warm(conv, langid)
@@ -157,7 +159,9 @@ def bench_paths(src: Path, tgt: Path, out: Path, langids: list[str], paths: list
             )
 
 
-def bench_num_proc(src: Path, tgt: Path, out: Path, langids: list[str], procs: list[int], repeat: int) -> None:
+def bench_num_proc(
+    src: Path, tgt: Path, out: Path, langids: list[str], procs: list[int], repeat: int
+) -> None:
     """The registry path with N worker processes: wall and CPU seconds, medians of `repeat` runs."""
     for langid in langids:
         for n_proc in procs:
@@ -182,7 +186,9 @@ def main() -> None:
     ap.add_argument("--langid", default="none,fasttext,langdetect", help="comma-separated checks to time")
     ap.add_argument("--paths", default="run_items,start", help="comma-separated: run_items, start")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--num-proc", default=None, help="e.g. 1,2: time the registry path with N workers instead")
+    ap.add_argument(
+        "--num-proc", default=None, help="e.g. 1,2: time the registry path with N workers instead"
+    )
     args = ap.parse_args()
     langids = args.langid.split(",")
     if args.num_proc is None:

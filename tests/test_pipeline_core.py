@@ -52,7 +52,11 @@ class Echo:
             time.sleep(int(text[1:]) / 1000)
         instruction = "Echo into [tgt_lang]:" if text.startswith("!") else "Echo:"
         record = Record(instruction=instruction, input=text, output=text.strip())
-        example = {"text": text, "template_id": "bang" if text.startswith("!") else "plain", "pid": os.getpid()}
+        example = {
+            "text": text,
+            "template_id": "bang" if text.startswith("!") else "plain",
+            "pid": os.getpid(),
+        }
         return [Outcome(record, record_digest(record), None, line, example, data=(text, record.output))]
 
 
@@ -81,7 +85,9 @@ def probe_items() -> list[Any]:
 
 def without_pid(rejected: list[Rejected]) -> list[Rejected]:
     """Rejections with the worker's pid taken out of their example (the only field a pool changes)."""
-    return [r.model_copy(update={"example": {k: v for k, v in r.example.items() if k != "pid"}}) for r in rejected]
+    return [
+        r.model_copy(update={"example": {k: v for k, v in r.example.items() if k != "pid"}}) for r in rejected
+    ]
 
 
 def mask_seconds(text: str) -> str:
@@ -94,7 +100,16 @@ def mask_seconds(text: str) -> str:
 def test_step_stats_count_every_step_exactly():
     run = Run(PROBE, probe_items(), lambda plan: build_probe(None, plan))
     out = list(run)
-    assert [type(i).__name__ for i in out] == ["Rejected", "Record", "Rejected", "Rejected", "Record", "Rejected", "Rejected", "Record"]
+    assert [type(i).__name__ for i in out] == [
+        "Rejected",
+        "Record",
+        "Rejected",
+        "Rejected",
+        "Record",
+        "Rejected",
+        "Rejected",
+        "Record",
+    ]
     got = [(s.name, s.kind, s.items_in, s.kept, dict(s.rejected)) for s in run.stats]
     assert got == [
         ("read", "read", 8, 7, {"malformed_json": 1}),
@@ -192,16 +207,23 @@ def test_record_digest_is_unambiguous_and_covers_every_text():
     assert len({record_digest(base), *digests[:1], *digests[2:]}) == 5
     assert len(record_digest(base)) == 16
     # meta is not content: a record is the same conversation whatever its meta says
-    assert record_digest(Record(instruction="ab", input="c", output="d", meta={"x": 1})) == record_digest(base)
+    assert record_digest(Record(instruction="ab", input="c", output="d", meta={"x": 1})) == record_digest(
+        base
+    )
 
 
 def test_placeholders_tells_data_from_template():
     check = Placeholders()
-    in_data = Record(instruction="Translate:", input="Use {{ name }} here.", output="Benutze {{ name }} hier.")
+    in_data = Record(
+        instruction="Translate:", input="Use {{ name }} here.", output="Benutze {{ name }} hier."
+    )
     # the data brought both occurrences of {{ name }}: nothing left over by the template
     assert check(_kept(in_data, 1, data=("Use {{ name }} here.", "Benutze {{ name }} hier."))) is None
     # the same record with no data declared: the template is blamed, by id
-    assert check(_kept(in_data, 1, tid="tr-007")) == ("unrendered_placeholder", "template tr-007 left {{ name }}")
+    assert check(_kept(in_data, 1, tid="tr-007")) == (
+        "unrendered_placeholder",
+        "template tr-007 left {{ name }}",
+    )
     leftover = Record(instruction="Translate into [tgt_lang]:", input="Hallo", output="Hello")
     assert check(_kept(leftover, 1, data=("Hallo", "Hello"))) == (
         "unrendered_placeholder",
@@ -209,7 +231,10 @@ def test_placeholders_tells_data_from_template():
     )
     # a template adding a second {{ name }} beyond the data's one is caught (counts, not sets)
     twice = Record(instruction="{{ name }}:", input="{{ name }}", output="x")
-    assert check(_kept(twice, 1, data=("{{ name }}", "x"))) == ("unrendered_placeholder", "template t1 left {{ name }}")
+    assert check(_kept(twice, 1, data=("{{ name }}", "x"))) == (
+        "unrendered_placeholder",
+        "template t1 left {{ name }}",
+    )
     # existing data (convert): every text is data, so any placeholder counts
     assert Placeholders(data_free=True)(_kept(in_data, 1, data=("Use {{ name }} here.",))) == (
         "unrendered_placeholder",
@@ -220,10 +245,18 @@ def test_placeholders_tells_data_from_template():
 
 def test_empty_fields_reasons():
     check = EmptyFields()
-    assert check(_kept(Record(instruction=" ", input="\n", output="x"), 1)) == ("empty_prompt", "the user turn is empty")
+    assert check(_kept(Record(instruction=" ", input="\n", output="x"), 1)) == (
+        "empty_prompt",
+        "the user turn is empty",
+    )
     assert check(_kept(Record(instruction="", input="only input", output="x"), 1)) is None
-    assert check(_kept(Record(instruction="q", output="\t"), 1)) == ("empty_output", "the assistant answer is empty")
-    with_turn = Record(instruction="q", output="a", history=[Turn(user="u", assistant="v"), Turn(user="u", assistant=" ")])
+    assert check(_kept(Record(instruction="q", output="\t"), 1)) == (
+        "empty_output",
+        "the assistant answer is empty",
+    )
+    with_turn = Record(
+        instruction="q", output="a", history=[Turn(user="u", assistant="v"), Turn(user="u", assistant=" ")]
+    )
     assert check(_kept(with_turn, 1)) == ("empty_turn", "history turn 2 has an empty side")
 
 
@@ -277,7 +310,9 @@ def test_a_run_on_the_pool_equals_the_run_in_process():
 
 def test_columns_round_trip_every_outcome_field():
     outs = build_plain(None).record_outcomes((5, "a"))
-    outs.append(rejection("r", "d", step="convert", source_file="f", line=9, example={"k": [1]}, tally=("t:x",)))
+    outs.append(
+        rejection("r", "d", step="convert", source_file="f", line=9, example={"k": [1]}, tally=("t:x",))
+    )
     cols = outcomes_to_columns(outs)
     assert list(cols) == list(COLUMNS)
     assert cols["kind"] == ["record", "rejected"]
@@ -303,19 +338,25 @@ def test_collect_finishes_a_premapped_list_like_the_run():
     rows = [{"text": t} for _, t in items]
     fn = registry.batch_fn(PROBE, None)
     mapped = fn({"text": [r["text"] for r in rows]}, list(range(1, len(rows) + 1)))
-    premapped = [dict(zip(COLUMNS, vals, strict=True)) for vals in zip(*(mapped[c] for c in COLUMNS), strict=True)]
+    premapped = [
+        dict(zip(COLUMNS, vals, strict=True)) for vals in zip(*(mapped[c] for c in COLUMNS), strict=True)
+    ]
     finished = registry.collect(PROBE, None, premapped)
     direct = registry.run_task(PROBE, None, items)
     assert (finished.records, finished.rejected) == (direct.records, direct.rejected)
-    assert finished.report.summary() == direct.report.summary() == "\n".join(
-        [
-            "probe_core: read 7, wrote 3, rejected 4",
-            "  rejected duplicate_probe: 1",
-            "  rejected empty_output: 1",
-            "  rejected no_text: 1",
-            "  rejected unrendered_placeholder: 1",
-            "  templates used: 1",
-        ]
+    assert (
+        finished.report.summary()
+        == direct.report.summary()
+        == "\n".join(
+            [
+                "probe_core: read 7, wrote 3, rejected 4",
+                "  rejected duplicate_probe: 1",
+                "  rejected empty_output: 1",
+                "  rejected no_text: 1",
+                "  rejected unrendered_placeholder: 1",
+                "  templates used: 1",
+            ]
+        )
     )
     # an iterator of rows works too (collect takes it into a list)
     assert registry.collect(PROBE, None, iter(premapped)).records == direct.records
