@@ -1,0 +1,450 @@
+"""The Ray Data engine: a registered task's record steps on a Ray cluster, over input shards, with
+sharded, resumable output that concatenates to the in-process bytes.
+
+How a run goes (`run_sharded`):
+
+1. The driver reads the input once with the task's own reader: the task's plan pass when it has
+   one (NER scheme and labels, classification options; the plan is then broadcast to the workers
+   as a constructor argument), a counting pass otherwise. Malformed input therefore stops the run
+   with the in-process error (file, line, field) before any worker starts.
+2. The items are cut into contiguous shards of `shard_rows` items (`shards.plan_shards`); a shard
+   whose marker says it is complete for this configuration is not converted again.
+3. The missing shards go through `Dataset.map_batches` (one row per shard, batch size 1) to a pool
+   of `ShardWorker` actors: a callable class whose constructor gets `build`, the plan and the
+   picklable input opener, so template pools, the language-ID model or the tokenizer are built
+   once per actor, never pickled per batch. An actor reads its shard's items with the same reader
+   (reaching its range by reading past the earlier items: line numbers, file names and errors are
+   those of the in-process run), runs the record steps through the batched adapter (`BatchFn`)
+   and stores the outcome columns under `_work/`. Each actor asks for `ACTOR_CPUS` (< 1) of a CPU,
+   so the actors never hold every CPU and Ray's own read/write tasks can always be scheduled
+   (two actors holding both CPUs of a 2-core machine deadlock the read task).
+4. The driver takes the shards in shard order (Ray finishes them in any order), replays stored
+   outcomes of shards completed earlier, and runs the sequential steps (exact dedup, quotas) over
+   them in input order with the in-process `Run`: the kept set is the in-process one by
+   construction, duplicates in different shards included, and never depends on scheduling. Why not
+   a keyed pass (group by dedup key, keep the least (shard, position)): it gives the same kept set
+   only for dedup; quotas and the report's counts need the ordered stream anyway, and holding one
+   16-byte key per record in the driver is what the in-process run does already.
+5. Each output shard is written atomically (`part-00000-of-00012.jsonl`), then its `.done` marker;
+   `--rejects` is written whole; `manifest.json` gets per-shard counts.
+
+Ray is optional (`pip install 'instructgen[ray]'`); `RAY_ADDRESS` or `address=` joins an existing
+cluster (the output folder must then be on storage every node sees), otherwise a local Ray starts
+with the CPUs this process may use.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import pickle
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InstructgenError
+from ..io.writers import JsonlSink, RecordWriter
+from ..schema import Record, Rejected
+from .executors import CHUNK_ITEMS, BatchFn, default_num_proc
+from .outcome import outcomes_from_rows, outcomes_to_columns
+from .run import Pipeline, Result, Run
+from .shards import (
+    DEFAULT_SHARD_ROWS,
+    LINE_FORMATS,
+    Shard,
+    ShardFolder,
+    configuration,
+    describe_inputs,
+    plan_shards,
+    read_outcome_rows,
+    write_outcome_rows,
+)
+
+INSTALL_HINT = "--engine ray needs Ray Data: pip install 'instructgen[ray]' (it pins ray[data]==2.60.0)"
+# CPUs each actor asks for: below one, so that N actors on N CPUs leave room for Ray's own tasks.
+ACTOR_CPUS = 0.9
+# Outcomes the driver decodes and hands on at a time (a shard is never held whole).
+REPLAY_CHUNK = 2048
+
+
+def require_ray() -> Any:
+    """The `ray` module, or a ConfigError saying how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[float]:
+    """Use the running Ray, join `address` (or RAY_ADDRESS), or start a local one; yields the
+    seconds start-up took (0 when Ray was already up) and shuts down only a Ray it started."""
+    ray = require_ray()
+    t0 = time.perf_counter()
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.ERROR,
+        }
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus or default_num_proc(0), **kwargs)
+        started = True
+    _quiet_ray_data()
+    startup = time.perf_counter() - t0
+    try:
+        yield startup
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _quiet_ray_data() -> None:
+    """No progress bars or per-operator INFO lines on stderr: the run's summary is the report."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    for name in ("ray.data", "ray"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class ShardWorker:
+    """The callable class `map_batches` runs: one instance per actor, its pipeline built once.
+
+    A batch is rows of shard specs (`index`, `count`, `start`, `stop`); for each, the actor reads
+    the shard's items, runs the record steps and stores the outcome columns in the folder's
+    `_work/`, answering the shard's index, its number of outcomes and the seconds per step (or the
+    error that stopped it, re-raised by the driver).
+    """
+
+    def __init__(
+        self,
+        build: Callable[[Any], Pipeline],
+        plan: Any,
+        opener: Callable[[], Iterable[Any]],
+        folder: str,
+        cwd: str | None = None,
+    ) -> None:
+        if cwd and os.path.isdir(cwd):  # relative input paths (and the file names records cite) as in the driver
+            os.chdir(cwd)
+        self.fn = BatchFn(build, plan)
+        self.opener = opener
+        self.folder = ShardFolder(folder)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        out: dict[str, list] = {"index": [], "outcomes": [], "seconds": [], "error": []}
+        for index, count, start, stop in zip(batch["index"], batch["count"], batch["start"], batch["stop"]):
+            shard = Shard(int(index), int(count), int(start), int(stop))
+            n, seconds, error = self.convert(shard)
+            out["index"].append(shard.index)
+            out["outcomes"].append(n)
+            out["seconds"].append(pickle.dumps(seconds))
+            out["error"].append(error)
+        return out
+
+    def convert(self, shard: Shard) -> tuple[int, dict[str, float], bytes]:
+        pipeline = self.fn.pipeline  # built on first use, then kept by this actor
+        before = Counter(pipeline.seconds)
+        try:
+            items = islice(self.opener(), shard.start, shard.stop)
+            n = write_outcome_rows(self.folder.outcomes(shard), self._columns(pipeline, items))
+        except InstructgenError as exc:
+            return 0, {}, _pickled_error(exc)
+        spent = Counter(pipeline.seconds)
+        spent.subtract(before)
+        return n, dict(spent), b""
+
+    @staticmethod
+    def _columns(pipeline: Pipeline, items: Iterable[Any]) -> Iterator[dict[str, list]]:
+        it = iter(items)
+        record_outcomes = pipeline.record_outcomes
+        while chunk := list(islice(it, CHUNK_ITEMS)):
+            outcomes = [o for item in chunk for o in record_outcomes(item)]
+            yield outcomes_to_columns(outcomes)
+
+
+def _pickled_error(exc: InstructgenError) -> bytes:
+    """The error as the driver can raise it again: itself when it survives pickling, else its text."""
+    try:
+        data = pickle.dumps(exc)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return pickle.dumps(InstructgenError(str(exc)))
+
+
+@dataclass
+class ShardedRun:
+    """What `run_sharded` did: the run's result (report, plan, tallies) and the shard bookkeeping."""
+
+    result: Result
+    folder: Path
+    shards: int
+    converted: int  # shards whose record steps ran in this run
+    skipped: int  # shards complete from an earlier run (replayed, not converted or rewritten)
+    remaining: int  # shards left for a later run (--max-shards)
+    ray_startup_seconds: float | None = None
+
+
+class _ShardFeed:
+    """The `Run` executor of a sharded run: the outcomes of every shard, in shard order.
+
+    Completed shards are replayed from their stored outcomes; the others wait for Ray's answer for
+    that shard (Ray finishes shards in any order). Before handing on a shard's outcomes it queues
+    `(shard, number of outcomes, fresh)` for the sink, which cuts the output at those counts.
+    """
+
+    def __init__(self, folder: ShardFolder) -> None:
+        self.folder = folder
+        self.shards: list[Shard] = []
+        self.done: dict[int, dict[str, Any]] = {}
+        self.todo: set[int] = set()
+        self.report: Any = None
+        self.answers: Iterator[dict[str, Any]] = iter(())
+        self.started: deque[tuple[Shard, int, bool, dict[str, float]]] = deque()
+
+    def __call__(self, items: Any, pipeline: Pipeline, build: Any, plan: Any) -> Iterator[list]:
+        ready: dict[int, tuple[int, dict[str, float]]] = {}
+        for shard in self.shards:
+            if shard.index in self.done:
+                marker = self.done[shard.index]
+                n, seconds, fresh = marker["outcomes"], marker.get("seconds", {}), False
+            elif shard.index in self.todo:
+                while shard.index not in ready:
+                    answer = self._next_answer()
+                    ready[answer[0]] = answer[1:]
+                n, seconds = ready.pop(shard.index)
+                fresh = True
+            else:  # beyond --max-shards: the run stops at the first shard nobody converted, and
+                # its report counts what it read up to there
+                self.report.read = shard.start
+                return
+            pipeline.seconds.update(seconds)
+            self.started.append((shard, n, fresh, seconds))
+            rows = read_outcome_rows(self.folder.outcomes(shard))
+            while chunk := list(islice(rows, REPLAY_CHUNK)):
+                yield list(outcomes_from_rows(chunk))
+
+    def _next_answer(self) -> tuple[int, int, dict[str, float]]:
+        try:
+            row = next(self.answers)
+        except StopIteration:
+            raise InstructgenError("Ray returned fewer shards than it was given") from None
+        if row["error"]:
+            raise pickle.loads(row["error"])
+        return int(row["index"]), int(row["outcomes"]), pickle.loads(row["seconds"])
+
+
+class _ShardSink:
+    """Writes records to the current output shard (only for shards converted in this run), every
+    rejection to --rejects, and each finished shard's marker with its counts."""
+
+    def __init__(self, folder: ShardFolder, feed: _ShardFeed, digest: str, fmt: str, columns: Any, meta: bool):
+        self.folder, self.feed, self.digest = folder, feed, digest
+        self.fmt, self.columns, self.meta = fmt, columns, meta
+        self.markers: dict[int, dict[str, Any]] = dict(feed.done)
+        self._shard: tuple[Shard, int, bool, dict[str, float]] | None = None
+        self._writer: RecordWriter | None = None
+        self._left = 0
+        self._counts: Counter = Counter()
+
+    def consume(self, items: Iterable[Record | Rejected], rejects: str | None) -> None:
+        with JsonlSink(rejects) as sink:
+            for item in items:
+                while self._left == 0:
+                    self._next()
+                self._left -= 1
+                if isinstance(item, Record):
+                    self._counts["written"] += 1
+                    if self._writer is not None:
+                        self._writer.write(item)
+                else:
+                    self._counts["rejected:" + item.reason] += 1
+                    sink.write(item.model_dump())
+            while self._shard is not None or self.feed.started:
+                if self._left:
+                    raise ConfigError(
+                        "a sequential step changed the number of outcomes; sharded output needs one "
+                        "outcome out per outcome in"
+                    )
+                self._next(last=not self.feed.started)
+
+    def _next(self, last: bool = False) -> None:
+        if self._shard is not None:
+            self._finish()
+        if last or not self.feed.started:
+            self._shard = None
+            if not last:
+                raise ConfigError("outcomes arrived for no shard (a sequential step added outcomes)")
+            return
+        self._shard = self.feed.started.popleft()
+        shard, n, fresh, _ = self._shard
+        self._left = n
+        self._counts = Counter()
+        if fresh:
+            self._writer = RecordWriter(self.folder.output(shard), self.fmt, columns=self.columns, with_meta=self.meta)
+            self._writer.__enter__()
+
+    def _finish(self) -> None:
+        assert self._shard is not None
+        shard, n, fresh, seconds = self._shard
+        if self._writer is not None:
+            self._writer.__exit__(None, None, None)
+            self._writer = None
+        if fresh:
+            reasons = {k.split(":", 1)[1]: v for k, v in sorted(self._counts.items()) if k.startswith("rejected:")}
+            counts = {
+                "items": shard.stop - shard.start,
+                "outcomes": n,
+                "written": self._counts["written"],
+                "rejected": sum(reasons.values()),
+                "reasons": reasons,
+                "seconds": seconds,
+            }
+            self.markers[shard.index] = self.folder.mark_done(shard, self.digest, counts)
+        self._shard = None
+
+    def abort(self) -> None:
+        """Drop a half-written shard (its temp file goes; no marker)."""
+        if self._writer is not None:
+            self._writer.__exit__(RuntimeError, None, None)
+            self._writer = None
+
+
+def run_sharded(
+    name: str,
+    options: Any,
+    opener: Callable[[], Iterable[Any]],
+    out_dir: str | Path,
+    *,
+    inputs: Iterable[str | Path] = (),
+    fmt: str = "alpaca",
+    columns: list[str] | None = None,
+    meta: bool = False,
+    rejects: str | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    max_shards: int | None = None,
+    overwrite: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    workers: int | None = None,
+    shown: str | None = None,
+) -> ShardedRun:
+    """Run task `name` over the input `opener()` reads, on Ray, into shards under `out_dir`.
+
+    `opener` must be picklable (a module-level function or a `functools.partial` of one: workers
+    call it to read their shard). `inputs` are the files hashed into the manifest. `max_shards`
+    converts at most that many missing shards and stops (a later run resumes); `overwrite` clears
+    the folder's shards first instead of resuming. `workers` caps the actors (default: one per CPU
+    of the cluster, each asking for `ACTOR_CPUS`).
+    """
+    from . import registry
+
+    if fmt not in LINE_FORMATS:
+        raise ConfigError(f"--engine ray writes JSONL shards: --format {fmt} cannot be split ({', '.join(LINE_FORMATS)})")
+    if str(out_dir) == "-":
+        raise ConfigError("--engine ray writes shards to a folder: give -o FOLDER, not stdout")
+    task = registry.get(name)
+    folder = ShardFolder(out_dir)
+    feed = _ShardFeed(folder)
+    run = Run(
+        task.report_name or task.name,
+        opener if task.plan is not None else (),
+        functools.partial(task.build, options),
+        plan=functools.partial(task.plan, options) if task.plan is not None else None,
+        executor=feed,
+        observe=task.observer(options) if task.observer is not None else None,
+        shown=shown,
+    )
+    total = run.total
+    if total is None:  # no plan pass: a counting pass (and the reader's checks) instead
+        total = sum(1 for _ in opener())
+        run.report.read = total
+    shards = plan_shards(total, shard_rows)
+    output = {"format": fmt, "columns": columns, "meta": meta}
+    config = configuration(task.name, options, describe_inputs(inputs), output, shard_rows, total)
+    folder.prepare(config, overwrite=overwrite)
+    digest = config["config_digest"]
+    done: dict[int, dict[str, Any]] = {}
+    for s in shards:
+        marker = folder.complete(s, digest)
+        if marker is not None:
+            done[s.index] = marker
+    missing = [s for s in shards if s.index not in done]
+    todo = missing if max_shards is None else missing[: max(0, max_shards)]
+    feed.shards, feed.done, feed.todo, feed.report = shards, done, {s.index for s in todo}, run.report
+    sink = _ShardSink(folder, feed, digest, fmt, columns, meta)
+    startup: float | None = None
+    try:
+        if todo:
+            with ray_session(address, num_cpus) as startup:
+                answers = _convert_on_ray(todo, run.result.plan, task, options, opener, folder, workers)
+                feed.answers = answers
+                try:
+                    sink.consume(run, rejects)
+                finally:
+                    answers.close()
+        else:
+            sink.consume(run, rejects)
+    except BaseException:
+        sink.abort()
+        raise
+    remaining = len(missing) - len(todo)
+    config.update(
+        shards=len(shards),
+        per_shard=[sink.markers.get(s.index, {"shard": s.name, "complete": False}) for s in shards],
+    )
+    folder.write_manifest(config)
+    result = run.result
+    result.info["ray_startup_seconds"] = startup
+    notes = result.report.notes
+    notes.append(
+        f"ray: {len(shards)} shard(s) of up to {shard_rows} items in {folder.root}: {len(todo)} converted now, "
+        f"{len(done)} complete from an earlier run"
+    )
+    if remaining:
+        notes.append(f"stopped after --max-shards {max_shards}: {remaining} shard(s) left; run the same command again to resume")
+    registry.finished(name, options, run)
+    return ShardedRun(result, folder.root, len(shards), len(todo), len(done), remaining, startup)
+
+
+def _convert_on_ray(
+    todo: list[Shard],
+    plan: Any,
+    task: Any,
+    options: Any,
+    opener: Callable[[], Iterable[Any]],
+    folder: ShardFolder,
+    workers: int | None,
+) -> Iterator[dict[str, Any]]:
+    """Shard answers as Ray finishes them (any order): `map_batches` over one row per shard."""
+    import ray
+    import ray.data
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = max(1, min(len(todo), workers or cpus))
+    rows = [{"index": s.index, "count": s.count, "start": s.start, "stop": s.stop} for s in todo]
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        ShardWorker,
+        fn_constructor_args=(functools.partial(task.build, options), plan, opener, str(folder.root), os.getcwd()),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=ACTOR_CPUS,
+    )
+    try:
+        yield from ds.iter_rows()
+    except ray.exceptions.RayError as exc:  # a worker died (not an instructgen error: those come back as rows)
+        raise InstructgenError(f"Ray failed: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,284 @@
+"""Sharded output: the shard layout, output names, completion markers, the run manifest, resume.
+
+A sharded run splits its input into contiguous ranges of read items (`plan_shards`) and writes one
+output file per range, `part-00000-of-00012.jsonl`, holding that range's records in input order, so
+`cat part-*.jsonl` equals the in-process output byte for byte. Beside each output shard:
+
+- `_work/part-….done`: the completion marker, written (atomically) after the shard itself was
+  renamed in; it holds the shard's counts and the configuration digest of the run that wrote it
+  (kept out of the top level so that `cat part-*` is the output and nothing else).
+  A shard counts as complete only with its marker, a matching digest, the file at the size the
+  marker names, and its stored outcomes (below).
+- `_work/part-….outcomes.jsonl.gz`: what the record steps answered for the shard (the three
+  outcome columns of `outcome.py`, one JSON array per line). A resumed run replays these through the
+  sequential steps (exact dedup, quotas) and the report instead of converting the shard again, so
+  the kept set, the report and `--rejects` equal an uninterrupted run's whatever shards were done
+  before. Deleting `_work/` only costs a resume its shortcut: those shards are converted again.
+- `manifest.json`: instructgen version, task, options, inputs with sizes and SHA-256, the output
+  layout, the shard layout and, once a run ends, per-shard counts. Its `config_digest` covers
+  everything that decides the bytes (options, seed, template pools, inputs, layout, shard size);
+  a folder holding shards of another configuration is refused unless `--overwrite` clears it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..io.atomic import atomic_path, write_text_atomic
+
+MANIFEST = "manifest.json"
+WORK = "_work"
+DONE = ".done"
+# Rows per shard when the command does not say: big enough that per-shard costs (a worker reading
+# past the earlier ranges of one large file, a marker, a file) stay small, small enough that a
+# resumed run loses little. Fixed, not derived from the CPU count: the layout (and so the file
+# names a resume finds) must not change with the machine.
+DEFAULT_SHARD_ROWS = 250_000
+# The line layouts: a JSON array (alpaca-json) cannot be cut into files that concatenate.
+LINE_FORMATS = ("alpaca", "sharegpt", "messages", "query-response")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Read items `[start, stop)` of the input (0-based positions in the reader's order)."""
+
+    index: int
+    count: int  # shards in the run
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.index, self.count)
+
+
+def shard_name(index: int, count: int, suffix: str = ".jsonl") -> str:
+    return f"part-{index:05d}-of-{count:05d}{suffix}"
+
+
+def plan_shards(total: int, rows: int) -> list[Shard]:
+    """Contiguous ranges of `rows` items (the last one shorter); one empty shard for an empty input,
+    so the folder always holds the output (an empty file, as the in-process run writes)."""
+    if rows < 1:
+        raise ConfigError(f"--shard-rows must be at least 1, not {rows}")
+    count = max(1, -(-total // rows))
+    return [Shard(i, count, i * rows, min(total, (i + 1) * rows)) for i in range(count)]
+
+
+# --- the configuration a folder's shards were made with -------------------------------------------
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe_inputs(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Each input file (a folder: each file in it, sorted) with its size and SHA-256."""
+    out: list[dict[str, Any]] = []
+    for p in paths:
+        path = Path(p)
+        files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+        for f in files:
+            out.append({"path": str(f), "bytes": f.stat().st_size, "sha256": file_digest(f)})
+    return out
+
+
+def options_dict(options: Any) -> dict[str, Any]:
+    """A task's options as JSON-able data (a dataclass, a pydantic model, or a plain mapping)."""
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        data = dataclasses.asdict(options)
+    elif hasattr(options, "model_dump"):
+        data = options.model_dump(mode="json")
+    elif isinstance(options, dict):
+        data = dict(options)
+    else:
+        data = {"repr": repr(options)}
+    return json.loads(json.dumps(data, default=str, sort_keys=True))
+
+
+def pool_files(options: Any) -> list[str]:
+    """The template pools that decide the instructions: the shipped ones (when the task uses them)
+    and any the options name, so editing a pool counts as a configuration change."""
+    files: list[str] = []
+    if getattr(options, "builtin_templates", True):
+        try:
+            from ..templates.pool import templates_root
+
+            root = Path(str(templates_root()))
+            files += [str(p) for p in sorted(root.rglob("*.yaml"))]
+        except ConfigError:  # no shipped pools installed: nothing of theirs to fingerprint
+            pass
+    for name in ("templates", "template_files"):
+        value = getattr(options, name, None) or ()
+        files += [str(v) for v in ((value,) if isinstance(value, (str, Path)) else value)]
+    return files
+
+
+def pools_digest(options: Any) -> str:
+    h = hashlib.sha256()
+    for f in pool_files(options):
+        if Path(f).is_file():
+            h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def configuration(
+    task: str,
+    options: Any,
+    inputs: list[dict[str, Any]],
+    output: dict[str, Any],
+    shard_rows: int,
+    total: int,
+) -> dict[str, Any]:
+    """Everything that decides the shards' bytes, and its digest."""
+    from .. import __version__
+
+    config = {
+        "instructgen_version": __version__,
+        "task": task,
+        "options": options_dict(options),
+        "template_pools_sha256": pools_digest(options),
+        "inputs": inputs,
+        "output": output,
+        "shard_rows": shard_rows,
+        "items": total,
+    }
+    config["config_digest"] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    return config
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The configuration entries (options by name) that differ between two manifests."""
+    names: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        if key in ("config_digest", "shards", "per_shard", "skipped", "processed"):
+            continue
+        a, b = old.get(key), new.get(key)
+        if key == "options" and isinstance(a, dict) and isinstance(b, dict):
+            names += [f"options.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            names.append(key)
+    return names
+
+
+# --- the folder ---------------------------------------------------------------------------------
+
+
+class ShardFolder:
+    """The output folder of a sharded run: names, markers, stored outcomes, the manifest."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.work = self.root / WORK
+
+    def output(self, shard: Shard) -> Path:
+        return self.root / shard.name
+
+    def marker(self, shard: Shard) -> Path:
+        return self.work / shard_name(shard.index, shard.count, DONE)
+
+    def outcomes(self, shard: Shard) -> Path:
+        return self.work / shard_name(shard.index, shard.count, ".outcomes.jsonl.gz")
+
+    def prepare(self, config: dict[str, Any], *, overwrite: bool) -> None:
+        """Create the folder, or check that the shards in it were made with `config`.
+
+        With `overwrite`, everything this module writes there (shards, markers, outcomes, the
+        manifest) is removed first; other files are left alone.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"{self.root} is a file: sharded output (--engine ray) needs -o to name a folder")
+        manifest = self.root / MANIFEST
+        if overwrite:
+            self.clear()
+        elif manifest.exists():
+            try:
+                old = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{manifest}: unreadable manifest ({exc}); use --overwrite to start over") from None
+            if old.get("config_digest") != config["config_digest"]:
+                changed = ", ".join(differences(old, config)) or "config_digest"
+                raise ConfigError(
+                    f"{self.root} holds shards of another configuration (changed: {changed}); "
+                    "refusing to mix them: use --overwrite to start over, or another folder"
+                )
+        elif any(self.root.glob("part-*")):
+            raise ConfigError(
+                f"{self.root} holds part-* files but no {MANIFEST}: use --overwrite to start over, or another folder"
+            )
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.write_manifest(config)
+
+    def clear(self) -> None:
+        if not self.root.is_dir():
+            return
+        for p in self.root.glob("part-*-of-*"):
+            p.unlink()
+        if self.work.is_dir():
+            for p in self.work.glob("part-*-of-*"):
+                p.unlink()
+        (self.root / MANIFEST).unlink(missing_ok=True)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.root / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+    def complete(self, shard: Shard, digest: str) -> dict[str, Any] | None:
+        """The shard's marker when the shard is complete for configuration `digest`, else None."""
+        marker = self.marker(shard)
+        try:
+            done = json.loads(marker.read_text(encoding="utf-8"))
+            size = self.output(shard).stat().st_size
+        except (OSError, ValueError):
+            return None
+        if done.get("config_digest") != digest or done.get("bytes") != size or not self.outcomes(shard).exists():
+            return None
+        return done
+
+    def mark_done(self, shard: Shard, digest: str, counts: dict[str, Any]) -> dict[str, Any]:
+        """Write the completion marker, after the shard's file was renamed in."""
+        done = {
+            "shard": shard.name,
+            "start": shard.start,
+            "stop": shard.stop,
+            "bytes": self.output(shard).stat().st_size,
+            "config_digest": digest,
+            **counts,
+        }
+        write_text_atomic(self.marker(shard), json.dumps(done, sort_keys=True) + "\n")
+        return done
+
+
+# --- stored outcomes (the record steps' answers for one shard) -----------------------------------
+
+
+def write_outcome_rows(path: Path, batches: Iterable[dict[str, list]]) -> int:
+    """Write outcome column batches as gzip JSON lines `[kind, payload, dedup_key]`, atomically."""
+    n = 0
+    with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as f:
+        for cols in batches:
+            for row in zip(cols["kind"], cols["payload"], cols["dedup_key"], strict=True):
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
+    return n
+
+
+def read_outcome_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows `write_outcome_rows` wrote, as dicts of the outcome columns."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            kind, payload, key = json.loads(line)
+            yield {"kind": kind, "payload": payload, "dedup_key": key}
+
