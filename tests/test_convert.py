@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from instructgen.convert import convert, record_digest
+from instructgen.convert import convert, record_digest, start
 from instructgen.io.records import read_records
 from instructgen.schema import Record, Turn
 
@@ -80,7 +81,9 @@ def test_bad_rows_are_rejected_by_reason(tmp_path, run_cli):
     with src.open("a", encoding="utf-8") as f:
         f.write("{not json\n")
     out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
-    res = run_cli("convert", src, "--on-error", "skip", "--rejects", rejects, "-o", out, "--max-reject-ratio", "0.7")
+    res = run_cli(
+        "convert", src, "--on-error", "skip", "--rejects", rejects, "-o", out, "--max-reject-ratio", "0.7"
+    )
     assert res.exit_code == 0, res.stderr
     assert res.stderr.splitlines()[:6] == [
         "convert: read 8, wrote 3, rejected 5",
@@ -98,7 +101,9 @@ def test_bad_rows_are_rejected_by_reason(tmp_path, run_cli):
 
 
 def test_malformed_row_stops_with_file_and_line_by_default(tmp_path, run_cli):
-    src = _write_jsonl(tmp_path / "in.jsonl", [ROWS[0], {"conversations": [{"from": "human", "value": "hi"}]}])
+    src = _write_jsonl(
+        tmp_path / "in.jsonl", [ROWS[0], {"conversations": [{"from": "human", "value": "hi"}]}]
+    )
     res = run_cli("convert", src, "-o", tmp_path / "out.jsonl")
     assert res.exit_code == 2
     assert res.stderr.startswith(f"error: {src}:2")
@@ -123,9 +128,14 @@ def test_dedup_key_is_unambiguous():
 
 @pytest.mark.shared
 def test_alpaca_demo_duplicates_counted(shared_data, tmp_path, run_cli):
-    res = run_cli("convert", shared_data / "alpaca_zh_demo.json", "--format", "messages", "-o", tmp_path / "m.jsonl")
+    res = run_cli(
+        "convert", shared_data / "alpaca_zh_demo.json", "--format", "messages", "-o", tmp_path / "m.jsonl"
+    )
     assert res.exit_code == 0
-    assert res.stderr.splitlines()[:2] == ["convert: read 1000, wrote 992, rejected 8", "  rejected duplicate_record: 8"]
+    assert res.stderr.splitlines()[:2] == [
+        "convert: read 1000, wrote 992, rejected 8",
+        "  rejected duplicate_record: 8",
+    ]
 
 
 def test_a_run_that_writes_nothing_exits_non_zero(tmp_path, run_cli):
@@ -135,3 +145,109 @@ def test_a_run_that_writes_nothing_exits_non_zero(tmp_path, run_cli):
     assert res.stderr.splitlines()[-1] == (
         "error: wrote nothing: all 3 outcomes were rejected; top reasons: empty_output 3"
     )
+
+
+# --- convert on the pipeline core (issue 12 item 1): --num-proc, -v, Dataset rows -------------------
+
+
+def _bad_rows_file(tmp_path):
+    rows = [
+        *ROWS,
+        ROWS[0],  # exact duplicate
+        {"instruction": "  ", "input": "", "output": "x"},
+        {"instruction": "Fill {{ name }} in.", "output": "ok"},
+        {"conversations": [{"from": "human", "value": "hi"}]},  # no assistant turn
+    ]
+    src = _write_jsonl(tmp_path / "in.jsonl", rows)
+    with src.open("a", encoding="utf-8") as f:
+        f.write("{not json\n")
+    return src
+
+
+def test_num_proc_2_writes_the_same_bytes(tmp_path, run_cli):
+    src = _bad_rows_file(tmp_path)
+    runs = {}
+    for n in (1, 2):
+        out, rej = tmp_path / f"out{n}.jsonl", tmp_path / f"rej{n}.jsonl"
+        args = ["convert", src, "-q", "--on-error", "skip", "--check-placeholders", "--format", "sharegpt"]
+        res = run_cli(*args, "--num-proc", n, "--rejects", rej, "-o", out, "--max-reject-ratio", "1")
+        assert res.exit_code == 0, res.stderr
+        runs[n] = (out.read_bytes(), rej.read_bytes(), res.stderr.replace(str(rej), "REJECTS"))
+    assert runs[2] == runs[1]
+    assert runs[1][2].splitlines()[0] == "convert: read 8, wrote 3, rejected 5"
+
+
+def test_verbose_prints_one_line_per_step(tmp_path, run_cli):
+    src = _bad_rows_file(tmp_path)
+    args = ["convert", src, "--on-error", "skip", "--check-placeholders", "--max-reject-ratio", "1"]
+    res = run_cli(*args, "-v", "-o", tmp_path / "o.jsonl")
+    assert res.exit_code == 0, res.stderr
+    lines = [re.sub(r", \d+\.\d\d s", "", line) for line in res.stderr.splitlines()]
+    assert lines == [
+        "convert: read 8, wrote 3, rejected 5",
+        "  rejected duplicate_record: 1",
+        "  rejected empty_prompt: 1",
+        "  rejected malformed_json: 1",
+        "  rejected malformed_row: 1",
+        "  rejected unrendered_placeholder: 1",
+        "  step read (read): in 8, kept 6, rejected 2 (malformed_json 1, malformed_row 1)",
+        "  step convert (convert): in 6, kept 6, rejected 0",
+        "  step empty_fields (check): in 6, kept 5, rejected 1 (empty_prompt 1)",
+        "  step placeholders (check): in 5, kept 4, rejected 1 (unrendered_placeholder 1)",
+        "  step dedup (sequential): in 4, kept 3, rejected 1 (duplicate_record 1)",
+    ]
+    # without -v the summary is the one the command always printed
+    plain = run_cli(*args, "-o", tmp_path / "o.jsonl")
+    assert plain.stderr.splitlines() == lines[:6]
+
+
+def test_the_api_run_is_the_registered_task(tmp_path):
+    src = _bad_rows_file(tmp_path)
+    run = start(src, on_error="skip", placeholders=True)
+    assert run.task == "convert"
+    assert [s.name for s in run.stats] == ["read", "convert", "empty_fields", "placeholders", "dedup"]
+    items = list(run)
+    assert [getattr(i, "reason", "record") for i in items] == [
+        "record",
+        "record",
+        "record",
+        "duplicate_record",
+        "empty_prompt",
+        "unrendered_placeholder",
+        "malformed_row",
+        "malformed_json",
+    ]
+    # a check's rejection shows the record as read (defaults left out), with its file and line
+    assert items[4].model_dump() == {
+        "reason": "empty_prompt",
+        "detail": "the user turn is empty",
+        "source_file": str(src),
+        "line": 5,
+        "example": {"instruction": "  ", "output": "x"},
+    }
+    assert [s.name for s in start(src, on_error="skip", dedup=False).stats] == [
+        "read",
+        "convert",
+        "empty_fields",
+    ]
+
+
+def test_dataset_rows_convert_like_a_file(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from instructgen.pipeline import registry
+    from instructgen.tasks.convert import ConvertOptions
+
+    rows = {"instruction": ["a", "a", " ", "q"], "input": ["", "", "", None], "output": ["b", "b", "c", "r"]}
+    result = registry.run_task("convert", ConvertOptions(), datasets.Dataset.from_dict(rows), num_proc=2)
+    assert result.report.summary() == "\n".join(
+        [
+            "convert: read 4, wrote 2, rejected 2",
+            "  rejected duplicate_record: 1",
+            "  rejected empty_prompt: 1",
+        ]
+    )
+    assert [(r.line, r.detail) for r in result.rejected] == [
+        (2, "same conversation as line 1"),
+        (3, "the user turn is empty"),
+    ]
+    assert result.records == [Record(instruction="a", output="b"), Record(instruction="q", output="r")]
