@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from ..errors import InstructgenError
 from ..io.writers import JsonlSink, RecordWriter
+from ..pipeline.shards import DEFAULT_SHARD_ROWS
 from ..quality.report import Report
 from ..schema import Record, Rejected
 
@@ -90,8 +93,55 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+@dataclass(frozen=True)
+class EngineChoice:
+    """Where a command's record steps run, as `run_options` parsed it (the command's `engine` argument).
+
+    `local` is the in-process engine (with `--num-proc` processes); `ray` runs them on Ray Data and
+    writes `-o` as a folder of shards (see `instructgen.pipeline.ray_engine`).
+    """
+
+    name: str = "local"
+    ray_address: str | None = None
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    max_shards: int | None = None
+    overwrite: bool = False
+
+    @property
+    def ray(self) -> bool:
+        return self.name == "ray"
+
+
+ENGINE_PARAMS = ("engine", "ray_address", "shard_rows", "max_shards", "resume")
+
+
+def _engine_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Pack the engine options into one `engine: EngineChoice` argument. A command that does not take
+    `engine` yet runs locally only, and says so when asked for another engine."""
+    takes_engine = "engine" in inspect.signature(fn).parameters
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        name, address, rows, max_shards, resume = (kwargs.pop(k) for k in ENGINE_PARAMS)
+        choice = EngineChoice(name, address, rows, max_shards, not resume)
+        if takes_engine:
+            kwargs["engine"] = choice
+        elif choice.ray:
+            click.echo("error: this command does not run on --engine ray yet (only local)", err=True)
+            sys.exit(2)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--num-proc and -v/--verbose: how the record steps run, and the per-step report."""
+    """--num-proc, -v/--verbose and the engine: how the record steps run, and the per-step report.
+
+    The engine options (`--engine`, `--ray-address`, `--shard-rows`, `--max-shards`,
+    `--resume/--overwrite`) reach the command as one `engine: EngineChoice` argument."""
+    fn = _engine_argument(fn)
+    for option in reversed(_ENGINE_OPTIONS):
+        fn = option(fn)
     fn = click.option(
         "-v",
         "--verbose",
@@ -106,6 +156,88 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Worker processes for the record steps (0 = one per CPU). The output is byte-identical "
         "for any value.",
     )(fn)
+
+
+_ENGINE_OPTIONS = (
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where the record steps run: here (with --num-proc processes), or on Ray Data (pip install "
+        "'instructgen[ray]'), which writes -o as a folder of shards part-00000-of-000NN.jsonl whose "
+        "concatenation is the local output.",
+    ),
+    click.option(
+        "--ray-address",
+        envvar="RAY_ADDRESS",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on this machine's CPUs).",
+    ),
+    click.option(
+        "--shard-rows",
+        type=click.IntRange(min=1),
+        default=DEFAULT_SHARD_ROWS,
+        show_default=True,
+        help="--engine ray: input items per shard (a resumed run must use the same value).",
+    ),
+    click.option(
+        "--max-shards",
+        type=click.IntRange(min=0),
+        default=None,
+        help="--engine ray: convert at most this many missing shards, then stop (run again to resume).",
+    ),
+    click.option(
+        "--resume/--overwrite",
+        default=True,
+        show_default=True,
+        help="--engine ray: skip shards a previous run of the same configuration completed, or clear the "
+        "folder's shards and start over. Shards of another configuration are never mixed in.",
+    ),
+)
+
+
+def run_sharded(
+    task: str,
+    options: Any,
+    opener: Callable[[], Iterable[Any]],
+    engine: EngineChoice,
+    *,
+    inputs: Iterable[str],
+    output: str,
+    fmt: str,
+    columns: str | None,
+    meta: bool,
+    rejects: str | None,
+    shown: str | None = None,
+) -> Report:
+    """The `--engine ray` sink of a converting command: shards under the `-o` folder, --rejects whole.
+
+    `opener` reads the input afresh and must be picklable (a `functools.partial` of a reader):
+    every worker calls it. Returns the run's report, with a note on shards converted and skipped.
+    """
+    from ..pipeline.ray_engine import require_ray
+    from ..pipeline.ray_engine import run_sharded as run_on_ray
+
+    require_ray()
+    done = run_on_ray(
+        task,
+        options,
+        opener,
+        output,
+        inputs=inputs,
+        fmt=fmt,
+        columns=parse_columns(columns),
+        meta=meta,
+        rejects=rejects,
+        shard_rows=engine.shard_rows,
+        max_shards=engine.max_shards,
+        overwrite=engine.overwrite,
+        address=engine.ray_address,
+        shown=shown,
+    )
+    return done.result.report
 
 
 def write_outcomes(

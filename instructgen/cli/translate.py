@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 from tqdm import tqdm
 
@@ -12,11 +14,13 @@ from ..pipeline import registry
 from ..quality.report import Report
 from .common import (
     PROGRESS_MIN_ROWS,
+    EngineChoice,
     check_outcome,
     fail_cleanly,
     max_reject_option,
     output_options,
     run_options,
+    run_sharded,
     write_outcomes,
 )
 
@@ -137,6 +141,7 @@ def translate_cmd(
     num_proc,
     verbose,
     max_reject_ratio,
+    engine: EngineChoice | None = None,
 ):
     """Turn parallel sentence pairs into translation instruction records.
 
@@ -162,30 +167,49 @@ def translate_cmd(
         tgt_col=tgt_col,
     )
 
+    # picklable (a partial of a module-level reader): --engine ray's workers open the input with it
+    opener = functools.partial(
+        read_parallel,
+        input_path,
+        src_lang=src_lang,
+        tgt_lang=tgt_lang,
+        src_file=src_file,
+        tgt_file=tgt_file,
+        src_col=src_col,
+        tgt_col=tgt_col,
+        input_format=input_format,
+        header=header,
+        split=split,
+        on_error=on_error,
+    )
+
     def items():
-        for item in read_parallel(
-            input_path,
-            src_lang=src_lang,
-            tgt_lang=tgt_lang,
-            src_file=src_file,
-            tgt_file=tgt_file,
-            src_col=src_col,
-            tgt_col=tgt_col,
-            input_format=input_format,
-            header=header,
-            split=split,
-            on_error=on_error,
-        ):
+        for item in opener():
             bar.update()
             yield item
 
-    run = registry.start("translation", options, items, num_proc=num_proc)  # options checked here
-    report = run.report
-    total = count_rows(src_file or input_path) if (src_file or input_path) else None
-    show = not quiet and (total is None or total >= PROGRESS_MIN_ROWS)
-    bar = tqdm(total=total, disable=not show, unit="pair", desc="translate", leave=False)
-    with bar:
-        write_outcomes(run, output, fmt, columns, meta, rejects)
+    if engine is not None and engine.ray:
+        inputs = [p for p in (input_path, src_file, tgt_file) if p is not None]
+        report = run_sharded(
+            "translation",
+            options,
+            opener,
+            engine,
+            inputs=inputs,
+            output=output,
+            fmt=fmt,
+            columns=columns,
+            meta=meta,
+            rejects=rejects,
+        )
+    else:
+        run = registry.start("translation", options, items, num_proc=num_proc)  # options checked here
+        report = run.report
+        total = count_rows(src_file or input_path) if (src_file or input_path) else None
+        show = not quiet and (total is None or total >= PROGRESS_MIN_ROWS)
+        bar = tqdm(total=total, disable=not show, unit="pair", desc="translate", leave=False)
+        with bar:
+            write_outcomes(run, output, fmt, columns, meta, rejects)
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
     click.echo(report.summary(verbose), err=True)
