@@ -17,6 +17,7 @@ callable) is the one datasets documents for `map` (huggingface/datasets, src/dat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -311,3 +312,40 @@ def test_process_pool_with_chunks_of_3_equals_the_run():
 def test_the_task_is_a_registry_entry_like_the_builtin_ones():
     assert pipeline.registry.get(NAME) is TASK
     assert {NAME, "translation", "convert"} <= set(pipeline.registry.names())
+
+
+# --- a check added from outside the package (docs/pipeline.md, "How to add a check") ------------
+
+
+class NoDigits:
+    """A check: a record whose input holds a digit is rejected (reason, detail), else None."""
+
+    name = "no_digits"
+
+    def __call__(self, outcome: Outcome) -> tuple[str, str] | None:
+        digits = [c for c in outcome.item.input if c.isdigit()]
+        return ("has_digits", f"the text holds {len(digits)} digit(s)") if digits else None
+
+
+def build_strict(options: ShoutOptions, plan: Any = None) -> Pipeline:
+    built = build(options, plan)
+    built.checks = (*built.checks, NoDigits())
+    return built
+
+
+STRICT = pipeline.register(dataclasses.replace(TASK, name="shout_strict", build=build_strict))
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_a_check_added_to_a_registered_task_runs_after_the_others(num_proc):
+    items = [*list_items(), ShoutItem(13, "Route 66")]
+    result = pipeline.run_task("shout_strict", OPTIONS, items, num_proc=num_proc)
+    # "1234" was rejected by empty_fields before no_digits saw it: checks run in the order listed
+    assert [(r.line, r.reason, r.detail) for r in result.rejected if r.reason == "has_digits"] == [
+        (13, "has_digits", "the text holds 2 digit(s)")
+    ]
+    assert result.report.summary().splitlines()[0] == "shout_strict: read 13, wrote 6, rejected 7"
+    assert (
+        no_seconds(result.report.steps[4].line())
+        == "  step no_digits (check): in 9, kept 8, rejected 1 (has_digits 1)"
+    )
