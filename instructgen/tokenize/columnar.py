@@ -165,30 +165,30 @@ class ColumnarEncoder:
 
     # --- a chunk ------------------------------------------------------------------------------------
 
-    def _route(self, records: Sequence[Record]) -> tuple[list[tuple], list[int]]:
-        """(per record: its shape key or None for the encoder, rows needing the encoder)."""
+    def _route(self, records: Sequence[Record]) -> tuple[list[tuple | None], list[int], list[tuple]]:
+        """(per record: its shape key or None for the encoder; rows needing the encoder; per
+        record its (instruction, input, output, system or "") fields, read once for the chunk)."""
         enc = self.enc
         n = enc.options.audit_sample
         if self.off or n < 0 or (n > 0 and enc._audited < n):
-            return [None] * len(records), list(range(len(records)))
-        prompts = [r.prompt_text() for r in records]
-        slow = set()
-        for k, r in enumerate(records):
-            if r.history:
-                slow.add(k)
+            return [None] * len(records), list(range(len(records))), []
+        raw = [(r.instruction, r.input, r.output, r.system, r.history, r.meta) for r in records]
+        fields = [(i, x, o, s or "") for i, x, o, s, _, _ in raw]
+        prompts = [f"{i}\n{x}" if x else i for i, x, *_ in raw]  # Record.prompt_text
+        slow = {k for k, f in enumerate(raw) if f[4]}  # history
         split_re = enc._split_re
         if split_re is not None:
-            for column in (prompts, [r.output for r in records], [r.system or "" for r in records]):
+            for column in (prompts, [f[2] for f in fields], [f[3] for f in fields]):
                 self._flag(split_re, self._added_prefix, column, slow)
         if self._identity_check:
             # Encoder._system_for's identity check can only object to a record without a system
             # prompt that has meta or an identity question in its prompt: those go through it.
             # Every alternative of _IDENTITY_Q holds "who", "your", "what", 你, 您 or 谁; the
             # regex runs only on prompts holding one (a tenth of the time of one pass over all)
-            for k, (p, r) in enumerate(zip(prompts, records)):
-                if r.system is not None:
+            for k, (p, f) in enumerate(zip(prompts, raw)):
+                if f[3] is not None:
                     continue
-                if r.meta:
+                if f[5]:
                     slow.add(k)
                     continue
                 low = p.lower()
@@ -197,14 +197,13 @@ class ColumnarEncoder:
                     and _IDENTITY_Q.search(p)
                 ):
                     slow.add(k)
-        keys: list[tuple | None] = []
-        for k, r in enumerate(records):
-            if k in slow:
-                keys.append(None)
-                continue
-            system = "none" if r.system is None else ("empty" if r.system == "" else "own")
-            keys.append((bool(r.instruction), bool(r.input), bool(r.output), system))
-        return keys, sorted(slow)
+        keys: list[tuple | None] = [
+            None
+            if k in slow
+            else (bool(i), bool(x), bool(o), "none" if s is None else ("own" if s else "empty"))
+            for k, (i, x, o, s, _, _) in enumerate(raw)
+        ]
+        return keys, sorted(slow), fields
 
     @staticmethod
     def _flag(rx: re.Pattern, prefix: str, texts: list[str], slow: set[int]) -> None:
@@ -225,7 +224,7 @@ class ColumnarEncoder:
         `pipeline._encode_range` returns, with indexes relative to the chunk."""
         enc = self.enc
         before = (enc.stats.truncated, enc.stats.audited, enc.stats.boundary_mismatch)
-        keys, slow_rows = self._route(records)
+        keys, slow_rows, fields = self._route(records)
         groups: dict[tuple, list[int]] = {}
         for k, key in enumerate(keys):
             if key is not None:
@@ -241,7 +240,7 @@ class ColumnarEncoder:
             if shape is None:
                 slow.update(rows)
                 continue
-            done = self._encode_shape(shape, [records[k] for k in rows])
+            done = self._encode_shape(shape, [fields[k] for k in rows])
             ok, ids, labels, lens = done
             rows_a = np.asarray(rows, dtype=np.int64)
             slow.update(rows_a[~ok].tolist())
@@ -304,17 +303,18 @@ class ColumnarEncoder:
             delta,
         )
 
-    def _encode_shape(self, shape: _Shape, records: list[Record]) -> tuple[np.ndarray, Any, Any, Any]:
-        """(ok per row, ids, labels, lengths of the ok rows) for records of one shape."""
-        n = len(records)
-        cols = (
-            [r.instruction for r in records],
-            [r.input for r in records],
-            [r.output for r in records],
-            [r.system or "" for r in records],
-        )
-        rows = list(zip(*cols))
-        # every field string of the shape, one flat encode
+    def _encode_shape(
+        self, shape: _Shape, rows: list[tuple[str, str, str, str]]
+    ) -> tuple[np.ndarray, Any, Any, Any]:
+        """(ok per row, ids, labels, lengths of the ok rows) for the (instruction, input, output,
+        system) fields of records of one shape.
+
+        Every row is a sequence of segments (one per piece) of one source buffer: the flat
+        encoding of the chunk's strings followed by the constant pieces. The output is one gather
+        over all kept rows' segments, and the labels one mask repeated by segment length.
+        """
+        n = len(rows)
+        # every field string of the shape, one flat encode (each piece's strings are contiguous)
         texts: list[str] = []
         slots: dict[int, int] = {}  # piece -> index of its first string in texts
         for j, p in enumerate(shape.pieces):
@@ -330,20 +330,24 @@ class ColumnarEncoder:
         offsets = offsets.astype(np.int64)
         starts, lens = offsets[:-1], offsets[1:] - offsets[:-1]
         ok = np.ones(n, dtype=bool)
-        # per piece: (source buffer, start per row, length per row)
-        src: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
+        consts = [p.const for p in shape.pieces if p.template is None]
+        const_at = np.cumsum([len(flat), *(len(c) for c in consts)])  # where each constant starts
+        seg_start: list[np.ndarray] = []
+        seg_len: list[np.ndarray] = []
+        k = 0
         for j, p in enumerate(shape.pieces):
             if p.template is None:
-                L = len(p.const)
-                src.append((p.const, np.zeros(n, np.int64), np.full(n, L, np.int64), p.trainable))
+                seg_start.append(np.full(n, const_at[k], np.int64))
+                seg_len.append(np.full(n, len(p.const), np.int64))
+                k += 1
             else:
-                s = slots[j]
-                src.append((flat, starts[s : s + n], lens[s : s + n], p.trainable))
+                seg_start.append(starts[slots[j] : slots[j] + n])
+                seg_len.append(lens[slots[j] : slots[j] + n])
         for a, b in shape.glue:
             # the response keeps the joint encoding's tokens after the prompt's own tokens, when the
             # joint encoding starts with them (Encoder._glue_responses); other rows: the encoder
             g = glue_at[b]
-            p_start, p_len = src[a][1], src[a][2]
+            p_start, p_len = seg_start[a], seg_len[a]
             j_start, j_len = starts[g : g + n], lens[g : g + n]
             fits = j_len >= p_len
             same = np.zeros(n, dtype=bool)
@@ -358,23 +362,18 @@ class ColumnarEncoder:
                 row_eq[nonempty] = red
             same[np.flatnonzero(fits)] = row_eq
             ok &= same
-            src[b] = (flat, j_start + p_len, j_len - p_len, src[b][3])
-        total = sum(s[2] for s in src)
-        trained = sum(s[2] for s in src if s[3])
+            seg_start[b], seg_len[b] = j_start + p_len, j_len - p_len
+        train = np.array([p.trainable for p in shape.pieces], dtype=bool)
+        starts_2d = np.stack(seg_start, axis=1)  # row x piece
+        lens_2d = np.stack(seg_len, axis=1)
+        total = lens_2d.sum(axis=1)
+        trained = lens_2d[:, train].sum(axis=1)
         ok &= (total <= self.enc.options.max_length) & (trained > 0)
         keep = np.flatnonzero(ok)
         row_len = total[keep]
-        out_start = np.cumsum(row_len) - row_len
-        ids = np.empty(int(row_len.sum()), dtype=np.int32)
-        labels_mask = np.zeros(ids.size, dtype=bool)
-        pos = out_start.copy()
-        for buf, st, ln, trainable in src:
-            ln_k = ln[keep]
-            dst = _ranges(pos, ln_k)
-            ids[dst] = buf[_ranges(st[keep], ln_k)] if buf is flat else np.tile(buf, len(keep))
-            if not trainable:
-                labels_mask[dst] = True
-            pos = pos + ln_k
-        labels = ids.copy()
-        labels[labels_mask] = IGNORE
+        seg_lens = lens_2d[keep].ravel()  # row-major: each kept row's pieces in order
+        source = np.concatenate([flat.astype(np.int32, copy=False), *(c.astype(np.int32) for c in consts)])
+        ids = source[_ranges(starts_2d[keep].ravel(), seg_lens)]
+        trainable = np.repeat(np.tile(train, len(keep)), seg_lens)
+        labels = np.where(trainable, ids, np.int32(IGNORE)).astype(np.int32, copy=False)
         return ok, ids, labels, row_len
