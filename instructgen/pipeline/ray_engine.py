@@ -138,7 +138,8 @@ class ShardWorker:
         folder: str,
         cwd: str | None = None,
     ) -> None:
-        if cwd and os.path.isdir(cwd):  # relative input paths (and the file names records cite) as in the driver
+        # relative input paths (and the file names records cite) resolve as in the driver
+        if cwd and os.path.isdir(cwd):
             os.chdir(cwd)
         self.fn = BatchFn(build, plan)
         self.opener = opener
@@ -252,7 +253,9 @@ class _ShardSink:
     """Writes records to the current output shard (only for shards converted in this run), every
     rejection to --rejects, and each finished shard's marker with its counts."""
 
-    def __init__(self, folder: ShardFolder, feed: _ShardFeed, digest: str, fmt: str, columns: Any, meta: bool):
+    def __init__(
+        self, folder: ShardFolder, feed: _ShardFeed, digest: str, fmt: str, columns: Any, meta: bool
+    ):
         self.folder, self.feed, self.digest = folder, feed, digest
         self.fmt, self.columns, self.meta = fmt, columns, meta
         self.markers: dict[int, dict[str, Any]] = dict(feed.done)
@@ -295,7 +298,9 @@ class _ShardSink:
         self._left = n
         self._counts = Counter()
         if fresh:
-            self._writer = RecordWriter(self.folder.output(shard), self.fmt, columns=self.columns, with_meta=self.meta)
+            self._writer = RecordWriter(
+                self.folder.output(shard), self.fmt, columns=self.columns, with_meta=self.meta
+            )
             self._writer.__enter__()
 
     def _finish(self) -> None:
@@ -305,7 +310,9 @@ class _ShardSink:
             self._writer.__exit__(None, None, None)
             self._writer = None
         if fresh:
-            reasons = {k.split(":", 1)[1]: v for k, v in sorted(self._counts.items()) if k.startswith("rejected:")}
+            reasons = {
+                k.split(":", 1)[1]: v for k, v in sorted(self._counts.items()) if k.startswith("rejected:")
+            }
             counts = {
                 "items": shard.stop - shard.start,
                 "outcomes": n,
@@ -354,7 +361,9 @@ def run_sharded(
     from . import registry
 
     if fmt not in LINE_FORMATS:
-        raise ConfigError(f"--engine ray writes JSONL shards: --format {fmt} cannot be split ({', '.join(LINE_FORMATS)})")
+        raise ConfigError(
+            f"--engine ray writes JSONL shards: --format {fmt} cannot be split ({', '.join(LINE_FORMATS)})"
+        )
     if str(out_dir) == "-":
         raise ConfigError("--engine ray writes shards to a folder: give -o FOLDER, not stdout")
     task = registry.get(name)
@@ -416,7 +425,9 @@ def run_sharded(
         f"{len(done)} complete from an earlier run"
     )
     if remaining:
-        notes.append(f"stopped after --max-shards {max_shards}: {remaining} shard(s) left; run the same command again to resume")
+        notes.append(
+            f"stopped after --max-shards {max_shards}: {remaining} shard(s) left; run the same command again to resume"
+        )
     registry.finished(name, options, run)
     return ShardedRun(result, folder.root, len(shards), len(todo), len(done), remaining, startup)
 
@@ -439,12 +450,18 @@ def _convert_on_ray(
     rows = [{"index": s.index, "count": s.count, "start": s.start, "stop": s.stop} for s in todo]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         ShardWorker,
-        fn_constructor_args=(functools.partial(task.build, options), plan, opener, str(folder.root), os.getcwd()),
+        fn_constructor_args=(
+            functools.partial(task.build, options),
+            plan,
+            opener,
+            str(folder.root),
+            os.getcwd(),
+        ),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=ACTOR_CPUS,
     )
     try:
         yield from ds.iter_rows()
-    except ray.exceptions.RayError as exc:  # a worker died (not an instructgen error: those come back as rows)
+    except ray.exceptions.RayError as exc:  # a worker died (instructgen errors come back as rows)
         raise InstructgenError(f"Ray failed: {str(exc).splitlines()[0]}") from None

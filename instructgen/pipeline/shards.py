@@ -199,7 +199,9 @@ class ShardFolder:
         manifest) is removed first; other files are left alone.
         """
         if self.root.exists() and not self.root.is_dir():
-            raise ConfigError(f"{self.root} is a file: sharded output (--engine ray) needs -o to name a folder")
+            raise ConfigError(
+                f"{self.root} is a file: sharded output (--engine ray) needs -o to name a folder"
+            )
         manifest = self.root / MANIFEST
         if overwrite:
             self.clear()
@@ -207,7 +209,9 @@ class ShardFolder:
             try:
                 old = json.loads(manifest.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"{manifest}: unreadable manifest ({exc}); use --overwrite to start over") from None
+                raise ConfigError(
+                    f"{manifest}: unreadable manifest ({exc}); use --overwrite to start over"
+                ) from None
             if old.get("config_digest") != config["config_digest"]:
                 changed = ", ".join(differences(old, config)) or "config_digest"
                 raise ConfigError(
@@ -243,7 +247,11 @@ class ShardFolder:
             size = self.output(shard).stat().st_size
         except (OSError, ValueError):
             return None
-        if done.get("config_digest") != digest or done.get("bytes") != size or not self.outcomes(shard).exists():
+        if (
+            done.get("config_digest") != digest
+            or done.get("bytes") != size
+            or not self.outcomes(shard).exists()
+        ):
             return None
         return done
 
@@ -281,4 +289,3 @@ def read_outcome_rows(path: Path) -> Iterator[dict[str, Any]]:
         for line in f:
             kind, payload, key = json.loads(line)
             yield {"kind": kind, "payload": payload, "dedup_key": key}
-

@@ -1,0 +1,241 @@
+"""--engine ray (issue 15): the same pipeline on a local Ray (2 CPUs), sharded, resumable, deterministic.
+
+What is pinned: concatenating `part-*.jsonl` gives the in-process output byte for byte (and the same
+--rejects file and summary counts), whatever order Ray finished the shards in; exact dedup across
+shards keeps the in-process set; `--max-shards` stops after that many shards and a re-run converts
+only the missing ones (markers and the report say so) and ends with the uninterrupted bytes; a
+folder of another configuration is refused. The output-shard naming `part-00000-of-00012` follows
+Spark/HF datasets (`datasets/arrow_dataset.py` `_push_parquet_shards_to_hub`: `{split}-{index:05d}-of-{num_shards:05d}`).
+
+One Ray session serves the whole module (start-up costs seconds); the engine joins it instead of
+starting its own, as it joins a cluster named by RAY_ADDRESS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ray
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "zh_en.tsv"
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def counts(stderr: str) -> list[str]:
+    """The summary (-v: with per-step counts) without notes (file names, the engine's shard note) and
+    step seconds, which differ between runs; Ray's own log lines are left out."""
+    lines = [
+        ln for ln in stderr.splitlines() if ln.startswith(("translation:", "  ")) and "note:" not in ln
+    ]
+    return [re.sub(r", \d+\.\d\d s", "", ln) for ln in lines]
+
+
+def shards(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.jsonl"))
+
+
+def concatenated(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in shards(folder))
+
+
+def local_and_ray(run_cli, tmp_path: Path, args: list[str], *extra: str):
+    """Run `translate args` in-process and on Ray; returns (local result, ray result, ray folder)."""
+    local = run_cli(
+        "translate", *args, "-o", tmp_path / "local.jsonl", "--rejects", tmp_path / "local_rej.jsonl", "-v"
+    )
+    assert local.exit_code == 0, local.stderr
+    folder = tmp_path / "shards"
+    on_ray = run_cli(
+        "translate",
+        *args,
+        "-o",
+        folder,
+        "--rejects",
+        tmp_path / "ray_rej.jsonl",
+        "-v",
+        "--engine",
+        "ray",
+        *extra,
+    )
+    assert on_ray.exit_code == 0, on_ray.stderr
+    return local, on_ray, folder
+
+
+def test_example_shards_concatenate_to_in_process_bytes(ray_local, run_cli, tmp_path):
+    args = [
+        EXAMPLE,
+        "--src-lang",
+        "zh",
+        "--tgt-lang",
+        "en",
+        "--direction",
+        "both",
+        "--instruction-lang",
+        "mix",
+    ]
+    local, on_ray, folder = local_and_ray(run_cli, tmp_path, args, "--shard-rows", "7")
+    names = [p.name for p in shards(folder)]
+    assert names == [f"part-0000{i}-of-00004.jsonl" for i in range(4)]  # 25 pairs in shards of 7
+    assert [len(p.read_text().splitlines()) for p in shards(folder)] == [14, 14, 14, 8]  # both directions
+    assert concatenated(folder) == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+    assert counts(on_ray.stderr) == counts(local.stderr)
+    assert (
+        "note: ray: 4 shard(s) of up to 7 items" in on_ray.stderr
+        and "4 converted now, 0 complete" in on_ray.stderr
+    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["task"] == "translation" and manifest["items"] == 25 and manifest["shards"] == 4
+    assert manifest["options"]["direction"] == "both" and manifest["output"]["format"] == "alpaca"
+    assert manifest["inputs"] == [
+        {
+            "path": str(EXAMPLE),
+            "bytes": EXAMPLE.stat().st_size,
+            "sha256": hashlib.sha256(EXAMPLE.read_bytes()).hexdigest(),
+        }
+    ]
+    per_shard = manifest["per_shard"]
+    assert [s["items"] for s in per_shard] == [7, 7, 7, 4]
+    assert (
+        sum(s["written"] for s in per_shard) == 50 == len((tmp_path / "local.jsonl").read_text().splitlines())
+    )
+
+
+@pytest.mark.shared
+def test_wmt21_shards_equal_in_process_with_rejections(ray_local, run_cli, shared_data, tmp_path):
+    d = shared_data / "wmt21_newstest_zh_en"
+    args = [
+        "--src-file", d / "newstest2021.zh-en.src.zh", "--tgt-file", d / "newstest2021.zh-en.ref.A.en",
+        "--src-lang", "zh", "--tgt-lang", "en", "--meta",
+    ]  # fmt: skip
+    local, on_ray, folder = local_and_ray(run_cli, tmp_path, args, "--shard-rows", "500")
+    assert len(shards(folder)) == 4  # 1,948 pairs
+    assert concatenated(folder) == (tmp_path / "local.jsonl").read_bytes()
+    rejects = (tmp_path / "ray_rej.jsonl").read_bytes()
+    assert (
+        rejects == (tmp_path / "local_rej.jsonl").read_bytes() and rejects.count(b"\n") == 2
+    )  # wrong_language_target
+    assert counts(on_ray.stderr) == counts(local.stderr)
+    assert "translation: read 1948, wrote 1946, rejected 2" in on_ray.stderr
+
+
+def test_dedup_across_shards_keeps_the_in_process_records(ray_local, run_cli, tmp_path):
+    rows = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    header, pairs = rows[0], rows[1:]
+    # each of pairs 3, 9 and 17 again in later shards (shards of 10 rows), and pair 17 twice in one shard
+    data = [header, *pairs, pairs[3], pairs[17], pairs[9], pairs[17], pairs[3]]
+    src = tmp_path / "dups.tsv"
+    src.write_text("\n".join(data) + "\n", encoding="utf-8")
+    args = [src, "--src-lang", "zh", "--tgt-lang", "en"]
+    local, on_ray, folder = local_and_ray(run_cli, tmp_path, args, "--shard-rows", "10")
+    assert len(shards(folder)) == 3
+    assert concatenated(folder) == (tmp_path / "local.jsonl").read_bytes()
+    rejected = [json.loads(x) for x in (tmp_path / "ray_rej.jsonl").read_text().splitlines()]
+    assert [(r["reason"], r["line"], r["detail"]) for r in rejected] == [
+        ("duplicate_pair", 27, "exact duplicate of an earlier pair (line 5)"),
+        ("duplicate_pair", 28, "exact duplicate of an earlier pair (line 19)"),
+        ("duplicate_pair", 29, "exact duplicate of an earlier pair (line 11)"),
+        ("duplicate_pair", 30, "exact duplicate of an earlier pair (line 19)"),
+        ("duplicate_pair", 31, "exact duplicate of an earlier pair (line 5)"),
+    ]
+    assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+    assert counts(on_ray.stderr) == counts(local.stderr)
+
+
+def test_resume_converts_only_missing_shards(ray_local, run_cli, tmp_path):
+    rows = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    src = tmp_path / "dups.tsv"  # a duplicate in the last shard of an earlier shard's pair: the resumed
+    src.write_text("\n".join([*rows, rows[2]]) + "\n", encoding="utf-8")  # run must know shard 0's keys
+    args = [src, "--src-lang", "zh", "--tgt-lang", "en", "--shard-rows", "6", "--engine", "ray"]
+    whole = run_cli(
+        "translate", *args, "-o", tmp_path / "whole", "--rejects", tmp_path / "whole_rej.jsonl", "-v"
+    )
+    assert whole.exit_code == 0, whole.stderr
+
+    out = tmp_path / "resumed"
+    first = run_cli("translate", *args, "-o", out, "--max-shards", "2")
+    assert first.exit_code == 0, first.stderr
+    work = out / "_work"
+    assert sorted(p.name for p in work.glob("*.done")) == [
+        "part-00000-of-00005.done",
+        "part-00001-of-00005.done",
+    ]
+    assert [p.name for p in shards(out)] == ["part-00000-of-00005.jsonl", "part-00001-of-00005.jsonl"]
+    assert "2 converted now, 0 complete from an earlier run" in first.stderr
+    assert "stopped after --max-shards 2: 3 shard(s) left" in first.stderr
+    assert "translation: read 12, wrote 12, rejected 0" in first.stderr  # what it got through
+    before = {p.name: p.stat().st_mtime_ns for p in [*shards(out), *work.iterdir()]}
+
+    second = run_cli("translate", *args, "-o", out, "--rejects", tmp_path / "resumed_rej.jsonl", "-v")
+    assert second.exit_code == 0, second.stderr
+    assert "3 converted now, 2 complete from an earlier run" in second.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in [*shards(out), *work.iterdir()]}
+    assert {k: after[k] for k in before} == before  # shards 0-1, their markers and outcomes untouched
+    assert len(after) == len(before) + 3 * 3  # three new shards, markers, stored outcomes
+    assert concatenated(out) == concatenated(tmp_path / "whole")
+    assert (tmp_path / "resumed_rej.jsonl").read_bytes() == (tmp_path / "whole_rej.jsonl").read_bytes()
+    assert b"exact duplicate of an earlier pair (line 3)" in (tmp_path / "resumed_rej.jsonl").read_bytes()
+    assert counts(second.stderr) == counts(whole.stderr)
+
+    third = run_cli("translate", *args, "-o", out)  # all complete: nothing converted, Ray not needed
+    assert third.exit_code == 0 and "0 converted now, 5 complete from an earlier run" in third.stderr
+    assert concatenated(out) == concatenated(tmp_path / "whole")
+
+
+def test_other_configuration_is_refused_then_overwritten(ray_local, run_cli, tmp_path):
+    common = [EXAMPLE, "--src-lang", "zh", "--tgt-lang", "en"]
+    args = [*common, "--shard-rows", "10", "--engine", "ray", "-o", tmp_path / "o"]
+    assert run_cli("translate", *args, "--max-shards", "1").exit_code == 0
+    other = run_cli("translate", *args, "--seed", "7")
+    assert other.exit_code == 2
+    assert other.stderr.strip().endswith(
+        f"error: {tmp_path / 'o'} holds shards of another configuration (changed: options.seed); refusing to mix "
+        "them: use --overwrite to start over, or another folder"
+    )
+    again = run_cli("translate", *args, "--seed", "7", "--overwrite")
+    assert again.exit_code == 0 and "3 converted now, 0 complete" in again.stderr
+    assert run_cli("translate", *common, "--seed", "7", "-o", tmp_path / "local.jsonl").exit_code == 0
+    assert concatenated(tmp_path / "o") == (tmp_path / "local.jsonl").read_bytes()
+
+
+def test_unsplittable_format_and_stdout_are_refused(run_cli, tmp_path):
+    pytest.importorskip("ray")
+    args = [EXAMPLE, "--src-lang", "zh", "--tgt-lang", "en", "--engine", "ray"]
+    r = run_cli("translate", *args, "--format", "alpaca-json", "-o", tmp_path / "o")
+    assert r.exit_code == 2
+    assert "error: --engine ray writes JSONL shards: --format alpaca-json cannot be split" in r.stderr
+    r = run_cli("translate", *args)
+    assert (
+        r.exit_code == 2
+        and "error: --engine ray writes shards to a folder: give -o FOLDER, not stdout" in r.stderr
+    )
+
+
+def test_without_ray_the_engine_says_how_to_install(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when it is not installed
+    r = run_cli(
+        "translate", EXAMPLE, "--src-lang", "zh", "--tgt-lang", "en", "--engine", "ray", "-o", tmp_path / "o"
+    )
+    assert r.exit_code == 2
+    assert (
+        r.stderr
+        == "error: --engine ray needs Ray Data: pip install 'instructgen[ray]' (it pins ray[data]==2.60.0)\n"
+    )
+    assert not (tmp_path / "o").exists()
