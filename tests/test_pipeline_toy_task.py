@@ -286,6 +286,8 @@ def test_a_dataset_source_runs_through_dataset_map():
     ds = datasets.Dataset.from_list([{"text": t} for t in TEXTS])
     result = pipeline.run_task(NAME, OPTIONS, ds, num_proc=2)  # DatasetsMap: the table itself is mapped
     assert facts(result) == facts(pipeline.run_task(NAME, OPTIONS, list_items()))
+    # the seconds the record steps took in the map's workers came back for -v
+    assert [s.seconds is not None for s in result.report.steps] == [False, True, True, True, False]
 
 
 # --- (c) the process pool ------------------------------------------------------------------------

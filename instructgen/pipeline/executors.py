@@ -12,6 +12,7 @@ three outcome columns out (`kind`, `payload`, `dedup_key`, see `outcome.py`).
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections import Counter, deque
@@ -93,7 +94,8 @@ class BatchFn:
         if before is not None:
             spent = Counter(self.pipeline.seconds)
             spent.subtract(before)
-            cols[SECONDS_COLUMN] = [dict(spent)] + [None] * (len(cols["kind"]) - 1) if cols["kind"] else []
+            # JSON text, like the payload: Arrow cannot infer a struct from an empty dict
+            cols[SECONDS_COLUMN] = [json.dumps(dict(spent))] + [None] * (len(cols["kind"]) - 1) if cols["kind"] else []
         return cols
 
 
@@ -192,7 +194,7 @@ class DatasetsMap:
         self.num_proc, self.from_row, self.desc = num_proc, from_row, desc
 
     def __call__(self, ds: Any, pipeline: Pipeline, build: Callable[[Any], Pipeline], plan: Any):
-        fn = BatchFn(build, plan, self.from_row)
+        fn = BatchFn(build, plan, self.from_row, with_seconds=True)  # -v shows the workers' seconds
         mapped = ds.map(
             fn,
             batched=True,
@@ -203,4 +205,7 @@ class DatasetsMap:
             desc=self.desc,
         )
         for batch in mapped.iter(batch_size=1000):
+            for spent in batch[SECONDS_COLUMN]:
+                if spent:
+                    pipeline.seconds.update(json.loads(spent))
             yield list(outcomes_from_columns({c: batch[c] for c in COLUMNS}))
