@@ -125,4 +125,13 @@ def test_ner_empty_share_option(shared_data, tmp_path, run_cli):
     data = shared_data / "conll2003_en" / "eng.testa"
     res = run_cli("ner", data, "--target", "per-type", "--empty-share", "0.5", "-q", "-o", tmp_path / "o.jsonl")
     assert res.exit_code == 0, res.stderr
+    # exact duplicate records (CoNLL repeats sentences) are dropped and counted since issue 12
+    assert res.stderr.splitlines()[:2] == [
+        "ner: read 3250, wrote 3071, rejected 179",
+        "  rejected duplicate_record: 179",
+    ]
+    assert "  note: empty answers: 1538 of 3071 (50.1%), per-type target 50%" in res.stderr.splitlines()
+    no_dedup = ("--target", "per-type", "--empty-share", "0.5", "--no-dedup", "-q")
+    res = run_cli("ner", data, *no_dedup, "-o", tmp_path / "o.jsonl")
+    assert res.exit_code == 0, res.stderr
     assert "  note: empty answers: 1624 of 3250 (50.0%), per-type target 50%" in res.stderr.splitlines()

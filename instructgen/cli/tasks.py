@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
 from tqdm import tqdm
 
-from ..converters.classification import ClassifyRun, open_classification
+from ..converters.classification import classification_input
 from ..converters.ner import TARGETS
 from ..errors import InputError
 from ..io.registry import formats
-from ..schema import Record, Rejected
+from ..pipeline import registry
+from ..pipeline.run import Run
 from .common import (
     PROGRESS_MIN_ROWS,
     check_outcome,
     fail_cleanly,
     max_reject_option,
     output_options,
+    run_options,
     write_outcomes,
 )
 
@@ -49,41 +51,43 @@ def _names(value: str | None) -> list[str] | None:
     return [n.strip() for n in value.split(",")] if value else None
 
 
-def _convert_and_write(
-    stream: Callable[[Any, Any], Iterator[Record | Rejected]],
+def _start(
+    task: str,
+    options: Any,
     open_items: Callable[[], Iterable[Any]],
-    run: Any,
     *,
     desc: str,
     unit: str,
     quiet: bool,
-    output: str,
-    fmt: str,
-    columns: str | None,
-    meta: bool,
-    rejects: str | None,
-    planned: Callable[[], None] | None = None,
-) -> None:
-    """Plan on a first read of the input (a counter shows only if that takes a while), then
-    write records and rejections as the converter makes them, under a bar. `open_items` opens
-    the input afresh, so a large input is read twice instead of held (see `TwoPass`)."""
+    num_proc: int,
+    shown: str | None = None,
+) -> Run:
+    """Start the task's run: its plan pass reads the input once (a counter shows only if that takes
+    a while); the run then reads it again as it converts (see `TwoPass`), so a large input is read
+    twice instead of held. `run.total` is the number of items it will account for."""
     bars: list[tqdm] = []
 
     def opened() -> Iterable[Any]:
         items = open_items()
-        if bars:  # the second read: the writing bar counts it
+        if bars:  # the second read: the writing bar counts outcomes
             return items
         bars.append(tqdm(items, desc=f"{desc}: reading", unit=unit, disable=quiet, delay=1.0, leave=False))
         return bars[0]
 
-    outcomes = stream(opened, run)  # reads and checks everything: run.report.read is the total now
-    for bar in bars:
-        bar.close()
-    if planned is not None:  # a last look at the plan, before anything is written
-        planned()
-    total = run.report.read
+    try:
+        return registry.start(task, options, opened, num_proc=num_proc, shown=shown)
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def _write(
+    run: Run, *, desc: str, unit: str, quiet: bool, output: str, fmt: str, columns, meta, rejects
+) -> None:
+    """Records to the output and rejections to --rejects as the run makes them, under a bar."""
+    total = run.total or 0
     show = not quiet and total >= PROGRESS_MIN_ROWS
-    with tqdm(outcomes, total=total, disable=not show, unit=unit, desc=desc, leave=False) as bar:
+    with tqdm(run, total=total, disable=not show, unit=unit, desc=desc, leave=False) as bar:
         write_outcomes(bar, output, fmt, columns, meta, rejects)
 
 
@@ -140,9 +144,11 @@ def _convert_and_write(
     show_default=True,
     help="Share of records from inverted templates ('write a sentence that mentions X').",
 )
+@click.option("--no-dedup", is_flag=True, help="Keep records that repeat an earlier one exactly.")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @click.option("--split", default=None, help="Split of a DatasetDict folder.")
 @output_options
+@run_options
 @max_reject_option
 @fail_cleanly
 def ner_cmd(
@@ -158,6 +164,7 @@ def ner_cmd(
     max_empty_ratio,
     empty_share,
     inverted_ratio,
+    no_dedup,
     on_error,
     split,
     output,
@@ -167,6 +174,8 @@ def ner_cmd(
     rejects,
     seed,
     quiet,
+    num_proc,
+    verbose,
     max_reject_ratio,
 ):
     """Turn NER data (CoNLL, MSRA character-per-line, token/tag or span JSONL) into instruction records.
@@ -174,7 +183,7 @@ def ner_cmd(
     Tags are decoded to spans in Python (IOB1, BIO, BIOES; malformed sequences follow one
     documented repair rule and are counted), then phrased by the NER template pool.
     """
-    from ..converters.ner import NerConverter, NerOptions, NerRun
+    from ..converters.ner import NerOptions
     from ..io.tagged import read_tagged
 
     options = NerOptions(
@@ -187,6 +196,7 @@ def ner_cmd(
         max_empty_ratio=max_empty_ratio,
         inverted_ratio=inverted_ratio,
         meta=meta,
+        dedup=not no_dedup,
         **({} if empty_share is None else {"empty_share": empty_share}),
     )
 
@@ -200,22 +210,17 @@ def ner_cmd(
             split=split,
         )
 
-    run = NerRun()
-
-    def planned() -> None:
-        if run.report.read and not run.labels:
-            n = run.report.read
-            raise InputError(
-                f"no entity tags: no B-, I-, E- or S- tag with a type in the {n} sentence{'s' * (n != 1)} "
-                "read (is this NER data? the tag column is --tag-col, -1 = the last)",
-                path=str(input_path),
-            )
-
-    _convert_and_write(
-        NerConverter(options).stream,
-        items,
+    run = _start("ner", options, items, desc="ner", unit="sentence", quiet=quiet, num_proc=num_proc)
+    report = run.report
+    if report.read and not run.result.plan.labels:  # a last look at the plan, before anything is written
+        n = report.read
+        raise InputError(
+            f"no entity tags: no B-, I-, E- or S- tag with a type in the {n} sentence{'s' * (n != 1)} "
+            "read (is this NER data? the tag column is --tag-col, -1 = the last)",
+            path=str(input_path),
+        )
+    _write(
         run,
-        planned=planned,
         desc="ner",
         unit="sentence",
         quiet=quiet,
@@ -225,11 +230,12 @@ def ner_cmd(
         meta=meta,
         rejects=rejects,
     )
-    run.report.notes.insert(0, f"scheme: {run.scheme}")
-    for kind, n in sorted(run.repairs.items()):
-        run.report.notes.append(f"repaired {kind}: {n}")
-    click.echo(run.report.summary(), err=True)
-    check_outcome(run.report, max_reject_ratio)
+    result = registry.finished("ner", options, run)
+    report.notes.insert(0, f"scheme: {result.scheme}")
+    for kind, n in sorted(result.repairs.items()):
+        report.notes.append(f"repaired {kind}: {n}")
+    click.echo(report.summary(verbose), err=True)
+    check_outcome(report, max_reject_ratio)
 
 
 @click.command("classify", epilog=CLASSIFY_EPILOG)
@@ -264,8 +270,10 @@ def ner_cmd(
     help="Order of the options shown: seeded per record, or the label-name order (every 'A' the same label).",
 )
 @click.option("--input-format", type=click.Choice(formats("rows")))  # csv, tsv, jsonl, json, hf
+@click.option("--no-dedup", is_flag=True, help="Keep records that repeat an earlier one exactly.")
 @click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise", show_default=True)
 @output_options
+@run_options
 @max_reject_option
 @fail_cleanly
 def classify_cmd(
@@ -280,6 +288,7 @@ def classify_cmd(
     inverted_ratio,
     option_order,
     input_format,
+    no_dedup,
     on_error,
     output,
     fmt,
@@ -288,6 +297,8 @@ def classify_cmd(
     rejects,
     seed,
     quiet,
+    num_proc,
+    verbose,
     max_reject_ratio,
 ):
     """Turn labelled texts (CSV/TSV/JSONL/JSON/save_to_disk) into classification instruction records.
@@ -295,8 +306,7 @@ def classify_cmd(
     Options are shown in a seeded order and style per record; lettered options give lettered answers.
     """
     names = _names(label_names)
-    run = ClassifyRun()
-    converter, rows, source = open_classification(
+    options, rows = classification_input(
         input_path,
         input_format=input_format,
         on_error=on_error,
@@ -311,10 +321,19 @@ def classify_cmd(
         inverted_ratio=inverted_ratio,
         option_order=option_order,
         meta=meta,
+        dedup=not no_dedup,
     )
-    _convert_and_write(
-        lambda items, run: converter.stream(items, run, source),
+    run = _start(
+        "classification",
+        options,
         rows,
+        desc="classify",
+        unit="row",
+        quiet=quiet,
+        num_proc=num_proc,
+        shown=options.source_file,
+    )
+    _write(
         run,
         desc="classify",
         unit="row",
@@ -325,7 +344,6 @@ def classify_cmd(
         meta=meta,
         rejects=rejects,
     )
-    dist = ", ".join(f"{k} {v}" for k, v in sorted(run.labels_out.items()))
-    run.report.notes.append(f"labels written: {dist}")
-    click.echo(run.report.summary(), err=True)
-    check_outcome(run.report, max_reject_ratio)
+    report = registry.finished("classification", options, run).report
+    click.echo(report.summary(verbose), err=True)
+    check_outcome(report, max_reject_ratio)

@@ -14,22 +14,21 @@ answers "0" and "1".
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
 from ..errors import ConfigError, InputError
-from ..gcpause import collector_paused
 from ..io.readers import json_type, not_an_object  # not_an_object: re-exported for old importers
 from ..io.registry import open_input
+from ..pipeline.run import Result
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
-from .twopass import Source, TwoPass
+from .twopass import Source
 
 TASK = "classification"
 
@@ -65,6 +64,9 @@ class ClassifyOptions:
     # "shuffled": each record shows the options in its own seeded order, so a letter is not a
     # proxy for a label (with a fixed order every "negative" is "A"); "fixed": label-name order.
     option_order: str = "shuffled"
+    dedup: bool = True  # drop records that repeat an earlier one exactly (duplicate_record)
+    # where the rows come from, for rejections, meta and errors (the CLI's INPUT; None for a list)
+    source_file: str | None = None
 
 
 def iter_rows(
@@ -76,13 +78,14 @@ def iter_rows(
     yield from open_input("rows", path, input_format=input_format, on_error=on_error, split=split)
 
 
-@dataclass
-class ClassifyRun:
-    records: list[Record] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    report: Report = field(default_factory=lambda: Report(task=TASK))
-    labels_in: Counter = field(default_factory=Counter)
-    labels_out: Counter = field(default_factory=Counter)
+class ClassifyRun(Result):
+    """The pipeline's one `Result`, with classification's report name by default (kept for older
+    callers). `labels_in` (every checked row's label, from the planning pass) and `labels_out`
+    (labels of the records written, counted as they are) read as attributes from `info`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("report", Report(task=TASK))
+        super().__init__(*args, **kwargs)
 
 
 class ClassificationConverter:
@@ -148,44 +151,20 @@ class ClassificationConverter:
 
     def run(self, rows: Source[Row], source: str | None = None) -> ClassifyRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
-        run = ClassifyRun()
-        for item in self.stream(rows, run, source):
-            (run.records if isinstance(item, Record) else run.rejected).append(item)
-        return run
+        return run_classification(replace(self.options, source_file=source), rows)
 
     def stream(
         self, rows: Source[Row], run: ClassifyRun, source: str | None = None
     ) -> Iterator[Record | Rejected]:
         """Check every row on a first read (the option list is the set of labels in the whole
         file), then return an iterator that reads again and converts row by row, yielding records
-        and rejections in input order, so memory does not grow with the input.
+        and rejections in input order, so memory does not grow with the input. Both go through the
+        pipeline core: the `classification` task (tasks/classification.py) on `registry.start`.
 
         `rows` is best a function that opens the input afresh (see `TwoPass`). `run` gets the
         counts; after this call `run.report.read` is what the iterator accounts for.
         """
-        first = [True]
-
-        def check(item: Row) -> Checked:
-            """(line, row, label name), or the row's rejection; a missing column is raised on the
-            first row only (it is then a wrong --text-col/--label-col, not a bad row)."""
-            if isinstance(item, Rejected):
-                return item
-            got = self._check(item, source, first=first[0])
-            first[0] = False
-            return got if isinstance(got, Rejected) else (item[0], item[1], got)
-
-        passes: TwoPass[Row, Checked] = TwoPass(rows, check, shown=source)
-        labels_in = run.labels_in
-        with collector_paused():
-            for checked in passes.first():
-                if not isinstance(checked, Rejected):
-                    labels_in[checked[2]] += 1
-        first[0] = False
-        run.report.read += passes.count
-        self._refuse_unnamed_integers(labels_in, source)
-        names = self.names or sorted(labels_in)
-        self.check_templates_show_labels(names)
-        return self._convert_all(passes.second(), names, run, source)
+        return stream_classification(replace(self.options, source_file=source), rows, run)
 
     def _refuse_unnamed_integers(self, labels: Counter, source: str | None) -> None:
         """Labels that are all integers ("0", "1" in a CSV) with no names would be the answers
@@ -279,22 +258,6 @@ class ClassificationConverter:
             )
         return name
 
-    def _convert_all(
-        self, rows: Iterable[Checked], names: list[str], run: ClassifyRun, source: str | None
-    ) -> Iterator[Record | Rejected]:
-        report, labels_out, templates = run.report, run.labels_out, run.report.templates
-        for checked in rows:
-            if isinstance(checked, Rejected):
-                report.reject(checked)
-                yield checked
-                continue
-            line, row, name = checked
-            record = self.convert(row, name, names, line, source)
-            labels_out[name] += 1
-            report.written += 1
-            templates[record.meta["template_id"]] += 1
-            yield record
-
     def words(self, name: str) -> str:
         return self.verbal.get(name, name)
 
@@ -317,6 +280,13 @@ class ClassificationConverter:
     def convert(
         self, row: dict[str, Any], name: str, names: list[str], line: int | None, source: str | None
     ) -> Record:
+        return self.render(row, name, names, line, source)[0]
+
+    def render(
+        self, row: dict[str, Any], name: str, names: list[str], line: int | None, source: str | None
+    ) -> tuple[Record, tuple[str, ...]]:
+        """The row's record, and every value rendered into its template (the text, the answer, the
+        options, the label names): the data, for the placeholder check."""
         opts = self.options
         text = str(row[opts.text_col]).strip()
         text2 = str(row.get(opts.text2_col) or "").strip() if opts.text2_col else ""
@@ -357,25 +327,34 @@ class ClassificationConverter:
             "source_file": source,
             "line": line,
         }
-        return Record(
+        record = Record(
             instruction=rendered["instruction"], input=rendered["input"], output=rendered["output"], meta=meta
         )
+        return record, tuple(values.values())
 
 
 def classify(
-    data: Any, *, input_format: str | None = None, on_error: str = "raise", **options: Any
+    data: Any,
+    *,
+    input_format: str | None = None,
+    on_error: str = "raise",
+    num_proc: int | None = None,
+    **options: Any,
 ) -> ClassifyRun:
     """Classification records from a file (CSV/TSV/JSONL/JSON/save_to_disk), a list of dicts, or a
-    datasets.Dataset (ClassLabel names are used when `label_names` is not given)."""
-    conv, rows, source = open_classification(data, input_format=input_format, on_error=on_error, **options)
-    return conv.run(rows, source=source)
+    datasets.Dataset (ClassLabel names are used when `label_names` is not given).
+
+    Other keyword arguments are `ClassifyOptions` fields (`dedup=False` keeps exact duplicate
+    records); `num_proc` runs the record steps in that many processes, with the same result."""
+    opts, rows = classification_input(data, input_format=input_format, on_error=on_error, **options)
+    return run_classification(opts, rows, num_proc=num_proc)
 
 
-def open_classification(
+def classification_input(
     data: Any, *, input_format: str | None = None, on_error: str = "raise", **options: Any
-) -> tuple[ClassificationConverter, Source[Row], str | None]:
-    """The converter, the numbered rows of `data` (a function that reads them afresh, so that
-    `stream` can read twice in flat memory) and the name of the source, for the CLI."""
+) -> tuple[ClassifyOptions, Source[Row]]:
+    """The task's options (a Dataset's ClassLabel names, the file as `source_file`) and the numbered
+    rows of `data` (a function that reads them afresh, so that the run reads twice in flat memory)."""
     if "label_names" in options and options["label_names"] is not None:
         options["label_names"] = tuple(options["label_names"])
     if "verbalise" in options and isinstance(options["verbalise"], dict):
@@ -387,31 +366,62 @@ def open_classification(
         feat = data.features.get(label_col)
         if options.get("label_names") is None and hasattr(feat, "names"):
             options["label_names"] = tuple(feat.names)
-        conv = ClassificationConverter(ClassifyOptions(**options))
-        return conv, lambda: _numbered(data), None
-    conv = ClassificationConverter(ClassifyOptions(**options))
+        return ClassifyOptions(**options), lambda: _numbered(data)
     if isinstance(data, (str, Path)):
-        return conv, lambda: iter_rows(data, input_format=input_format, on_error=on_error), str(data)
+        opts = ClassifyOptions(**{**options, "source_file": str(data)})
+        return opts, lambda: iter_rows(data, input_format=input_format, on_error=on_error)
     if iter(data) is not data:  # a list: it can be read twice
-        return conv, lambda: _numbered(data), None
-    return conv, _numbered(data), None
+        return ClassifyOptions(**options), lambda: _numbered(data)
+    return ClassifyOptions(**options), _numbered(data)
 
 
 def _numbered(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
     return ((i + 1, row) for i, row in enumerate(rows))
 
 
+def stream_classification(
+    options: ClassifyOptions, rows: Source[Row], run: ClassifyRun, *, num_proc: int | None = None
+) -> Iterator[Record | Rejected]:
+    """The `classification` task started on `rows` (the plan pass happens here), counting into
+    `run`; the returned iterator adds the task's note once it is exhausted."""
+    from ..pipeline import registry
+    from ..tasks.classification import NAME, init_info
+
+    started = registry.start(NAME, options, rows, num_proc=num_proc, shown=options.source_file, result=run)
+    init_info(run)
+
+    def outcomes() -> Iterator[Record | Rejected]:
+        yield from started
+        registry.finished(NAME, options, started)
+
+    return outcomes()
+
+
+def run_classification(
+    options: ClassifyOptions, rows: Source[Row], *, num_proc: int | None = None
+) -> ClassifyRun:
+    """Every record and rejection of a `classification` task run, in memory."""
+    run = ClassifyRun()
+    for item in stream_classification(options, rows, run, num_proc=num_proc):
+        run.add(item)
+    return run
+
+
 class ClassifyBatchFn:
     """A picklable `fn(batch) -> columns` for Dataset.map(batched=True); `label_names` fixes the
     option list so every worker renders the same options. A `rejected` column holds None for a
     record and "reason: detail" for a row that could not become one (empty texts then), as the
-    converter would have rejected it: one bad row does not stop a long map."""
+    converter would have rejected it: one bad row does not stop a long map.
+
+    A thin alias kept for older callers: the record steps are the `classification` task's, run by
+    the one batched adapter (`pipeline.registry.batch_fn`, whose own columns are `kind`/`payload`/
+    `dedup_key` for `registry.collect`); this only renames its outcomes."""
 
     def __init__(self, options: ClassifyOptions) -> None:
         if not options.label_names:
             raise ConfigError("the batched classification function needs label_names (the option order)")
         self.options = options
-        self._conv: ClassificationConverter | None = None
+        self._fn: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"options": self.options}
@@ -420,23 +430,13 @@ class ClassifyBatchFn:
         self.__init__(state["options"])
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        conv = self._conv = self._conv or ClassificationConverter(self.options)
-        opts = self.options
-        conv.check_templates_show_labels(list(opts.label_names or ()))
-        names = list(batch)
-        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": [], "rejected": []}
-        for i in range(len(batch[names[0]]) if names else 0):
-            row = {n: batch[n][i] for n in names}
-            checked = conv._check((None, row), None)  # the converter's own checks, column by column
-            if isinstance(checked, Rejected):
-                out["rejected"].append(f"{checked.reason}: {checked.detail}")
-                for col in ("instruction", "input", "output", "meta"):
-                    out[col].append("")
-                continue
-            out["rejected"].append(None)
-            rec = conv.convert(row, checked, list(opts.label_names or ()), None, None)
-            out["instruction"].append(rec.instruction)
-            out["input"].append(rec.input)
-            out["output"].append(rec.output)
-            out["meta"].append(json.dumps(rec.meta, ensure_ascii=False))
-        return out
+        from ..tasks.common import record_columns
+
+        if self._fn is None:
+            from ..pipeline import registry
+            from ..tasks.classification import NAME, ClassifyPlan
+
+            plan = ClassifyPlan(tuple(self.options.label_names or ()))
+            self._fn = registry.batch_fn(NAME, self.options, plan)
+            self._fn.pipeline  # noqa: B018 - build now: a template hiding the labels fails the first batch
+        return record_columns(self._fn.outcomes(batch))

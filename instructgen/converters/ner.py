@@ -23,20 +23,20 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any
 
 from ..determinism import choose_index, content_key, stable_hash
-from ..errors import ConfigError, InputError
-from ..gcpause import collector_paused
+from ..errors import ConfigError
 from ..io.tagged import TaggedSentence, row_to_sentence
+from ..pipeline.run import Result
 from ..quality.report import Report
 from ..schema import Record, Rejected
 from ..templates.pool import PoolSet
 from ..templates.tasks import NerAnswerStyle, NerLabelForms
-from .ner_tags import SchemeVote, Span, decode
-from .twopass import Source, TwoPass
+from .ner_tags import Span, decode
+from .twopass import Source
 
 TASK = "ner"
 TARGETS = ("list", "json", "inline", "per-type")
@@ -192,17 +192,20 @@ class NerOptions:
     # per-type: the share of records whose answer is empty (None: ask uniformly drawn types)
     empty_share: float | None = DEFAULT_EMPTY_SHARE
     meta: bool = False
+    dedup: bool = True  # drop records that repeat an earlier one exactly (duplicate_record)
+    tag_names: tuple[str, ...] | None = None  # names of integer tags, for dataset rows (from_row)
 
 
-@dataclass
-class NerRun:
-    records: list[Record] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    report: Report = field(default_factory=lambda: Report(task=TASK))
-    repairs: Counter = field(default_factory=Counter)
-    scheme: str = ""
-    sentences_with_entities: int = 0  # from the planning pass: sentences with a tag other than O
-    labels: list[str] = field(default_factory=list)  # the input's entity types; none: not NER data
+class NerRun(Result):
+    """The pipeline's one `Result`, with NER's report name by default (kept for older callers).
+
+    NER's facts read as attributes from `info`: `scheme`, `labels` (the input's entity types; none:
+    not NER data), `sentences_with_entities` (from the planning pass) and `repairs` (tag repairs
+    by kind, counted as outcomes arrive)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("report", Report(task=TASK))
+        super().__init__(*args, **kwargs)
 
 
 class NerConverter:
@@ -311,123 +314,19 @@ class NerConverter:
 
     def run(self, items: Source[TaggedSentence | Rejected]) -> NerRun:
         """Every record and rejection in memory: the Python API's form (see `stream`)."""
-        run = NerRun()
-        for item in self.stream(items, run):
-            (run.records if isinstance(item, Record) else run.rejected).append(item)
-        return run
+        return run_ner(self.options, items)
 
     def stream(self, items: Source[TaggedSentence | Rejected], run: NerRun) -> Iterator[Record | Rejected]:
         """Plan on a first read (the scheme, the label set and the empty quota are file-wide),
         then return an iterator that reads again and converts sentence by sentence, yielding
-        records and rejections in input order, so memory does not grow with the input.
+        records and rejections in input order, so memory does not grow with the input. Both go
+        through the pipeline core: the `ner` task (tasks/ner.py) on `registry.start`.
 
         `items` is best a function that opens the input afresh (see `TwoPass`). `run` gets the
         counts, scheme and repairs; after this call `run.report.read` is the number of items the
         iterator will account for, and `run.sentences_with_entities` how many have an entity.
         """
-        source: TwoPass[TaggedSentence | Rejected, TaggedSentence | Rejected] = TwoPass(items)
-        vote = SchemeVote() if self.options.scheme == "auto" else None
-        tags: set[str] = set()
-        labels: set[str] = set()
-        non_empty = sentences = 0
-        with collector_paused():
-            for sent in source.first():
-                if isinstance(sent, Rejected):
-                    continue
-                sentences += 1
-                if sent.char_spans is not None:
-                    labels.update(lab for _, _, lab in sent.char_spans)
-                    non_empty += bool(sent.char_spans)
-                    continue
-                sent_tags = sent.tags
-                if sent_tags.count("O") == len(sent_tags):
-                    continue
-                non_empty += 1
-                tags.update(sent_tags)
-                if vote is not None:
-                    vote.add(sent_tags)
-        run.report.read += source.count
-        run.sentences_with_entities = non_empty
-        run.scheme = vote.scheme() if vote is not None else self.options.scheme
-        # types from well-formed tags only: a file that is not NER data ("Hello world." in the tag
-        # column) has no types, rather than one per line
-        labels.update(tag[2:] for tag in tags if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIESLU")
-        run.labels = sorted(labels)
-        self._check_label_words(run.labels)
-        empties_allowed = None
-        if self.options.max_empty_ratio is not None:
-            r = self.options.max_empty_ratio
-            empties_allowed = int(non_empty * r / (1 - r)) if r < 1 else None
-        share = self.options.empty_share
-        if self.options.target == "per-type" and share is not None:
-            empties_allowed = self._plan_empty_share(share, sentences - non_empty, non_empty, empties_allowed)
-        return self._convert_all(source.second(), run.scheme, run.labels, empties_allowed, run)
-
-    def _plan_empty_share(
-        self, share: float, without: int, with_entities: int, cap: int | None
-    ) -> int | None:
-        """Per-type: how many sentences without entities to keep and how often to ask a sentence
-        with entities about a type it lacks (`absent_rate`), so that `share` of the records answer
-        "None". Sentences without entities beyond the share are the ones rejected, unless
-        --max-empty-ratio is given: it then decides (1 keeps them all); returns the cap (None: keep
-        them all)."""
-        fits = int(with_entities * share / (1 - share))  # empties that `share` of the records allows
-        if self.options.max_empty_ratio is None and without > fits:
-            cap = fits
-        kept = without if cap is None else min(without, cap)
-        total = kept + with_entities
-        self.absent_rate = max(0.0, (share * total - kept) / with_entities) if with_entities else 0.0
-        return cap
-
-    def _convert_all(
-        self,
-        items: Iterable[TaggedSentence | Rejected],
-        scheme: str,
-        label_set: list[str],
-        empties_allowed: int | None,
-        run: NerRun,
-    ) -> Iterator[Record | Rejected]:
-        report, repairs = run.report, run.repairs
-        kept_empty = empty_answers = 0
-        for sent in items:
-            if isinstance(sent, Rejected):  # the reader refused it (--on-error skip)
-                report.reject(sent)
-                yield sent
-                continue
-            try:
-                text, entities = sentence_entities(sent, scheme, repairs)
-            except ValueError as exc:
-                yield _reject(report, sent, "bad_tag", str(exc))
-                continue
-            if not entities and empties_allowed is not None:
-                if kept_empty >= empties_allowed:
-                    detail = (
-                        "sentence without entities over --max-empty-ratio"
-                        if self.options.max_empty_ratio is not None or self.options.target != "per-type"
-                        else f"sentence without entities over the per-type empty share {self.options.empty_share:g}"
-                    )
-                    yield _reject(report, sent, "too_many_empty", detail, text)
-                    continue
-                kept_empty += 1
-            try:
-                record = self.convert(text, entities, label_set, sent)
-            except AmbiguousTarget as exc:
-                yield _reject(report, sent, "ambiguous_target", str(exc), text)
-                continue
-            report.written += 1
-            report.templates[record.meta["template_id"]] += 1
-            asked = record.meta["asked_type"]
-            empty_answers += record.meta["target"] != "inverted" and not any(
-                asked in (None, e.label) for e in entities
-            )
-            yield record
-        if report.written:
-            target = self.options.empty_share if self.options.target == "per-type" else None
-            report.notes.append(
-                f"empty answers: {empty_answers} of {report.written} "
-                f"({empty_answers / report.written:.1%})"
-                + (f", per-type target {target:.0%}" if target is not None else "")
-            )
+        return stream_ner(self.options, items, run)
 
     def asked_type(self, entities: list[Entity], label_set: list[str], key: str) -> str:
         """The type a per-type record asks about: one the sentence has, or, at `absent_rate`
@@ -444,6 +343,14 @@ class NerConverter:
     def convert(
         self, text: str, entities: list[Entity], label_set: list[str], sent: TaggedSentence
     ) -> Record:
+        return self.render(text, entities, label_set, sent)[0]
+
+    def render(
+        self, text: str, entities: list[Entity], label_set: list[str], sent: TaggedSentence
+    ) -> tuple[Record, tuple[str, ...]]:
+        """The sentence's record, and every value rendered into its template (the sentence, the
+        answer, the type list, the format hint...): the data, for the placeholder check, which
+        must tell a variable the template left from an "[entity](type)" the values bring in."""
         opts = self.options
         key = content_key(text, *(f"{e.label}\x1e{e.text}" for e in entities))
         lang = self.lang.split("-")[0]
@@ -503,24 +410,10 @@ class NerConverter:
             "source_file": sent.source_file,
             "line": sent.line,
         }
-        return Record(
+        record = Record(
             instruction=rendered["instruction"], input=rendered["input"], output=rendered["output"], meta=meta
         )
-
-
-def _reject(
-    report: Report, sent: TaggedSentence, reason: str, detail: str, text: str | None = None
-) -> Rejected:
-    """A counted rejection of one sentence, pointing at its first line."""
-    item = Rejected(
-        reason=reason,
-        detail=detail,
-        source_file=sent.source_file,
-        line=sent.line,
-        example={} if text is None else {"text": text},
-    )
-    report.reject(item)
-    return item
+        return record, tuple(values.values())
 
 
 class AmbiguousTarget(ValueError):
@@ -549,25 +442,62 @@ def ner(
     tag_names: list[str] | None = None,
     input_format: str | None = None,
     on_error: str = "raise",
+    num_proc: int | None = None,
     **options: Any,
 ) -> NerRun:
     """NER records from a file path (CoNLL, char-per-line, JSONL), a list of dicts
-    ({"tokens", "tags"} or {"text", "entities"}), or a datasets.Dataset (ClassLabel tag names)."""
+    ({"tokens", "tags"} or {"text", "entities"}), or a datasets.Dataset (ClassLabel tag names).
+
+    Other keyword arguments are `NerOptions` fields (`dedup=False` keeps exact duplicate records);
+    `num_proc` runs the record steps in that many processes, with the same result."""
     from pathlib import Path
 
     from ..io.tagged import iter_dataset, read_tagged
 
-    opts = NerOptions(**{k: tuple(v) if k in ("labels", "templates") else v for k, v in options.items()})
-    conv = NerConverter(opts)
+    opts = NerOptions(
+        **{k: tuple(v) if k in ("labels", "templates", "tag_names") and v is not None else v
+           for k, v in options.items()}
+    )  # fmt: skip
+    source: Any
     if isinstance(data, (str, Path)):
-        return conv.run(
-            lambda: read_tagged(data, input_format=input_format, tag_names=tag_names, on_error=on_error)
+        source = lambda: read_tagged(  # noqa: E731
+            data, input_format=input_format, tag_names=tag_names, on_error=on_error
         )
-    if hasattr(data, "features") and hasattr(data, "column_names"):
-        return conv.run(lambda: iter_dataset(data, tag_names=tag_names))
-    if iter(data) is not data:  # a list: it can be read twice
-        return conv.run(lambda: iter_rows(data, tag_names))
-    return conv.run(iter_rows(data, tag_names))
+    elif hasattr(data, "features") and hasattr(data, "column_names"):
+        source = lambda: iter_dataset(data, tag_names=tag_names)  # noqa: E731
+    elif iter(data) is not data:  # a list: it can be read twice
+        source = lambda: iter_rows(data, tag_names)  # noqa: E731
+    else:
+        source = iter_rows(data, tag_names)
+    return run_ner(opts, source, num_proc=num_proc)
+
+
+def stream_ner(
+    options: NerOptions, items: Source[TaggedSentence | Rejected], run: NerRun, *, num_proc: int | None = None
+) -> Iterator[Record | Rejected]:
+    """The `ner` task started on `items` (the plan pass happens here), counting into `run`; the
+    returned iterator adds the task's notes once it is exhausted."""
+    from ..pipeline import registry
+    from ..tasks.ner import NAME, init_info
+
+    started = registry.start(NAME, options, items, num_proc=num_proc, result=run)
+    init_info(run)
+
+    def outcomes() -> Iterator[Record | Rejected]:
+        yield from started
+        registry.finished(NAME, options, started)
+
+    return outcomes()
+
+
+def run_ner(
+    options: NerOptions, items: Source[TaggedSentence | Rejected], *, num_proc: int | None = None
+) -> NerRun:
+    """Every record and rejection of a `ner` task run, in memory."""
+    run = NerRun()
+    for item in stream_ner(options, items, run, num_proc=num_proc):
+        run.add(item)
+    return run
 
 
 class NerBatchFn:
@@ -577,13 +507,17 @@ class NerBatchFn:
     does not stop a long map and none is lost. The scheme must be explicit here: auto detection
     needs the whole file. Nor is there a planning pass for the per-type empty share: a sentence
     with entities is asked about a type it lacks at `empty_share`, and every sentence without
-    entities is kept (filter the mapped rows for a share over the whole set)."""
+    entities is kept (filter the mapped rows for a share over the whole set).
+
+    A thin alias kept for older callers: the record steps are the `ner` task's, run by the one
+    batched adapter (`pipeline.registry.batch_fn("ner", options, plan)`, whose own columns are
+    `kind`/`payload`/`dedup_key` for `registry.collect`); this only renames its outcomes."""
 
     def __init__(self, options: NerOptions, label_set: list[str], tag_names: list[str] | None = None) -> None:
         if options.scheme == "auto":
             raise ConfigError("the batched NER function needs an explicit scheme (iob1, bio or bioes)")
         self.options, self.label_set, self.tag_names = options, label_set, tag_names
-        self._conv: NerConverter | None = None
+        self._fn: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"options": self.options, "label_set": self.label_set, "tag_names": self.tag_names}
@@ -592,31 +526,14 @@ class NerBatchFn:
         self.__init__(state["options"], state["label_set"], state["tag_names"])
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        if self._conv is None:
-            self._conv = NerConverter(self.options)
-            self._conv._check_label_words(self.label_set)
-        conv = self._conv
-        names = list(batch)
-        out: dict[str, list] = {"instruction": [], "input": [], "output": [], "meta": [], "rejected": []}
-        for i in range(len(batch[names[0]]) if names else 0):
-            reason: str | None = None
-            try:
-                sent = row_to_sentence({n: batch[n][i] for n in names}, tag_names=self.tag_names)
-                text, entities = sentence_entities(sent, self.options.scheme, Counter())
-                rec = conv.convert(text, entities, self.label_set, sent)
-            except AmbiguousTarget as exc:
-                reason = f"ambiguous_target: {exc}"
-            except InputError as exc:
-                reason = f"{exc.reason}: {exc.message}"
-            except ValueError as exc:  # an unknown tag, as the converter's bad_tag
-                reason = f"bad_tag: {exc}"
-            out["rejected"].append(reason)
-            if reason is not None:
-                for col in ("instruction", "input", "output", "meta"):
-                    out[col].append("")
-                continue
-            out["instruction"].append(rec.instruction)
-            out["input"].append(rec.input)
-            out["output"].append(rec.output)
-            out["meta"].append(_json(rec.meta))
-        return out
+        from ..tasks.common import record_columns
+
+        if self._fn is None:
+            from ..pipeline import registry
+            from ..tasks.ner import NAME, batch_plan
+
+            names = tuple(self.tag_names) if self.tag_names is not None else self.options.tag_names
+            opts = replace(self.options, tag_names=names)
+            self._fn = registry.batch_fn(NAME, opts, batch_plan(opts, self.label_set))
+            self._fn.pipeline  # noqa: B018 - build now: a bad option or label word fails the first batch
+        return record_columns(self._fn.outcomes(batch))

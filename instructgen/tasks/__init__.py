@@ -5,4 +5,4 @@ first read of the whole input), its convert step, its checks and its sequential 
 semantics (template choice, rendering) stay in `converters/<task>.py`; this is the wiring.
 """
 
-from . import convert, translation  # noqa: F401
+from . import classification, convert, ner, translation  # noqa: F401

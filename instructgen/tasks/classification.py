@@ -1,0 +1,152 @@
+"""Classification as a registered task: labelled rows -> records, checked, exact duplicates dropped.
+
+- **plan** (a first read of every row): each row's label checked (a missing text or label column
+  on the first row is a wrong --text-col/--label-col and stops the run), integer labels without
+  names refused, the option list (`--label-names`, else the sorted labels of the whole file), and
+  every original template checked to show that list.
+- **convert** (per row, pure): the row's checks again (a bad row is rejected with its reason), then
+  one record (`ClassificationConverter.convert`).
+- **checks**: `EmptyFields`, `Placeholders` (every value rendered into the template is data).
+- **sequential**: exact dedup (`duplicate_record`).
+
+The semantics (options block, verbalisation, template choice) stay in `converters/classification.py`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..converters.classification import ClassificationConverter, ClassifyOptions, Row
+from ..gcpause import collector_paused
+from ..pipeline.outcome import Outcome
+from ..pipeline.registry import Task, register
+from ..pipeline.run import Pipeline, Result
+from ..pipeline.steps import EmptyFields, ExactDedup, Placeholders, record_digest
+from ..schema import Record, Rejected
+from .common import cached
+
+NAME = "classification"
+
+
+@dataclass(frozen=True)
+class ClassifyPlan:
+    """What the first read decided, for every worker."""
+
+    names: tuple[str, ...]  # the option list, in the order options are numbered
+    labels_in: tuple[tuple[str, int], ...] = ()  # every checked row's label, counted
+
+
+def converter(options: ClassifyOptions) -> ClassificationConverter:
+    return cached(ClassificationConverter, options)
+
+
+def plan(options: ClassifyOptions, items: Iterable[Row]) -> ClassifyPlan:
+    """Check every row (counting labels), then fix and check the option list."""
+    conv = converter(options)  # option and pool errors before anything is read
+    source = options.source_file
+    labels_in: Counter = Counter()
+    first = True
+    with collector_paused():
+        for item in items:
+            if isinstance(item, Rejected):  # the reader's: the next row is still the first one
+                continue
+            got = conv._check(item, source, first=first)
+            first = False
+            if not isinstance(got, Rejected):
+                labels_in[got] += 1
+    conv._refuse_unnamed_integers(labels_in, source)
+    names = conv.names or sorted(labels_in)
+    conv.check_templates_show_labels(names)
+    return ClassifyPlan(tuple(names), tuple(labels_in.items()))
+
+
+class ConvertRows:
+    """The convert step: one (line, row) -> its record, or its rejection (picklable by options + plan)."""
+
+    name = "convert"
+
+    def __init__(self, options: ClassifyOptions, plan: ClassifyPlan) -> None:
+        self.options, self.plan = options, plan
+        self.conv = converter(options)
+        self.names = list(plan.names)
+        # checked once per label set; the batched form has no plan pass that did it
+        self.conv.check_templates_show_labels(self.names)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"options": self.options, "plan": self.plan}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["options"], state["plan"])
+
+    def __call__(self, item: tuple[int | None, Any]) -> list[Outcome]:
+        opts, source = self.options, self.options.source_file
+        got = self.conv._check(item, source)
+        line, row = item
+        if isinstance(got, Rejected):
+            return [Outcome(got, source_file=got.source_file, line=got.line, example=got.example)]
+        record, data = self.conv.render(row, got, self.names, line, source)
+        example = {
+            opts.text_col: row[opts.text_col],
+            opts.label_col: row[opts.label_col],
+            "template_id": record.meta["template_id"],
+        }
+        return [
+            Outcome(
+                record,
+                dedup_key=record_digest(record) if opts.dedup else b"",
+                source_file=source,
+                line=line,
+                example=example,
+                data=data,
+            )
+        ]
+
+
+def build(options: ClassifyOptions, plan: ClassifyPlan | None = None) -> Pipeline:
+    if plan is None:
+        plan = ClassifyPlan(tuple(options.label_names or ()))
+    return Pipeline(
+        NAME,
+        ConvertRows(options, plan),
+        checks=(EmptyFields(), Placeholders()),
+        sequential=(ExactDedup("duplicate_record"),) if options.dedup else (),
+    )
+
+
+def from_row(options: ClassifyOptions, row: dict[str, Any], line: int | None) -> tuple[int | None, Any]:
+    """A dataset row -> the (line, row) the convert step takes (its checks run there)."""
+    return line, row
+
+
+def init_info(result: Result) -> None:
+    """`result.labels_in` from the plan; `result.labels_out` counted as records are kept."""
+    info = result.info
+    info.setdefault("labels_out", Counter())
+    p = result.plan
+    if "labels_in" not in info:
+        info["labels_in"] = Counter(dict(p.labels_in)) if isinstance(p, ClassifyPlan) else Counter()
+
+
+def observer(options: ClassifyOptions):
+    def observe(o: Outcome, result: Result) -> None:
+        item = o.item
+        if isinstance(item, Record):
+            info = result.info
+            out = info.get("labels_out")
+            if out is None:
+                out = info["labels_out"] = Counter()
+            out[item.meta["label"]] += 1
+
+    return observe
+
+
+def finish(options: ClassifyOptions, result: Result) -> None:
+    init_info(result)
+    dist = ", ".join(f"{k} {v}" for k, v in sorted(result.info["labels_out"].items()))
+    result.report.notes.append(f"labels written: {dist}")
+
+
+TASK = register(Task(NAME, build, plan=plan, from_row=from_row, observer=observer, finish=finish))
