@@ -422,7 +422,7 @@ def run_sharded(
     notes = result.report.notes
     notes.append(
         f"ray: {len(shards)} shard(s) of up to {shard_rows} items in {folder.root}: {len(todo)} converted now, "
-        f"{len(done)} complete from an earlier run"
+        f"{len(done)} complete from an earlier run" + (f"; Ray start-up {startup:.1f} s" if startup else "")
     )
     if remaining:
         notes.append(
