@@ -12,11 +12,17 @@ with Qwen's default system prompt), max_length 1024.
 Rows, each a fresh process, 1 and 2 processes:
 - `raw <engine>`: the engine alone encoding the same fully formatted texts (one string per row,
   built before the timer), batched as the engine prefers: fastokens `encode_batch_flat`, tiktoken
-  `encode_batch`, tokenizers `encode_batch_fast`; "2 processes" = 2 engine threads.
+  `encode_batch`, tokenizers `encode_batch_fast`; "2 processes" = 2 engine threads. `setup` is
+  loading the engine from the tokenizer's files (fastokens `from_file`, the tiktoken twin; the
+  tokenizers backend comes with the loaded tokenizer), timed apart from `wall s`.
 - `backend <engine>`: `encode_columns` + `save_chunks` (format, encode, mask, write Arrow) with
   that engine pinned (`engines.CANDIDATES`); `tokenizers` = no engine but columnar rows (what a
-  tokenizer no engine reproduces gets), `no-fast` = the `--no-fast` reference path (`Encoder`). The
-  timer includes loading the engine and proving it on the sample (`setup` reports the CPU seconds of that part, measured apart).
+  tokenizer no engine reproduces gets), `no-fast` = the `--no-fast` reference path (`Encoder`).
+  `wall s` includes loading the engine and proving it on the sample; `setup` is that part
+  (`select_engine`, timed inside the same call).
+- `vs raw`: the raw engine's time over the backend's, both from the loaded tokenizer to ids with
+  the engine's load included; `steady`: both without it (the backend also without its proof),
+  what a longer input tends to.
 Measured: wall seconds, CPU seconds (process + children: engines may use threads), peak RSS
 (max of the process and its children). Not timed: imports, loading the HF tokenizer, reading JSON.
 
@@ -132,21 +138,22 @@ def worker(kind: str, engine: str, data: str, tok_dir: str, procs: int, out_dir:
     """One measurement in this (fresh) process; prints a RESULT line."""
     from instructgen.formats import FORMATS
     from instructgen.io.records import read_records
-    from instructgen.tokenize import engines
+    from instructgen.tokenize import engines, pipeline
     from instructgen.tokenize.encode import EncodeOptions
     from instructgen.tokenize.pipeline import encode_columns, save_chunks
     from instructgen.tokenize.tokenizers import load_tokenizer
 
     records = [r for _, r in read_records(data)]
     tokenizer = load_tokenizer(tok_dir)
-    setup = 0.0
+    setup = setup_cpu = 0.0
     if kind == "raw":
         texts = formatted_texts(records, FORMATS["qwen"])
+        s0, c0 = time.perf_counter(), _cpu()  # the engine's load: `setup` (the backend loads it too)
         if engine == "fastokens":
             import fastokens
             import numpy as np
 
-            ft = fastokens.Tokenizer.from_json_str(tokenizer.backend.to_str())
+            ft = fastokens.Tokenizer.from_file(str(Path(tok_dir) / "tokenizer.json"))
 
             def run() -> int:
                 return int(np.frombuffer(ft.encode_batch_flat(texts)[1], dtype=np.uint64)[-1])
@@ -157,11 +164,12 @@ def worker(kind: str, engine: str, data: str, tok_dir: str, procs: int, out_dir:
                 enc = fast.enc
                 return sum(map(len, enc.encode_batch(texts, allowed_special="all", num_threads=procs)))
         else:
-            backend = tokenizer.backend
+            backend = tokenizer.backend  # loaded with the tokenizer, outside the timer
 
             def run() -> int:
                 return sum(len(e.ids) for e in backend.encode_batch_fast(texts, add_special_tokens=False))
 
+        setup, setup_cpu = time.perf_counter() - s0, _cpu() - c0
         c0, t0 = _cpu(), time.perf_counter()
         tokens = run()
     else:
@@ -169,6 +177,17 @@ def worker(kind: str, engine: str, data: str, tok_dir: str, procs: int, out_dir:
         engines.CANDIDATES = () if engine in ("tokenizers", "no-fast") else (engine,)
         opts = EncodeOptions(max_length=1024, truncation="drop", audit_sample=0)
         fast = engine != "no-fast"
+        select = pipeline.select_engine
+        spent: list[float] = []
+
+        def timed_select(*args, **kwargs):  # the engine's load and proof, inside the timed call
+            w, c = time.perf_counter(), _cpu()
+            try:
+                return select(*args, **kwargs)
+            finally:
+                spent[:] = [time.perf_counter() - w, _cpu() - c]
+
+        pipeline.select_engine = timed_select
         c0, t0 = _cpu(), time.perf_counter()
         chunks, report = encode_columns(
             records, tok_dir, "qwen", opts, num_proc=procs, fast=fast, tokenizer=tokenizer
@@ -178,16 +197,21 @@ def worker(kind: str, engine: str, data: str, tok_dir: str, procs: int, out_dir:
         tokens = report.tokens
         if engine in ("fastokens", "tiktoken") and not report.fast_path.startswith(f"fast path on: {engine}"):
             raise SystemExit(f"{engine} was not used: {report.fast_path}")
-        s0 = time.process_time()  # the engine's load and proof alone, measured after the timed call
-        engines.select_engine(tokenizer, records, FORMATS["qwen"], opts, fast=fast)
-        setup = time.process_time() - s0
+        setup, setup_cpu = spent or [0.0, 0.0]
     if kind == "raw":
         dt, cpu = time.perf_counter() - t0, _cpu() - c0
     rss = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     )
-    result = {"rows": len(records), "seconds": dt, "cpu": cpu, "tokens": tokens, "setup": setup}
+    result = {
+        "rows": len(records),
+        "seconds": dt,
+        "cpu": cpu,
+        "tokens": tokens,
+        "setup": setup,
+        "setup_cpu": setup_cpu,
+    }
     print("RESULT " + json.dumps({**result, "peak_rss_mb": rss / 1024}))
 
 
@@ -241,9 +265,9 @@ def main() -> None:
             n = len(json.loads(data.read_text(encoding="utf-8")))
             print(f"\n{name}: {n} rows, format qwen, max_length 1024")
             head = f"{'procs':>5} {'what':<20} {'rows/s':>9} {'tokens/s':>11} {'wall s':>7} {'CPU s':>6}"
-            print(head + f" {'setup':>7} {'vs raw':>7} {'peak MB':>8}")
+            print(head + f" {'setup s':>7} {'setup CPU':>9} {'vs raw':>7} {'steady':>7} {'peak MB':>8}")
             for procs in (1, 2):
-                raw_rate: dict[str, float] = {}
+                raw_time: dict[str, tuple[float, float]] = {}  # engine: (encode s, load s)
                 for kind, engines in (("raw", RAW), ("backend", BACKENDS)):
                     for engine in engines:
                         try:
@@ -253,15 +277,19 @@ def main() -> None:
                             continue
                         secs = statistics.median(r["seconds"] for r in runs)
                         cpu = statistics.median(r["cpu"] for r in runs)
+                        setup = statistics.median(r["setup"] for r in runs)
+                        setup_cpu = statistics.median(r.get("setup_cpu", 0.0) for r in runs)
                         rows_s = runs[0]["rows"] / secs
                         if kind == "raw":
-                            raw_rate[engine] = rows_s
-                        raw = raw_rate.get("tokenizers" if engine == "no-fast" else engine)
-                        ratio = rows_s / raw if raw else 1.0
-                        setup = statistics.median(r["setup"] for r in runs)
+                            raw_time[engine] = (secs, setup)
+                        raw = raw_time.get("tokenizers" if engine == "no-fast" else engine)
+                        # vs raw: both sides from the loaded tokenizer to ids, the engine's load
+                        # included; steady: both without it (and the backend without its proof)
+                        ratio = (raw[0] + raw[1]) / (secs + (setup if kind == "raw" else 0.0)) if raw else 1.0
+                        steady = raw[0] / (secs - (0.0 if kind == "raw" else setup)) if raw else 1.0
                         print(
                             f"{procs:>5} {kind + ' ' + engine:<20} {rows_s:>9,.0f} {runs[0]['tokens'] / secs:>11,.0f} "
-                            f"{secs:>7.2f} {cpu:>6.2f} {setup:>7.2f} {ratio:>6.2f}x "
+                            f"{secs:>7.2f} {cpu:>6.2f} {setup:>7.2f} {setup_cpu:>9.2f} {ratio:>6.2f}x {steady:>6.2f}x "
                             f"{max(r['peak_rss_mb'] for r in runs):>8.0f}",
                             flush=True,
                         )
