@@ -41,9 +41,7 @@ def ray_local():
 def counts(stderr: str) -> list[str]:
     """The summary (-v: with per-step counts) without notes (file names, the engine's shard note) and
     step seconds, which differ between runs; Ray's own log lines are left out."""
-    lines = [
-        ln for ln in stderr.splitlines() if ln.startswith(("translation:", "  ")) and "note:" not in ln
-    ]
+    lines = [ln for ln in stderr.splitlines() if ln.startswith(("translation:", "  ")) and "note:" not in ln]
     return [re.sub(r", \d+\.\d\d s", "", ln) for ln in lines]
 
 
@@ -239,3 +237,72 @@ def test_without_ray_the_engine_says_how_to_install(run_cli, tmp_path, monkeypat
         == "error: --engine ray needs Ray Data: pip install 'instructgen[ray]' (it pins ray[data]==2.60.0)\n"
     )
     assert not (tmp_path / "o").exists()
+
+
+def local_and_sharded(task: str, options, opener, tmp_path: Path, shard_rows: int, **read):
+    """The task in-process (registry.start + the CLI's sink) and through `run_sharded` on the same
+    picklable opener; returns (local result, sharded run)."""
+    from instructgen.cli.common import write_outcomes
+    from instructgen.pipeline import registry
+    from instructgen.pipeline.ray_engine import run_sharded
+
+    run = registry.start(task, options, opener)
+    write_outcomes(
+        run, str(tmp_path / "local.jsonl"), "alpaca", None, False, str(tmp_path / "local_rej.jsonl")
+    )
+    local = registry.finished(task, options, run)
+    sharded = run_sharded(
+        task,
+        options,
+        opener,
+        tmp_path / "shards",
+        shard_rows=shard_rows,
+        rejects=str(tmp_path / "ray_rej.jsonl"),
+    )
+    return local, sharded
+
+
+def summary_counts(result) -> list[str]:
+    return counts(result.report.summary(True))
+
+
+@pytest.mark.shared
+def test_ner_conll_shards_equal_in_process(ray_local, shared_data, tmp_path):
+    """NER has a plan (scheme, labels, the empty quota): read in the driver, broadcast to the actors."""
+    import functools
+
+    from instructgen.converters.ner import NerOptions
+    from instructgen.io.tagged import read_tagged
+
+    text = (shared_data / "conll2003_en" / "eng.testb").read_text(encoding="utf-8")
+    conll = tmp_path / "head.conll"  # the first 900 sentences (CI time), in 3 shards
+    conll.write_text("\n\n".join(text.split("\n\n")[:901]) + "\n", encoding="utf-8")
+    opener = functools.partial(read_tagged, str(conll))
+    options = NerOptions(seed=3, target="json", max_empty_ratio=0.1)
+    local, sharded = local_and_sharded("ner", options, opener, tmp_path, 300)
+    assert sharded.shards == 3 and sharded.converted == 3
+    assert local.report.read == 854  # 900 blocks less the -DOCSTART- lines
+    assert concatenated(tmp_path / "shards") == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+    assert summary_counts(sharded.result) == summary_counts(local)
+    # the quota and dedup are sequential steps: they ran in the driver across shards, as in-process
+    assert sharded.result.report.rejected["too_many_empty"] == local.report.rejected["too_many_empty"] > 0
+    assert sharded.result.report.rejected["duplicate_record"] == local.report.rejected["duplicate_record"] > 0
+    assert sharded.result.scheme == local.scheme and sharded.result.repairs == local.repairs
+
+
+@pytest.mark.shared
+def test_classification_sst2_shards_equal_in_process(ray_local, shared_data, tmp_path):
+    import functools
+
+    from instructgen.converters.classification import classification_input, iter_rows
+
+    path = str(shared_data / "sst2" / "glue_sst2_dev.tsv")
+    options, _ = classification_input(path, text_col="sentence", label_names=("negative", "positive"), seed=5)
+    opener = functools.partial(iter_rows, path)
+    local, sharded = local_and_sharded("classification", options, opener, tmp_path, 300)
+    assert sharded.shards == 3  # 872 rows
+    assert concatenated(tmp_path / "shards") == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+    assert summary_counts(sharded.result) == summary_counts(local)
+    assert sharded.result.labels_out == local.labels_out and sum(local.labels_out.values()) > 800

@@ -13,6 +13,7 @@ import click
 
 from ..errors import InstructgenError
 from ..io.writers import JsonlSink, RecordWriter
+from ..pipeline.run import Result
 from ..pipeline.shards import DEFAULT_SHARD_ROWS
 from ..quality.report import Report
 from ..schema import Record, Rejected
@@ -211,11 +212,12 @@ def run_sharded(
     meta: bool,
     rejects: str | None,
     shown: str | None = None,
-) -> Report:
+) -> Result:
     """The `--engine ray` sink of a converting command: shards under the `-o` folder, --rejects whole.
 
     `opener` reads the input afresh and must be picklable (a `functools.partial` of a reader):
-    every worker calls it. Returns the run's report, with a note on shards converted and skipped.
+    every worker calls it. Returns the run's result (its report has a note on shards converted and
+    skipped; the task's `finish` has run, so `result.scheme` and the like are there).
     """
     from ..pipeline.ray_engine import require_ray
     from ..pipeline.ray_engine import run_sharded as run_on_ray
@@ -237,7 +239,7 @@ def run_sharded(
         address=engine.ray_address,
         shown=shown,
     )
-    return done.result.report
+    return done.result
 
 
 def write_outcomes(

@@ -201,7 +201,7 @@ def translate_cmd(
             columns=columns,
             meta=meta,
             rejects=rejects,
-        )
+        ).report
     else:
         run = registry.start("translation", options, items, num_proc=num_proc)  # options checked here
         report = run.report

@@ -53,7 +53,7 @@ from ..io.writers import JsonlSink, RecordWriter
 from ..schema import Record, Rejected
 from .executors import CHUNK_ITEMS, BatchFn, default_num_proc
 from .outcome import outcomes_from_rows, outcomes_to_columns
-from .run import Pipeline, Result, Run
+from .run import Pipeline, Result
 from .shards import (
     DEFAULT_SHARD_ROWS,
     LINE_FORMATS,
@@ -369,14 +369,10 @@ def run_sharded(
     task = registry.get(name)
     folder = ShardFolder(out_dir)
     feed = _ShardFeed(folder)
-    run = Run(
-        task.report_name or task.name,
-        opener if task.plan is not None else (),
-        functools.partial(task.build, options),
-        plan=functools.partial(task.plan, options) if task.plan is not None else None,
-        executor=feed,
-        observe=task.observer(options) if task.observer is not None else None,
-        shown=shown,
+    # the task's plan pass (when it has one) reads the input here, in the driver; the feed then
+    # stands in for the executor and never reads the items the run would hand it
+    run = registry.start(
+        name, options, opener if task.plan is not None else (), executor=feed, shown=shown, table=False
     )
     total = run.total
     if total is None:  # no plan pass: a counting pass (and the reader's checks) instead
