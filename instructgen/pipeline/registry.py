@@ -16,6 +16,7 @@ rebuild the pipeline from them.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -176,8 +177,8 @@ def _first(rows: Any) -> dict[str, Any]:
 
 
 def _is_dataset(obj: Any) -> bool:
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - datasets is a core dependency
-        return False
-    return isinstance(obj, datasets.Dataset)
+    """Whether `obj` is a `datasets.Dataset`, without importing `datasets` (seconds of start-up for
+    every `ner`/`classify`/`translate` run over a file): an object can only be a Dataset once the
+    module that defines the class has been imported."""
+    datasets = sys.modules.get("datasets")
+    return datasets is not None and isinstance(obj, datasets.Dataset)
