@@ -40,8 +40,10 @@ SHARED = HERE.parents[1] / "shared" / "data"
 # The child runs the CLI and, at exit, writes its own peak RSS (kB) where RSS_FILE says.
 CHILD = (
     "import atexit, os, resource\n"
-    "atexit.register(lambda: open(os.environ['RSS_FILE'], 'w').write("
-    "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+    "def done():\n"
+    "    u = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    open(os.environ['RSS_FILE'], 'w').write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}')\n"
+    "atexit.register(done)\n"
     "from instructgen.cli.main import main; main()\n"
 )
 
@@ -66,11 +68,28 @@ def run(args: list[str], work: Path, env_extra: dict[str, str] | None = None) ->
         sys.exit(f"failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-3000:]}")
     startup = re.search(r"Ray start-up ([\d.]+) s", proc.stderr)
     summary = next((ln for ln in proc.stderr.splitlines() if ln.startswith("translation:")), "")
+    rss_kb, cpu_s = rss_file.read_text().split() if rss_file.exists() else (None, None)
     return {
         "wall_s": round(wall, 1),
-        "driver_peak_rss_mb": round(int(rss_file.read_text()) / 1024) if rss_file.exists() else None,
+        "driver_peak_rss_mb": round(int(rss_kb) / 1024) if rss_kb else None,
+        "driver_cpu_s": round(float(cpu_s), 1) if cpu_s else None,
         "ray_startup_s": float(startup.group(1)) if startup else None,
         "summary": summary,
+    }
+
+
+def worker_totals(out: Path) -> dict[str, object]:
+    """The actors' own wall and CPU seconds over all shards (from the markers) and the rows per actor
+    CPU second: the per-core rate a cluster's size is worked out from, whatever the machine's load."""
+    markers = [json.loads(p.read_text()) for p in sorted((out / "_work").glob("*.done"))]
+    cpu = sum(m["seconds"].get("worker_cpu", 0.0) for m in markers)
+    wall = sum(m["seconds"].get("worker_wall", 0.0) for m in markers)
+    items = sum(m["items"] for m in markers)
+    return {
+        "actor_cpu_s": round(cpu, 1),
+        "actor_wall_s": round(wall, 1),
+        "rows_per_actor_cpu_s": round(items / cpu) if cpu else None,
+        "shard_actor_cpu_s": [round(m["seconds"].get("worker_cpu", 0.0), 1) for m in markers],
     }
 
 
@@ -110,9 +129,12 @@ def main() -> None:
                         f.write(p.read_bytes())
                 res["same_bytes_as_local"] = filecmp.cmp(joined, work / "local.jsonl", shallow=False)
                 joined.unlink()
+            res.update(worker_totals(out))
         else:
             sys.exit(f"unknown engine {engine}")
         res["rows_per_s"] = round(opts.rows / float(res["wall_s"]))  # type: ignore[arg-type]
+        if res.get("driver_cpu_s") and engine == "local":
+            res["rows_per_cpu_s"] = round(opts.rows / float(res["driver_cpu_s"]))  # type: ignore[arg-type]
         if res.get("ray_startup_s"):
             res["rows_per_s_after_startup"] = round(
                 opts.rows / (float(res["wall_s"]) - float(res["ray_startup_s"]))  # type: ignore[arg-type]

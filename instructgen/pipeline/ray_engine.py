@@ -71,6 +71,8 @@ INSTALL_HINT = "--engine ray needs Ray Data: pip install 'instructgen[ray]' (it 
 ACTOR_CPUS = 0.9
 # Outcomes the driver decodes and hands on at a time (a shard is never held whole).
 REPLAY_CHUNK = 2048
+# Keys of a shard's seconds (marker "seconds") that are the actor's totals, not pipeline steps.
+WORKER_WALL, WORKER_CPU = "worker_wall", "worker_cpu"
 
 
 def require_ray() -> Any:
@@ -159,6 +161,7 @@ class ShardWorker:
     def convert(self, shard: Shard) -> tuple[int, dict[str, float], bytes]:
         pipeline = self.fn.pipeline  # built on first use, then kept by this actor
         before = Counter(pipeline.seconds)
+        wall, cpu = time.perf_counter(), time.process_time()
         try:
             items = islice(self.opener(), shard.start, shard.stop)
             n = write_outcome_rows(self.folder.outcomes(shard), self._columns(pipeline, items))
@@ -166,6 +169,10 @@ class ShardWorker:
             return 0, {}, _pickled_error(exc)
         spent = Counter(pipeline.seconds)
         spent.subtract(before)
+        # the whole shard in this actor (reading past earlier items, steps, storing outcomes): what a
+        # worker costs per row, for sizing a cluster (README "Running on a cluster")
+        spent[WORKER_WALL] = time.perf_counter() - wall
+        spent[WORKER_CPU] = time.process_time() - cpu
         return n, dict(spent), b""
 
     @staticmethod
@@ -233,7 +240,7 @@ class _ShardFeed:
                 # its report counts what it read up to there
                 self.report.read = shard.start
                 return
-            pipeline.seconds.update(seconds)
+            pipeline.seconds.update({k: v for k, v in seconds.items() if k not in (WORKER_WALL, WORKER_CPU)})
             self.started.append((shard, n, fresh, seconds))
             rows = read_outcome_rows(self.folder.outcomes(shard))
             while chunk := list(islice(rows, REPLAY_CHUNK)):

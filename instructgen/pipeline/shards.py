@@ -42,6 +42,8 @@ DONE = ".done"
 # resumed run loses little. Fixed, not derived from the CPU count: the layout (and so the file
 # names a resume finds) must not change with the machine.
 DEFAULT_SHARD_ROWS = 250_000
+# The layout of the folder (markers, stored outcomes); a folder of another layout is another configuration.
+SHARD_FORMAT = 1
 # The line layouts: a JSON array (alpaca-json) cannot be cut into files that concatenate.
 LINE_FORMATS = ("alpaca", "sharegpt", "messages", "query-response")
 
@@ -147,6 +149,7 @@ def configuration(
 
     config = {
         "instructgen_version": __version__,
+        "shard_format": SHARD_FORMAT,
         "task": task,
         "options": options_dict(options),
         "template_pools_sha256": pools_digest(options),
@@ -273,19 +276,24 @@ class ShardFolder:
 
 
 def write_outcome_rows(path: Path, batches: Iterable[dict[str, list]]) -> int:
-    """Write outcome column batches as gzip JSON lines `[kind, payload, dedup_key]`, atomically."""
+    """Write outcome column batches as gzip lines `kind TAB dedup_key TAB payload`, atomically.
+
+    Tab-separated rather than a JSON array per line: the payload is JSON already (no raw tab or
+    newline in it, JSON escapes both), and the driver, which decodes every stored outcome in
+    order, then parses JSON once per outcome instead of twice (a third of its time per row).
+    """
     n = 0
     with atomic_path(path) as tmp, gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as f:
         for cols in batches:
-            for row in zip(cols["kind"], cols["payload"], cols["dedup_key"], strict=True):
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            for kind, payload, key in zip(cols["kind"], cols["payload"], cols["dedup_key"], strict=True):
+                f.write(f"{kind}\t{key}\t{payload}\n")
                 n += 1
     return n
 
 
 def read_outcome_rows(path: Path) -> Iterator[dict[str, Any]]:
     """The rows `write_outcome_rows` wrote, as dicts of the outcome columns."""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with gzip.open(path, "rt", encoding="utf-8", newline="\n") as f:
         for line in f:
-            kind, payload, key = json.loads(line)
+            kind, key, payload = line.rstrip("\n").split("\t", 2)
             yield {"kind": kind, "payload": payload, "dedup_key": key}
