@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..quality.filters import find_placeholders, leftover_placeholders
+from ..quality.filters import find_placeholders, leftover_placeholders, placeholder_pattern
 from ..schema import Record
 from .outcome import Outcome, replace_with_rejection
 
@@ -112,6 +112,11 @@ class Placeholders:
 
     def __call__(self, outcome: Outcome) -> tuple[str, str] | None:
         r = outcome.item
+        # the usual record has no placeholder-like text at all: one search per text decides it, before
+        # any counting (exact: a match anywhere is looked at by the full check below)
+        search = placeholder_pattern().search
+        if search(r.instruction) is None and search(r.input) is None and search(r.output) is None:  # type: ignore[union-attr]
+            return None
         texts = [r.instruction, r.input, r.output]  # type: ignore[union-attr]
         if self.data_free:
             found = [p for t in texts for p in find_placeholders(t)]
