@@ -161,3 +161,50 @@ def test_batch_fn_and_collect_equal_the_run(conll):
         == {"duplicate_record": 1, "too_many_empty": 1, "bad_tag": 1}
     )
     assert collected.report.notes == direct.report.notes == ["empty answers: 1 of 3 (33.3%)"]
+
+
+def _digest(path, src) -> str:
+    """sha256 (16 hex) of a file with the input's path replaced, so the figure holds wherever
+    ../shared lives (records' meta and rejects name the source file)."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes().replace(str(src).encode(), b"SRC")).hexdigest()[:16]
+
+
+# Golden figures: output and rejects digests and the stderr summary. The --no-dedup ones are those of
+# c4f1698 (before ner ran on the pipeline core: byte-identical); the default drops exact repeats.
+NER_GOLDEN = [
+    (
+        "conll2003_en/eng.testa",
+        ("--target", "json", "--inverted-ratio", "0.2"),
+        ("6f5e8d23e6f4dcd7", "e3b0c44298fc1c14", "ner: read 3250, wrote 3250, rejected 0\n  templates used: 10\n"
+         "  note: scheme: iob1\n  note: empty answers: 645 of 3250 (19.8%)\n"),
+        ("4a9ff754c947e856", "e30fb21c3041a10a", "ner: read 3250, wrote 3071, rejected 179\n"
+         "  rejected duplicate_record: 179\n  templates used: 10\n  note: scheme: iob1\n"
+         "  note: empty answers: 597 of 3071 (19.4%)\n"),
+    ),
+    (
+        "msra_ner_zh/test_data",
+        ("--target", "per-type", "--instruction-lang", "zh"),
+        ("5ed12058dfcb0cc4", "eaab7fac72b84136", "ner: read 4631, wrote 2957, rejected 1674\n"
+         "  rejected too_many_empty: 1674\n  templates used: 4\n  note: scheme: bio\n"
+         "  note: empty answers: 443 of 2957 (15.0%), per-type target 15%\n  note: repaired i_starts_entity: 11\n"),
+        ("d7062ace77f8da22", "1815ee3284e9bdd3", "ner: read 4631, wrote 2928, rejected 1703\n"
+         "  rejected too_many_empty: 1674\n  rejected duplicate_record: 29\n  templates used: 4\n"
+         "  note: scheme: bio\n  note: empty answers: 429 of 2928 (14.7%), per-type target 15%\n"
+         "  note: repaired i_starts_entity: 11\n"),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    ("rel", "args", "before", "deduped"), NER_GOLDEN, ids=["conll-json", "msra-per-type"]
+)
+def test_golden_output_and_summary(shared_data, tmp_path, run_cli, rel, args, before, deduped):
+    src = shared_data / rel
+    out, rej = tmp_path / "o.jsonl", tmp_path / "r.jsonl"
+    for extra, want in ((("--no-dedup",), before), ((), deduped)):
+        res = run_cli("ner", src, *args, *extra, "-q", "--meta", "--rejects", rej, "-o", out)
+        assert res.exit_code == 0, res.stderr
+        assert (_digest(out, src), _digest(rej, src), res.stderr) == want
