@@ -33,7 +33,6 @@ from .twopass import Source
 TASK = "classification"
 
 Row = tuple[int, Any] | Rejected  # (line, row) from a reader, or the reader's rejection
-Checked = tuple[int, dict[str, Any], str] | Rejected  # (line, row, label name), or why not
 
 # The options header and the inline list separator of each language are pool data: the tables
 # `option_headers` and `list_separator` of task_templates/classification/<lang>.yaml (TaskSpec.tables).
