@@ -50,7 +50,7 @@ class PoolTable:
     """
 
     type: Any  # the value's type, e.g. dict[str, str] or a frozen pydantic model
-    doc: str  # what the table holds (errors and `templates show` may quote it)
+    doc: str  # what the table holds (a load error quotes it)
     english_fallback: bool = True  # False: a language without the table gets None, not English
 
     @functools.cached_property
