@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
 from tqdm import tqdm
 
-from ..converters.classification import classification_input
+from ..converters.classification import classification_input, iter_rows
 from ..converters.ner import TARGETS
 from ..errors import InputError
 from ..io.registry import formats
 from ..pipeline import registry
-from ..pipeline.run import Run
+from ..pipeline.run import Result, Run
 from .common import (
     PROGRESS_MIN_ROWS,
+    EngineChoice,
     check_outcome,
     fail_cleanly,
     max_reject_option,
     output_options,
     run_options,
+    run_sharded,
     write_outcomes,
 )
 
@@ -81,14 +84,43 @@ def _start(
             bar.close()
 
 
-def _write(
-    run: Run, *, desc: str, unit: str, quiet: bool, output: str, fmt: str, columns, meta, rejects
-) -> None:
+def _write(run: Run, *, desc: str, unit: str, quiet: bool, sink: dict[str, Any]) -> None:
     """Records to the output and rejections to --rejects as the run makes them, under a bar."""
     total = run.total or 0
     show = not quiet and total >= PROGRESS_MIN_ROWS
     with tqdm(run, total=total, disable=not show, unit=unit, desc=desc, leave=False) as bar:
-        write_outcomes(bar, output, fmt, columns, meta, rejects)
+        write_outcomes(bar, **sink)
+
+
+def _convert(
+    task: str,
+    options: Any,
+    opener: Callable[[], Iterable[Any]],
+    *,
+    engine: EngineChoice | None,
+    num_proc: int,
+    desc: str,
+    unit: str,
+    quiet: bool,
+    sink: dict[str, Any],
+    input_path: str,
+    shown: str | None = None,
+    planned: Callable[[Result], None] | None = None,
+) -> Result:
+    """Run `task` over the input and write what it makes (`sink`: output, fmt, columns, meta, rejects);
+    the task's `finish` has run on the returned result. Locally the plan is looked at (`planned`)
+    before anything is written; `--engine ray` plans and writes in one call, so it is looked at after.
+    `opener` reads the input afresh and is picklable (Ray's workers call it)."""
+    if engine is not None and engine.ray:
+        result = run_sharded(task, options, opener, engine, inputs=[input_path], shown=shown, **sink)
+        if planned is not None:
+            planned(result)
+        return result
+    run = _start(task, options, opener, desc=desc, unit=unit, quiet=quiet, num_proc=num_proc, shown=shown)
+    if planned is not None:
+        planned(run.result)
+    _write(run, desc=desc, unit=unit, quiet=quiet, sink=sink)
+    return registry.finished(task, options, run)
 
 
 @click.command("ner", epilog=NER_EPILOG)
@@ -177,6 +209,7 @@ def ner_cmd(
     num_proc,
     verbose,
     max_reject_ratio,
+    engine: EngineChoice | None = None,
 ):
     """Turn NER data (CoNLL, MSRA character-per-line, token/tag or span JSONL) into instruction records.
 
@@ -200,37 +233,33 @@ def ner_cmd(
         **({} if empty_share is None else {"empty_share": empty_share}),
     )
 
-    def items():
-        return read_tagged(
-            input_path,
-            input_format=input_format,
-            tag_col=tag_col,
-            tag_names=_names(tag_names),
-            on_error=on_error,
-            split=split,
-        )
-
-    run = _start("ner", options, items, desc="ner", unit="sentence", quiet=quiet, num_proc=num_proc)
-    report = run.report
-    if report.read and not run.result.plan.labels:  # a last look at the plan, before anything is written
-        n = report.read
-        raise InputError(
-            f"no entity tags: no B-, I-, E- or S- tag with a type in the {n} sentence{'s' * (n != 1)} "
-            "read (is this NER data? the tag column is --tag-col, -1 = the last)",
-            path=str(input_path),
-        )
-    _write(
-        run,
-        desc="ner",
-        unit="sentence",
-        quiet=quiet,
-        output=output,
-        fmt=fmt,
-        columns=columns,
-        meta=meta,
-        rejects=rejects,
+    # picklable (a partial of the reader): --engine ray's workers open the input with it
+    opener = functools.partial(
+        read_tagged,
+        input_path,
+        input_format=input_format,
+        tag_col=tag_col,
+        tag_names=_names(tag_names),
+        on_error=on_error,
+        split=split,
     )
-    result = registry.finished("ner", options, run)
+
+    def planned(result: Result) -> None:
+        """A last look at the plan: a file without typed tags is not NER data."""
+        n = result.report.read
+        if n and not result.plan.labels:
+            raise InputError(
+                f"no entity tags: no B-, I-, E- or S- tag with a type in the {n} sentence{'s' * (n != 1)} "
+                "read (is this NER data? the tag column is --tag-col, -1 = the last)",
+                path=str(input_path),
+            )
+
+    sink = dict(output=output, fmt=fmt, columns=columns, meta=meta, rejects=rejects)
+    result = _convert(
+        "ner", options, opener, engine=engine, num_proc=num_proc, desc="ner", unit="sentence", quiet=quiet,
+        sink=sink, input_path=input_path, planned=planned,
+    )  # fmt: skip
+    report = result.report
     report.notes.insert(0, f"scheme: {result.scheme}")
     for kind, n in sorted(result.repairs.items()):
         report.notes.append(f"repaired {kind}: {n}")
@@ -300,13 +329,14 @@ def classify_cmd(
     num_proc,
     verbose,
     max_reject_ratio,
+    engine: EngineChoice | None = None,
 ):
     """Turn labelled texts (CSV/TSV/JSONL/JSON/save_to_disk) into classification instruction records.
 
     Options are shown in a seeded order and style per record; lettered options give lettered answers.
     """
     names = _names(label_names)
-    options, rows = classification_input(
+    options, _ = classification_input(
         input_path,
         input_format=input_format,
         on_error=on_error,
@@ -323,27 +353,12 @@ def classify_cmd(
         meta=meta,
         dedup=not no_dedup,
     )
-    run = _start(
-        "classification",
-        options,
-        rows,
-        desc="classify",
-        unit="row",
-        quiet=quiet,
-        num_proc=num_proc,
-        shown=options.source_file,
-    )
-    _write(
-        run,
-        desc="classify",
-        unit="row",
-        quiet=quiet,
-        output=output,
-        fmt=fmt,
-        columns=columns,
-        meta=meta,
-        rejects=rejects,
-    )
-    report = registry.finished("classification", options, run).report
+    # the same rows classification_input reads, as a picklable partial for --engine ray's workers
+    opener = functools.partial(iter_rows, input_path, input_format=input_format, on_error=on_error)
+    sink = dict(output=output, fmt=fmt, columns=columns, meta=meta, rejects=rejects)
+    report = _convert(
+        "classification", options, opener, engine=engine, num_proc=num_proc, desc="classify", unit="row",
+        quiet=quiet, sink=sink, input_path=input_path, shown=options.source_file,
+    ).report  # fmt: skip
     click.echo(report.summary(verbose), err=True)
     check_outcome(report, max_reject_ratio)
