@@ -65,7 +65,7 @@ def translation_options(src_lang: str, tgt_lang: str, **options: Any) -> Transla
 
 def translation_source(data: Any, options: TranslationOptions, on_error: str = "raise", **read: Any) -> Any:
     """What `translate` reads: a function that opens a file afresh, the pairs of an iterable, or a Dataset."""
-    if registry._is_dataset(data):
+    if registry.is_dataset(data):
         return data
     if isinstance(data, (str, Path)) or read.get("src_file"):
         return lambda: read_parallel(

@@ -96,7 +96,7 @@ def start(
     subclass, such as `NerRun`, that older callers hold before the run starts)."""
     task = get(name)
     if table is None:
-        table = _is_dataset(source)
+        table = is_dataset(source)
     if executor is None:
         executor = executor_for(task, options, num_proc=num_proc, table=table)
     return Run(
@@ -176,7 +176,7 @@ def _first(rows: Any) -> dict[str, Any]:
     return {}
 
 
-def _is_dataset(obj: Any) -> bool:
+def is_dataset(obj: Any) -> bool:
     """Whether `obj` is a `datasets.Dataset`, without importing `datasets` (seconds of start-up for
     every `ner`/`classify`/`translate` run over a file): an object can only be a Dataset once the
     module that defines the class has been imported."""
