@@ -2,15 +2,14 @@
 
 Per pair, in this order: strip whitespace; reject an empty side; reject a length-ratio outlier;
 reject a side not in its declared language; then for each direction, choose a pool language and
-a template as pure functions of (seed, task, key), render, and reject a record with a
-placeholder left in it. Exact duplicate pairs are removed afterwards by `finalize`, the one
-step that needs to see the whole stream, so the per-pair work can run in any number of
+a template as pure functions of (seed, task, key) and render. The shared checks (placeholders
+left, empty fields) and exact dedup, the one step that needs to see the whole stream, are the
+task's pipeline steps (tasks/translation.py), so the per-pair work can run in any number of
 processes and still give the same bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from hashlib import blake2b as _blake2b
 from typing import Any
@@ -216,12 +215,3 @@ class TranslationConverter:
             )
         return out
 
-
-def finalize(outcomes: Iterable[Outcome], *, dedup: bool = True) -> Iterator[Outcome]:
-    """Drop exact duplicate pairs, keeping the first: the translation task's sequential step
-    (kept for callers of the old name; see tasks/translation.py)."""
-    if not dedup:
-        return iter(outcomes)
-    from ..tasks.translation import dedup_step
-
-    return dedup_step()(outcomes)
