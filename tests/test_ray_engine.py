@@ -161,9 +161,11 @@ def test_resume_converts_only_missing_shards(ray_local, run_cli, tmp_path):
     rows = EXAMPLE.read_text(encoding="utf-8").splitlines()
     src = tmp_path / "dups.tsv"  # a duplicate in the last shard of an earlier shard's pair: the resumed
     src.write_text("\n".join([*rows, rows[2]]) + "\n", encoding="utf-8")  # run must know shard 0's keys
-    args = [src, "--src-lang", "zh", "--tgt-lang", "en", "--shard-rows", "6", "--engine", "ray"]
+    common = [src, "--src-lang", "zh", "--tgt-lang", "en"]
+    args = [*common, "--shard-rows", "6", "--engine", "ray"]
+    # the uninterrupted run: in-process (the first test shows a whole Ray run gives these bytes)
     whole = run_cli(
-        "translate", *args, "-o", tmp_path / "whole", "--rejects", tmp_path / "whole_rej.jsonl", "-v"
+        "translate", *common, "-o", tmp_path / "whole.jsonl", "--rejects", tmp_path / "whole_rej.jsonl", "-v"
     )
     assert whole.exit_code == 0, whole.stderr
 
@@ -185,22 +187,25 @@ def test_resume_converts_only_missing_shards(ray_local, run_cli, tmp_path):
     assert second.exit_code == 0, second.stderr
     assert "3 converted now, 2 complete from an earlier run" in second.stderr
     after = {p.name: p.stat().st_mtime_ns for p in [*shards(out), *work.iterdir()]}
-    assert {k: after[k] for k in before} == before  # shards 0-1, their markers and outcomes untouched
-    assert len(after) == len(before) + 3 * 3  # three new shards, markers, stored outcomes
-    assert concatenated(out) == concatenated(tmp_path / "whole")
+    assert {k: after[k] for k in before} == before  # shards 0-1 and all their files untouched
+    # per shard: the output, and under _work/ the marker, outcomes, keys, repeats, rejects, counts
+    assert len(before) == 2 * 7 and len(after) == 5 * 7
+    assert concatenated(out) == (tmp_path / "whole.jsonl").read_bytes()
     assert (tmp_path / "resumed_rej.jsonl").read_bytes() == (tmp_path / "whole_rej.jsonl").read_bytes()
     assert b"exact duplicate of an earlier pair (line 3)" in (tmp_path / "resumed_rej.jsonl").read_bytes()
     assert counts(second.stderr) == counts(whole.stderr)
 
     third = run_cli("translate", *args, "-o", out)  # all complete: nothing converted, Ray not needed
     assert third.exit_code == 0 and "0 converted now, 5 complete from an earlier run" in third.stderr
-    assert concatenated(out) == concatenated(tmp_path / "whole")
+    assert concatenated(out) == (tmp_path / "whole.jsonl").read_bytes()
 
 
 def test_other_configuration_is_refused_then_overwritten(ray_local, run_cli, tmp_path):
     common = [EXAMPLE, "--src-lang", "zh", "--tgt-lang", "en"]
     args = [*common, "--shard-rows", "10", "--engine", "ray", "-o", tmp_path / "o"]
-    assert run_cli("translate", *args, "--max-shards", "1").exit_code == 0
+    first = run_cli("translate", *args, "--max-shards", "1")
+    assert first.exit_code == 0 and "1 converted now, 0 complete" in first.stderr
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["options"]["seed"] == 0
     other = run_cli("translate", *args, "--seed", "7")
     assert other.exit_code == 2
     assert other.stderr.strip().endswith(

@@ -36,9 +36,12 @@ with the CPUs this process may use.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import pickle
+import shutil
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -49,11 +52,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InstructgenError
+from ..io.atomic import atomic_path, write_text_atomic
 from ..io.writers import JsonlSink, RecordWriter
+from ..quality.report import Report
 from ..schema import Record, Rejected
 from .executors import CHUNK_ITEMS, BatchFn, default_num_proc
-from .outcome import outcomes_from_rows, outcomes_to_columns
-from .run import Pipeline, Result
+from .outcome import Outcome, outcomes_from_rows, outcomes_to_columns, replace_with_rejection
+from .run import Pipeline, Result, Run
 from .shards import (
     DEFAULT_SHARD_ROWS,
     LINE_FORMATS,
@@ -62,9 +67,12 @@ from .shards import (
     configuration,
     describe_inputs,
     plan_shards,
+    read_keys,
     read_outcome_rows,
+    write_keys,
     write_outcome_rows,
 )
+from .steps import ExactDedup
 
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'instructgen[ray]' (it pins ray[data]==2.60.0)"
 # CPUs each actor asks for: below one, so that N actors on N CPUs leave room for Ray's own tasks.
@@ -162,9 +170,11 @@ class ShardWorker:
         pipeline = self.fn.pipeline  # built on first use, then kept by this actor
         before = Counter(pipeline.seconds)
         wall, cpu = time.perf_counter(), time.process_time()
+        keys: list[tuple[int, str, int | None]] = []
         try:
             items = islice(self.opener(), shard.start, shard.stop)
-            n = write_outcome_rows(self.folder.outcomes(shard), self._columns(pipeline, items))
+            n = write_outcome_rows(self.folder.outcomes(shard), self._columns(pipeline, items, keys))
+            write_keys(self.folder.keys(shard), keys)
         except InstructgenError as exc:
             return 0, {}, _pickled_error(exc)
         spent = Counter(pipeline.seconds)
@@ -176,12 +186,135 @@ class ShardWorker:
         return n, dict(spent), b""
 
     @staticmethod
-    def _columns(pipeline: Pipeline, items: Iterable[Any]) -> Iterator[dict[str, list]]:
+    def _columns(
+        pipeline: Pipeline, items: Iterable[Any], keys: list[tuple[int, str, int | None]]
+    ) -> Iterator[dict[str, list]]:
+        """Outcome column batches; `keys` gets (position, key, line) of each kept record with a key."""
         it = iter(items)
         record_outcomes = pipeline.record_outcomes
+        position = 0
         while chunk := list(islice(it, CHUNK_ITEMS)):
             outcomes = [o for item in chunk for o in record_outcomes(item)]
+            for o in outcomes:
+                if o.dedup_key and isinstance(o.item, Record):
+                    keys.append((position, o.dedup_key.hex(), o.line))
+                position += 1
             yield outcomes_to_columns(outcomes)
+
+
+class ShardFinisher:
+    """The second `map_batches` of a keyed run: one actor per pool slot, the task's pipeline built once.
+
+    For each shard it replays the stored outcomes, rejects the positions the driver's key pass found
+    repeated (as the task's `ExactDedup` words it), and writes the output shard, the shard's
+    rejections and its counts (report, tallies, the task's own counts) under `_work/`; the driver
+    only merges those. Answers the shard's index and counts as JSON, or the error that stopped it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        options: Any,
+        plan: Any,
+        folder: str,
+        cwd: str | None,
+        output: dict[str, Any],
+    ) -> None:
+        from . import registry
+
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)
+        task = registry.get(name)
+        self.report_name = task.report_name or task.name
+        self.observer = task.observer(options) if task.observer is not None else None
+        self.pipeline = task.build(options, plan)
+        self.plan = plan
+        self.folder = ShardFolder(folder)
+        self.output = output
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        out: dict[str, list] = {"index": [], "counts": [], "error": []}
+        for index, count, start, stop in zip(batch["index"], batch["count"], batch["start"], batch["stop"]):
+            shard = Shard(int(index), int(count), int(start), int(stop))
+            try:
+                counts, error = json.dumps(self.finish(shard)), b""
+            except InstructgenError as exc:
+                counts, error = "", _pickled_error(exc)
+            out["index"].append(shard.index)
+            out["counts"].append(counts)
+            out["error"].append(error)
+        return out
+
+    def finish(self, shard: Shard) -> dict[str, Any]:
+        folder, p = self.folder, self.pipeline
+        repeated = {int(k): v for k, v in json.loads(folder.duplicates(shard).read_text()).items()}
+        sequential = tuple(_Decided(step, repeated) for step in p.sequential)
+        pipeline = Pipeline(p.task, p.convert, p.checks, sequential)
+        result = Result(report=Report(task=self.report_name), plan=self.plan)
+        run = Run(
+            self.report_name,
+            (),
+            lambda _plan: pipeline,
+            executor=_Stored(folder.outcomes(shard)),
+            observe=self.observer,
+            result=result,
+        )
+        run.report.read = shard.stop - shard.start
+        out = self.output
+        with (
+            RecordWriter(
+                folder.output(shard), out["format"], columns=out["columns"], with_meta=out["meta"]
+            ) as w,
+            JsonlSink(str(folder.rejects(shard))) as sink,
+        ):
+            for item in run:
+                if isinstance(item, Record):
+                    w.write(item)
+                else:
+                    sink.write(item.model_dump())
+        report = run.report
+        with atomic_path(folder.counted(shard)) as tmp, open(tmp, "wb") as f:
+            pickle.dump((report, result.tallies, result.info), f)
+        return {
+            "written": report.written,
+            "rejected": report.rejected_total,
+            "reasons": dict(sorted(report.rejected.items())),
+        }
+
+
+class _Decided:
+    """Exact dedup with the decisions already made: the driver's key pass over every earlier shard
+    said which positions of this shard repeat a key, and the line of its first occurrence."""
+
+    def __init__(self, step: Any, repeated: dict[int, int | None]) -> None:
+        self.step, self.repeated, self.name = step, repeated, step.name
+
+    def __call__(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        step, repeated = self.step, self.repeated
+        for position, o in enumerate(outcomes):
+            if position in repeated:
+                yield replace_with_rejection(o, step.reason, step.describe(repeated[position]), step.name)
+            else:
+                yield o
+
+
+class _Stored:
+    """A `Run` executor that replays one shard's stored outcomes (it never reads items)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, items: Any, pipeline: Pipeline, build: Any, plan: Any) -> Iterator[list[Outcome]]:
+        rows = read_outcome_rows(self.path)
+        while chunk := list(islice(rows, REPLAY_CHUNK)):
+            yield list(outcomes_from_rows(chunk))
+
+
+def keyed(pipeline: Pipeline) -> bool:
+    """Whether the sequential steps are exact dedup only: then the driver needs just the keys (a
+    key pass in shard order) and the actors write the output shards; otherwise (a quota, any
+    other step that must see every outcome in order) the driver runs them over every outcome."""
+    return all(type(step) is ExactDedup for step in pipeline.sequential) and len(pipeline.sequential) <= 1
 
 
 def _pickled_error(exc: InstructgenError) -> bytes:
@@ -390,34 +523,24 @@ def run_sharded(
     config = configuration(task.name, options, describe_inputs(inputs), output, shard_rows, total)
     folder.prepare(config, overwrite=overwrite)
     digest = config["config_digest"]
+    parallel = keyed(run.pipeline)
+    needs = (lambda s: (folder.keys(s), folder.rejects(s), folder.counted(s))) if parallel else (lambda s: ())
     done: dict[int, dict[str, Any]] = {}
     for s in shards:
-        marker = folder.complete(s, digest)
+        marker = folder.complete(s, digest, needs(s))
         if marker is not None:
             done[s.index] = marker
     missing = [s for s in shards if s.index not in done]
     todo = missing if max_shards is None else missing[: max(0, max_shards)]
-    feed.shards, feed.done, feed.todo, feed.report = shards, done, {s.index for s in todo}, run.report
-    sink = _ShardSink(folder, feed, digest, fmt, columns, meta)
-    startup: float | None = None
-    try:
-        if todo:
-            with ray_session(address, num_cpus) as startup:
-                answers = _convert_on_ray(todo, run.result.plan, task, options, opener, folder, workers)
-                feed.answers = answers
-                try:
-                    sink.consume(run, rejects)
-                finally:
-                    answers.close()
-        else:
-            sink.consume(run, rejects)
-    except BaseException:
-        sink.abort()
-        raise
+    job = _Job(task, options, opener, folder, digest, output, address, num_cpus, workers)
+    if parallel:
+        markers, startup = _run_keyed(job, run, shards, done, todo, rejects)
+    else:
+        markers, startup = _run_ordered(job, run, feed, shards, done, todo, rejects)
     remaining = len(missing) - len(todo)
     config.update(
         shards=len(shards),
-        per_shard=[sink.markers.get(s.index, {"shard": s.name, "complete": False}) for s in shards],
+        per_shard=[markers.get(s.index, {"shard": s.name, "complete": False}) for s in shards],
     )
     folder.write_manifest(config)
     result = run.result
@@ -435,36 +558,208 @@ def run_sharded(
     return ShardedRun(result, folder.root, len(shards), len(todo), len(done), remaining, startup)
 
 
-def _convert_on_ray(
+@dataclass
+class _Job:
+    """What both paths hand to Ray: the task, its options and opener, the folder and the cluster."""
+
+    task: Any
+    options: Any
+    opener: Callable[[], Iterable[Any]]
+    folder: ShardFolder
+    digest: str
+    output: dict[str, Any]
+    address: str | None
+    num_cpus: int | None
+    workers: int | None
+
+
+def _run_ordered(
+    job: _Job,
+    run: Run,
+    feed: _ShardFeed,
+    shards: list[Shard],
+    done: dict[int, dict[str, Any]],
     todo: list[Shard],
-    plan: Any,
-    task: Any,
-    options: Any,
-    opener: Callable[[], Iterable[Any]],
-    folder: ShardFolder,
-    workers: int | None,
-) -> Iterator[dict[str, Any]]:
-    """Shard answers as Ray finishes them (any order): `map_batches` over one row per shard."""
+    rejects: str | None,
+) -> tuple[dict[int, dict[str, Any]], float | None]:
+    """Sequential steps that must see every outcome (a quota): the driver runs them over the shards'
+    outcomes in shard order, writing each output shard as its outcomes come through."""
+    feed.shards, feed.done, feed.todo, feed.report = shards, done, {s.index for s in todo}, run.report
+    out = job.output
+    sink = _ShardSink(job.folder, feed, job.digest, out["format"], out["columns"], out["meta"])
+    startup: float | None = None
+    try:
+        if todo:
+            with ray_session(job.address, job.num_cpus) as startup:
+                answers = _convert_on_ray(job, todo, run.result.plan)
+                feed.answers = answers
+                try:
+                    sink.consume(run, rejects)
+                finally:
+                    answers.close()
+        else:
+            sink.consume(run, rejects)
+    except BaseException:
+        sink.abort()
+        raise
+    return sink.markers, startup
+
+
+def _run_keyed(
+    job: _Job,
+    run: Run,
+    shards: list[Shard],
+    done: dict[int, dict[str, Any]],
+    todo: list[Shard],
+    rejects: str | None,
+) -> tuple[dict[int, dict[str, Any]], float | None]:
+    """Exact dedup only: actors convert; the driver passes over the keys in shard order (16 bytes per
+    record, the in-process dedup's own state) and writes which positions repeat; actors then write
+    the output shards and count them; the driver merges the counts in shard order."""
+    folder = job.folder
+    todo_ids = {s.index for s in todo}
+    # the run covers the shards up to the first one neither complete nor converted now
+    active: list[Shard] = []
+    for s in shards:
+        if s.index not in done and s.index not in todo_ids:
+            break
+        active.append(s)
+    markers = dict(done)
+    startup: float | None = None
+    if todo:
+        with ray_session(job.address, job.num_cpus) as startup:
+            converted: dict[int, tuple[int, dict[str, float]]] = {}
+            answers = _convert_on_ray(job, todo, run.result.plan)
+            for row in answers:
+                if row["error"]:
+                    raise pickle.loads(row["error"])
+                converted[int(row["index"])] = (int(row["outcomes"]), pickle.loads(row["seconds"]))
+            _key_pass(folder, active, todo_ids)
+            for row in _finish_on_ray(job, todo, run.result.plan):
+                if row["error"]:
+                    raise pickle.loads(row["error"])
+                shard = shards[int(row["index"])]
+                n, seconds = converted[shard.index]
+                counts = {"items": shard.stop - shard.start, "outcomes": n, **json.loads(row["counts"])}
+                markers[shard.index] = folder.mark_done(shard, job.digest, {**counts, "seconds": seconds})
+    _merge_counts(run, folder, active, markers)
+    if rejects is not None:
+        _join(rejects, [folder.rejects(s) for s in active])
+    return markers, startup
+
+
+def _join(target: str, pieces: list[Path]) -> None:
+    """--rejects: the shards' rejection pieces in shard order, written atomically (or to stderr)."""
+    if target == "-":
+        for piece in pieces:
+            sys.stderr.write(piece.read_text(encoding="utf-8"))
+        return
+    with atomic_path(target) as tmp, open(tmp, "wb") as out:
+        for piece in pieces:
+            with open(piece, "rb") as f:
+                shutil.copyfileobj(f, out)
+
+
+def _key_pass(folder: ShardFolder, active: list[Shard], todo: set[int]) -> None:
+    """First occurrence by (shard, position): for each shard converted now, the positions whose key
+    an earlier position (this shard or an earlier one) had, with that first occurrence's line."""
+    seen: dict[bytes, int | None] = {}
+    for s in active:
+        repeated: dict[int, int | None] = {}
+        for position, key, line in read_keys(folder.keys(s)):
+            if key in seen:
+                repeated[position] = seen[key]
+            else:
+                seen[key] = line
+        if s.index in todo:
+            write_text_atomic(folder.duplicates(s), json.dumps(repeated))
+
+
+def _merge_counts(
+    run: Run, folder: ShardFolder, active: list[Shard], markers: dict[int, dict[str, Any]]
+) -> None:
+    """Add each shard's report, tallies and task counts (numbers and Counters in `info` are summed;
+    anything else comes from the first shard that has it) into the driver's run, then its step stats."""
+    report, result = run.report, run.result
+    by_name = {st.name: st for st in run.stats}
+    for s in active:
+        with open(folder.counted(s), "rb") as f:
+            part, tallies, info = pickle.load(f)
+        report.written += part.written
+        report.rejected.update(part.rejected)
+        report.templates.update(part.templates)
+        report.languages.update(part.languages)
+        for st in part.steps:
+            if st.name in by_name:
+                by_name[st.name].rejected.update(st.rejected)
+        result.tallies.update(tallies)
+        for key, value in info.items():
+            mine = result.info.get(key)
+            if isinstance(value, Counter):
+                result.info[key] = total = Counter(mine or ())
+                total.update(value)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                result.info[key] = (mine or 0) + value
+            elif key not in result.info:
+                result.info[key] = value
+        seconds = markers[s.index].get("seconds", {})
+        run.pipeline.seconds.update({k: v for k, v in seconds.items() if k not in (WORKER_WALL, WORKER_CPU)})
+    report.read = sum(s.stop - s.start for s in active)
+    run._finish_stats()
+
+
+def _actors(n_shards: int, workers: int | None) -> int:
     import ray
-    import ray.data
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    actors = max(1, min(len(todo), workers or cpus))
+    return max(1, min(n_shards, workers or cpus))
+
+
+def _shard_rows(todo: list[Shard]) -> Any:
+    import ray.data
+
     rows = [{"index": s.index, "count": s.count, "start": s.start, "stop": s.stop} for s in todo]
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        ShardWorker,
-        fn_constructor_args=(
-            functools.partial(task.build, options),
-            plan,
-            opener,
-            str(folder.root),
-            os.getcwd(),
-        ),
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=ACTOR_CPUS,
-    )
+    return ray.data.from_items(rows, override_num_blocks=len(rows))
+
+
+def _answers(ds: Any) -> Iterator[dict[str, Any]]:
+    import ray
+
     try:
         yield from ds.iter_rows()
     except ray.exceptions.RayError as exc:  # a worker died (instructgen errors come back as rows)
         raise InstructgenError(f"Ray failed: {str(exc).splitlines()[0]}") from None
+
+
+def _convert_on_ray(job: _Job, todo: list[Shard], plan: Any) -> Iterator[dict[str, Any]]:
+    """Shard answers as Ray finishes them (any order): `map_batches` over one row per shard."""
+    import ray.data
+
+    ds = _shard_rows(todo).map_batches(
+        ShardWorker,
+        fn_constructor_args=(
+            functools.partial(job.task.build, job.options),
+            plan,
+            job.opener,
+            str(job.folder.root),
+            os.getcwd(),
+        ),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=_actors(len(todo), job.workers)),
+        num_cpus=ACTOR_CPUS,
+    )
+    return _answers(ds)
+
+
+def _finish_on_ray(job: _Job, todo: list[Shard], plan: Any) -> Iterator[dict[str, Any]]:
+    """The keyed run's second pass: actors write the output shards from the stored outcomes."""
+    import ray.data
+
+    ds = _shard_rows(todo).map_batches(
+        ShardFinisher,
+        fn_constructor_args=(job.task.name, job.options, plan, str(job.folder.root), os.getcwd(), job.output),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=_actors(len(todo), job.workers)),
+        num_cpus=ACTOR_CPUS,
+    )
+    return _answers(ds)

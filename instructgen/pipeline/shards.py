@@ -195,6 +195,22 @@ class ShardFolder:
     def outcomes(self, shard: Shard) -> Path:
         return self.work / shard_name(shard.index, shard.count, ".outcomes.jsonl.gz")
 
+    def keys(self, shard: Shard) -> Path:
+        """The shard's dedup keys: `position TAB key TAB line` per kept record that has a key."""
+        return self.work / shard_name(shard.index, shard.count, ".keys")
+
+    def duplicates(self, shard: Shard) -> Path:
+        """The positions the key pass found repeated, with the line of the first occurrence (JSON)."""
+        return self.work / shard_name(shard.index, shard.count, ".dups.json")
+
+    def rejects(self, shard: Shard) -> Path:
+        """The shard's rejections (--rejects is these pieces joined in shard order)."""
+        return self.work / shard_name(shard.index, shard.count, ".rejects.jsonl")
+
+    def counted(self, shard: Shard) -> Path:
+        """The shard's report, tallies and task counts (pickled), merged into the run's in shard order."""
+        return self.work / shard_name(shard.index, shard.count, ".result.pkl")
+
     def prepare(self, config: dict[str, Any], *, overwrite: bool) -> None:
         """Create the folder, or check that the shards in it were made with `config`.
 
@@ -242,19 +258,18 @@ class ShardFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.root / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
-    def complete(self, shard: Shard, digest: str) -> dict[str, Any] | None:
-        """The shard's marker when the shard is complete for configuration `digest`, else None."""
+    def complete(self, shard: Shard, digest: str, needs: Iterable[Path] = ()) -> dict[str, Any] | None:
+        """The shard's marker when the shard is complete for configuration `digest` (and the files
+        `needs` are there), else None."""
         marker = self.marker(shard)
         try:
             done = json.loads(marker.read_text(encoding="utf-8"))
             size = self.output(shard).stat().st_size
         except (OSError, ValueError):
             return None
-        if (
-            done.get("config_digest") != digest
-            or done.get("bytes") != size
-            or not self.outcomes(shard).exists()
-        ):
+        if done.get("config_digest") != digest or done.get("bytes") != size:
+            return None
+        if not all(p.exists() for p in (self.outcomes(shard), *needs)):
             return None
         return done
 
@@ -289,6 +304,19 @@ def write_outcome_rows(path: Path, batches: Iterable[dict[str, list]]) -> int:
                 f.write(f"{kind}\t{key}\t{payload}\n")
                 n += 1
     return n
+
+
+def write_keys(path: Path, keys: Iterable[tuple[int, str, int | None]]) -> None:
+    """(position, key hex, line) per keyed record, atomically."""
+    text = "".join(f"{pos}\t{key}\t{'' if line is None else line}\n" for pos, key, line in keys)
+    write_text_atomic(path, text)
+
+
+def read_keys(path: Path) -> Iterator[tuple[int, bytes, int | None]]:
+    with open(path, encoding="ascii") as f:
+        for row in f:
+            pos, key, line = row.rstrip("\n").split("\t")
+            yield int(pos), bytes.fromhex(key), int(line) if line else None
 
 
 def read_outcome_rows(path: Path) -> Iterator[dict[str, Any]]:
