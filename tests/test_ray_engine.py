@@ -311,3 +311,45 @@ def test_classification_sst2_shards_equal_in_process(ray_local, shared_data, tmp
     assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
     assert summary_counts(sharded.result) == summary_counts(local)
     assert sharded.result.labels_out == local.labels_out and sum(local.labels_out.values()) > 800
+
+
+def test_several_files_are_sharded_each_and_dedup_spans_them(ray_local, tmp_path):
+    """A list of openers (one per file) reads as their concatenation; no shard spans two files, and a
+    pair repeated in the second file is rejected against the first, as in-process over both."""
+    import functools
+    import itertools
+
+    from instructgen.cli.common import write_outcomes
+    from instructgen.converters.translation import TranslationOptions
+    from instructgen.io.readers import read_parallel
+    from instructgen.pipeline import registry
+    from instructgen.pipeline.ray_engine import run_sharded
+
+    rows = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    first, second = tmp_path / "a.tsv", tmp_path / "b.tsv"
+    first.write_text("\n".join(rows[:11]) + "\n", encoding="utf-8")  # header + 10 pairs
+    second.write_text(
+        "\n".join([rows[0], *rows[11:], rows[4]]) + "\n", encoding="utf-8"
+    )  # 15 more + a repeat
+    opts = TranslationOptions(src_lang="zh", tgt_lang="en", seed=2)
+    openers = [
+        functools.partial(read_parallel, str(p), src_lang="zh", tgt_lang="en") for p in (first, second)
+    ]
+    run = registry.start("translation", opts, lambda: itertools.chain(*(op() for op in openers)))
+    write_outcomes(
+        run, str(tmp_path / "local.jsonl"), "alpaca", None, False, str(tmp_path / "local_rej.jsonl")
+    )
+    done = run_sharded(
+        "translation", opts, openers, tmp_path / "o", shard_rows=6, rejects=str(tmp_path / "rej.jsonl")
+    )
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert [(s["source"], s["start"], s["stop"]) for s in manifest["per_shard"]] == [
+        (0, 0, 6), (0, 6, 10), (1, 0, 6), (1, 6, 12), (1, 12, 16)
+    ]  # fmt: skip
+    assert done.shards == 5 and done.result.report.read == 26
+    assert concatenated(tmp_path / "o") == (tmp_path / "local.jsonl").read_bytes()
+    rejected = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
+    assert [(r["source_file"], r["line"], r["detail"]) for r in rejected] == [
+        (str(second), 17, "exact duplicate of an earlier pair (line 5)")
+    ]
+    assert (tmp_path / "rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()

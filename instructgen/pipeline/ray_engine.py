@@ -144,7 +144,7 @@ class ShardWorker:
         self,
         build: Callable[[Any], Pipeline],
         plan: Any,
-        opener: Callable[[], Iterable[Any]],
+        openers: list[Callable[[], Iterable[Any]]],
         folder: str,
         cwd: str | None = None,
     ) -> None:
@@ -152,13 +152,12 @@ class ShardWorker:
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)
         self.fn = BatchFn(build, plan)
-        self.opener = opener
+        self.openers = openers
         self.folder = ShardFolder(folder)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "outcomes": [], "seconds": [], "error": []}
-        for index, count, start, stop in zip(batch["index"], batch["count"], batch["start"], batch["stop"]):
-            shard = Shard(int(index), int(count), int(start), int(stop))
+        for shard in _batch_shards(batch):
             n, seconds, error = self.convert(shard)
             out["index"].append(shard.index)
             out["outcomes"].append(n)
@@ -172,7 +171,7 @@ class ShardWorker:
         wall, cpu = time.perf_counter(), time.process_time()
         keys: list[tuple[int, str, int | None]] = []
         try:
-            items = islice(self.opener(), shard.start, shard.stop)
+            items = islice(self.openers[shard.source](), shard.start, shard.stop)
             n = write_outcome_rows(self.folder.outcomes(shard), self._columns(pipeline, items, keys))
             write_keys(self.folder.keys(shard), keys)
         except InstructgenError as exc:
@@ -234,8 +233,7 @@ class ShardFinisher:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "counts": [], "error": []}
-        for index, count, start, stop in zip(batch["index"], batch["count"], batch["start"], batch["stop"]):
-            shard = Shard(int(index), int(count), int(start), int(stop))
+        for shard in _batch_shards(batch):
             try:
                 counts, error = json.dumps(self.finish(shard)), b""
             except InstructgenError as exc:
@@ -259,7 +257,7 @@ class ShardFinisher:
             observe=self.observer,
             result=result,
         )
-        run.report.read = shard.stop - shard.start
+        run.report.read = shard.items
         out = self.output
         with (
             RecordWriter(
@@ -317,6 +315,12 @@ def keyed(pipeline: Pipeline) -> bool:
     return all(type(step) is ExactDedup for step in pipeline.sequential) and len(pipeline.sequential) <= 1
 
 
+def _batch_shards(batch: dict[str, Any]) -> list[Shard]:
+    """The shard specs of a `map_batches` batch (numpy columns)."""
+    cols = zip(batch["index"], batch["count"], batch["start"], batch["stop"], batch["source"], strict=True)
+    return [Shard(int(i), int(n), int(a), int(b), int(src)) for i, n, a, b, src in cols]
+
+
 def _pickled_error(exc: InstructgenError) -> bytes:
     """The error as the driver can raise it again: itself when it survives pickling, else its text."""
     try:
@@ -371,7 +375,7 @@ class _ShardFeed:
                 fresh = True
             else:  # beyond --max-shards: the run stops at the first shard nobody converted, and
                 # its report counts what it read up to there
-                self.report.read = shard.start
+                self.report.read = sum(s.items for s in self.shards[: shard.index])
                 return
             pipeline.seconds.update({k: v for k, v in seconds.items() if k not in (WORKER_WALL, WORKER_CPU)})
             self.started.append((shard, n, fresh, seconds))
@@ -454,7 +458,7 @@ class _ShardSink:
                 k.split(":", 1)[1]: v for k, v in sorted(self._counts.items()) if k.startswith("rejected:")
             }
             counts = {
-                "items": shard.stop - shard.start,
+                "items": shard.items,
                 "outcomes": n,
                 "written": self._counts["written"],
                 "rejected": sum(reasons.values()),
@@ -474,7 +478,7 @@ class _ShardSink:
 def run_sharded(
     name: str,
     options: Any,
-    opener: Callable[[], Iterable[Any]],
+    opener: Callable[[], Iterable[Any]] | list[Callable[[], Iterable[Any]]],
     out_dir: str | Path,
     *,
     inputs: Iterable[str | Path] = (),
@@ -493,7 +497,9 @@ def run_sharded(
     """Run task `name` over the input `opener()` reads, on Ray, into shards under `out_dir`.
 
     `opener` must be picklable (a module-level function or a `functools.partial` of one: workers
-    call it to read their shard). `inputs` are the files hashed into the manifest. `max_shards`
+    call it to read their shard); a list of openers (one per file) is read as their concatenation,
+    each file cut into its own shards (on a cluster, many files scale: a worker reaches its range of
+    one file by reading past that file's earlier items). `inputs` are the files hashed into the manifest. `max_shards`
     converts at most that many missing shards and stops (a later run resumes); `overwrite` clears
     the folder's shards first instead of resuming. `workers` caps the actors (default: one per CPU
     of the cluster, each asking for `ACTOR_CPUS`).
@@ -511,14 +517,18 @@ def run_sharded(
     feed = _ShardFeed(folder)
     # the task's plan pass (when it has one) reads the input here, in the driver; the feed then
     # stands in for the executor and never reads the items the run would hand it
+    openers = list(opener) if isinstance(opener, (list, tuple)) else [opener]
+    source = openers[0] if len(openers) == 1 else functools.partial(_chained, openers)
     run = registry.start(
-        name, options, opener if task.plan is not None else (), executor=feed, shown=shown, table=False
+        name, options, source if task.plan is not None else (), executor=feed, shown=shown, table=False
     )
-    total = run.total
-    if total is None:  # no plan pass: a counting pass (and the reader's checks) instead
-        total = sum(1 for _ in opener())
-        run.report.read = total
-    shards = plan_shards(total, shard_rows)
+    if run.total is not None and len(openers) == 1:
+        totals = [run.total]
+    else:  # a counting pass (and the reader's checks), per input
+        totals = [sum(1 for _ in op()) for op in openers]
+        run.report.read = sum(totals)
+    total = sum(totals)
+    shards = plan_shards(totals, shard_rows)
     output = {"format": fmt, "columns": columns, "meta": meta}
     config = configuration(task.name, options, describe_inputs(inputs), output, shard_rows, total)
     folder.prepare(config, overwrite=overwrite)
@@ -532,7 +542,7 @@ def run_sharded(
             done[s.index] = marker
     missing = [s for s in shards if s.index not in done]
     todo = missing if max_shards is None else missing[: max(0, max_shards)]
-    job = _Job(task, options, opener, folder, digest, output, address, num_cpus, workers)
+    job = _Job(task, options, openers, folder, digest, output, address, num_cpus, workers)
     if parallel:
         markers, startup = _run_keyed(job, run, shards, done, todo, rejects)
     else:
@@ -558,13 +568,19 @@ def run_sharded(
     return ShardedRun(result, folder.root, len(shards), len(todo), len(done), remaining, startup)
 
 
+def _chained(openers: list[Callable[[], Iterable[Any]]]) -> Iterator[Any]:
+    """The inputs one after another: what the in-process run over the same files reads."""
+    for op in openers:
+        yield from op()
+
+
 @dataclass
 class _Job:
     """What both paths hand to Ray: the task, its options and opener, the folder and the cluster."""
 
     task: Any
     options: Any
-    opener: Callable[[], Iterable[Any]]
+    openers: list[Callable[[], Iterable[Any]]]
     folder: ShardFolder
     digest: str
     output: dict[str, Any]
@@ -640,7 +656,7 @@ def _run_keyed(
                     raise pickle.loads(row["error"])
                 shard = shards[int(row["index"])]
                 n, seconds = converted[shard.index]
-                counts = {"items": shard.stop - shard.start, "outcomes": n, **json.loads(row["counts"])}
+                counts = {"items": shard.items, "outcomes": n, **json.loads(row["counts"])}
                 markers[shard.index] = folder.mark_done(shard, job.digest, {**counts, "seconds": seconds})
     _merge_counts(run, folder, active, markers)
     if rejects is not None:
@@ -704,7 +720,7 @@ def _merge_counts(
                 result.info[key] = value
         seconds = markers[s.index].get("seconds", {})
         run.pipeline.seconds.update({k: v for k, v in seconds.items() if k not in (WORKER_WALL, WORKER_CPU)})
-    report.read = sum(s.stop - s.start for s in active)
+    report.read = sum(s.items for s in active)
     run._finish_stats()
 
 
@@ -718,7 +734,10 @@ def _actors(n_shards: int, workers: int | None) -> int:
 def _shard_rows(todo: list[Shard]) -> Any:
     import ray.data
 
-    rows = [{"index": s.index, "count": s.count, "start": s.start, "stop": s.stop} for s in todo]
+    rows = [
+        {"index": s.index, "count": s.count, "start": s.start, "stop": s.stop, "source": s.source}
+        for s in todo
+    ]
     return ray.data.from_items(rows, override_num_blocks=len(rows))
 
 
@@ -740,7 +759,7 @@ def _convert_on_ray(job: _Job, todo: list[Shard], plan: Any) -> Iterator[dict[st
         fn_constructor_args=(
             functools.partial(job.task.build, job.options),
             plan,
-            job.opener,
+            job.openers,
             str(job.folder.root),
             os.getcwd(),
         ),

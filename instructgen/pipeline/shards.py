@@ -50,12 +50,17 @@ LINE_FORMATS = ("alpaca", "sharegpt", "messages", "query-response")
 
 @dataclass(frozen=True)
 class Shard:
-    """Read items `[start, stop)` of the input (0-based positions in the reader's order)."""
+    """Read items `[start, stop)` of input `source` (0-based positions in that reader's order)."""
 
     index: int
     count: int  # shards in the run
     start: int
     stop: int
+    source: int = 0  # which of the run's inputs (each file its own shards: none spans two)
+
+    @property
+    def items(self) -> int:
+        return self.stop - self.start
 
     @property
     def name(self) -> str:
@@ -66,13 +71,17 @@ def shard_name(index: int, count: int, suffix: str = ".jsonl") -> str:
     return f"part-{index:05d}-of-{count:05d}{suffix}"
 
 
-def plan_shards(total: int, rows: int) -> list[Shard]:
-    """Contiguous ranges of `rows` items (the last one shorter); one empty shard for an empty input,
-    so the folder always holds the output (an empty file, as the in-process run writes)."""
+def plan_shards(totals: int | list[int], rows: int) -> list[Shard]:
+    """Contiguous ranges of `rows` items of each input in turn (an input's last range shorter); one
+    empty shard for an empty input, so the folder always holds the output (an empty file, as the
+    in-process run writes). A list of inputs (files) never has a shard spanning two, so a worker
+    reads only its own file up to its range."""
     if rows < 1:
         raise ConfigError(f"--shard-rows must be at least 1, not {rows}")
-    count = max(1, -(-total // rows))
-    return [Shard(i, count, i * rows, min(total, (i + 1) * rows)) for i in range(count)]
+    sizes = [totals] if isinstance(totals, int) else list(totals)
+    ranges = [(src, a, min(n, a + rows)) for src, n in enumerate(sizes) for a in range(0, n, rows)]
+    ranges = ranges or [(0, 0, 0)]
+    return [Shard(i, len(ranges), a, b, src) for i, (src, a, b) in enumerate(ranges)]
 
 
 # --- the configuration a folder's shards were made with -------------------------------------------
@@ -277,6 +286,7 @@ class ShardFolder:
         """Write the completion marker, after the shard's file was renamed in."""
         done = {
             "shard": shard.name,
+            "source": shard.source,
             "start": shard.start,
             "stop": shard.stop,
             "bytes": self.output(shard).stat().st_size,
