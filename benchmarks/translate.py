@@ -165,20 +165,26 @@ def bench_paths(src: Path, tgt: Path, out: Path, langids: list[str], paths: list
 def bench_num_proc(
     src: Path, tgt: Path, out: Path, langids: list[str], procs: list[int], repeat: int
 ) -> None:
-    """The registry path with N worker processes: wall and CPU seconds, medians of `repeat` runs."""
+    """The registry path with N worker processes: wall and CPU seconds (this process and its
+    workers), medians of `repeat` runs that alternate the process counts."""
     for langid in langids:
-        for n_proc in procs:
-            walls, cpus = [], []
-            n = 0
-            for _ in range(repeat):  # the whole call: building the run and starting workers count too
+        walls: dict[int, list[float]] = {p: [] for p in procs}
+        cpus: dict[int, list[float]] = {p: [] for p in procs}
+        written: dict[int, int] = {}
+        n = 0
+        for _ in range(repeat):
+            for n_proc in procs:  # the whole call: building the run and starting workers count too
                 c0, t0 = cpu_seconds(), time.perf_counter()
                 n, _, _, report = run_start(src, tgt, out, langid, None, num_proc=n_proc)
-                walls.append(time.perf_counter() - t0)
-                cpus.append(cpu_seconds() - c0)
+                walls[n_proc].append(time.perf_counter() - t0)
+                cpus[n_proc].append(cpu_seconds() - c0)
+                written[n_proc] = report.written
+        for n_proc in procs:
             print(
-                f"  checks {langid:<10} num_proc {n_proc} {n:>7} pairs wall {statistics.median(walls):7.2f} s "
-                f"cpu {statistics.median(cpus):7.2f} s (median of {repeat}; walls "
-                f"{', '.join(f'{w:.2f}' for w in walls)}; wrote {report.written})"
+                f"  checks {langid:<10} num_proc {n_proc} {n:>7} pairs wall {statistics.median(walls[n_proc]):7.2f} s "
+                f"cpu {statistics.median(cpus[n_proc]):7.2f} s (median of {repeat}; walls "
+                f"{', '.join(f'{w:.2f}' for w in walls[n_proc])}; cpus "
+                f"{', '.join(f'{c:.2f}' for c in cpus[n_proc])}; wrote {written[n_proc]})"
             )
 
 
