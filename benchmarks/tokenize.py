@@ -27,6 +27,7 @@ Measured: wall seconds, CPU seconds (process + children: engines may use threads
 (max of the process and its children). Not timed: imports, loading the HF tokenizer, reading JSON.
 
     python benchmarks/tokenize.py [--rows 52002] [--repeats 1] [--corpus alpaca,distinct]
+                                  [--engines fastokens,tiktoken,tokenizers,no-fast] [--procs 1,2]
 """
 
 import os
@@ -246,6 +247,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=52_002)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--corpus", default="alpaca,distinct")
+    ap.add_argument(
+        "--engines",
+        default=",".join(BACKENDS),
+        help="rows to run, e.g. fastokens,tiktoken (the tokenizers and no-fast rows take minutes)",
+    )
+    ap.add_argument("--procs", default="1,2")
     ap.add_argument("--json", default=None, help="append raw results here (jsonl)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as t:
@@ -266,10 +273,11 @@ def main() -> None:
             print(f"\n{name}: {n} rows, format qwen, max_length 1024")
             head = f"{'procs':>5} {'what':<20} {'rows/s':>9} {'tokens/s':>11} {'wall s':>7} {'CPU s':>6}"
             print(head + f" {'setup s':>7} {'setup CPU':>9} {'vs raw':>7} {'steady':>7} {'peak MB':>8}")
-            for procs in (1, 2):
+            wanted = set(args.engines.split(","))
+            for procs in [int(p) for p in args.procs.split(",")]:
                 raw_time: dict[str, tuple[float, float]] = {}  # engine: (encode s, load s)
                 for kind, engines in (("raw", RAW), ("backend", BACKENDS)):
-                    for engine in engines:
+                    for engine in [e for e in engines if e in wanted]:
                         try:
                             runs = [run_one(kind, engine, data, tok, procs, tmp) for _ in range(args.repeats)]
                         except RuntimeError as exc:
