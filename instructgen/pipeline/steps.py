@@ -112,10 +112,17 @@ class Placeholders:
 
     def __call__(self, outcome: Outcome) -> tuple[str, str] | None:
         r = outcome.item
-        # the usual record has no placeholder-like text at all: one search per text decides it, before
-        # any counting (exact: a match anywhere is looked at by the full check below)
-        search = placeholder_pattern().search
-        if search(r.instruction) is None and search(r.input) is None and search(r.output) is None:  # type: ignore[union-attr]
+        # the usual record has no placeholder-like text at all: a text without any of the characters a
+        # placeholder starts with cannot hold one (`in` scans at C speed, ~0.1 us; the pattern's
+        # alternation costs ~3 us per 100 characters), and one search per remaining text decides the
+        # rest, before any counting (exact: a match anywhere is looked at by the full check below)
+        search = None
+        for text in (r.instruction, r.input, r.output):  # type: ignore[union-attr]
+            if "{" in text or "[" in text or "<" in text or "【" in text:
+                search = search or placeholder_pattern().search
+                if search(text) is not None:
+                    break
+        else:
             return None
         texts = [r.instruction, r.input, r.output]  # type: ignore[union-attr]
         if self.data_free:
