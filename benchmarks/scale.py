@@ -67,6 +67,7 @@ def run(args: list[str], work: Path, env_extra: dict[str, str] | None = None) ->
     if proc.returncode not in (0, 3):
         sys.exit(f"failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-3000:]}")
     startup = re.search(r"Ray start-up ([\d.]+) s", proc.stderr)
+    key_pass = re.search(r"key pass ([\d.]+) s", proc.stderr)
     summary = next((ln for ln in proc.stderr.splitlines() if ln.startswith("translation:")), "")
     rss_kb, cpu_s = rss_file.read_text().split() if rss_file.exists() else (None, None)
     return {
@@ -74,6 +75,7 @@ def run(args: list[str], work: Path, env_extra: dict[str, str] | None = None) ->
         "driver_peak_rss_mb": round(int(rss_kb) / 1024) if rss_kb else None,
         "driver_cpu_s": round(float(cpu_s), 1) if cpu_s else None,
         "ray_startup_s": float(startup.group(1)) if startup else None,
+        "key_pass_s": float(key_pass.group(1)) if key_pass else None,
         "summary": summary,
     }
 
@@ -84,12 +86,14 @@ def worker_totals(out: Path) -> dict[str, object]:
     markers = [json.loads(p.read_text()) for p in sorted((out / "_work").glob("*.done"))]
     cpu = sum(m["seconds"].get("worker_cpu", 0.0) for m in markers)
     wall = sum(m["seconds"].get("worker_wall", 0.0) for m in markers)
+    finish = sum(m.get("finish_cpu", 0.0) for m in markers)  # the keyed path's second pass
     items = sum(m["items"] for m in markers)
     return {
-        "actor_cpu_s": round(cpu, 1),
-        "actor_wall_s": round(wall, 1),
-        "rows_per_actor_cpu_s": round(items / cpu) if cpu else None,
-        "shard_actor_cpu_s": [round(m["seconds"].get("worker_cpu", 0.0), 1) for m in markers],
+        "actor_convert_cpu_s": round(cpu, 1),
+        "actor_convert_wall_s": round(wall, 1),
+        "actor_finish_cpu_s": round(finish, 1),
+        "rows_per_actor_cpu_s": round(items / (cpu + finish)) if cpu else None,
+        "shard_convert_cpu_s": [round(m["seconds"].get("worker_cpu", 0.0), 1) for m in markers],
     }
 
 

@@ -249,6 +249,7 @@ class ShardFinisher:
         return out
 
     def finish(self, shard: Shard) -> dict[str, Any]:
+        cpu = time.process_time()
         folder, p = self.folder, self.pipeline
         repeated = {int(k): v for k, v in json.loads(folder.duplicates(shard).read_text()).items()}
         sequential = tuple(_Decided(step, repeated) for step in p.sequential)
@@ -282,6 +283,7 @@ class ShardFinisher:
             "written": report.written,
             "rejected": report.rejected_total,
             "reasons": dict(sorted(report.rejected.items())),
+            "finish_cpu": time.process_time() - cpu,  # this pass's actor CPU seconds (sizing)
         }
 
 
@@ -563,7 +565,9 @@ def run_sharded(
     notes = result.report.notes
     notes.append(
         f"ray: {len(shards)} shard(s) of up to {shard_rows} items in {folder.root}: {len(todo)} converted now, "
-        f"{len(done)} complete from an earlier run" + (f"; Ray start-up {startup:.1f} s" if startup else "")
+        f"{len(done)} complete from an earlier run"
+        + (f"; Ray start-up {startup:.1f} s" if startup else "")
+        + (f"; key pass {result.info['key_pass_seconds']:.1f} s" if "key_pass_seconds" in result.info else "")
     )
     if remaining:
         notes.append(
@@ -655,7 +659,9 @@ def _run_keyed(
                 if row["error"]:
                     raise pickle.loads(row["error"])
                 converted[int(row["index"])] = (int(row["outcomes"]), pickle.loads(row["seconds"]))
+            t0 = time.perf_counter()
             _key_pass(folder, active, todo_ids)
+            run.result.info["key_pass_seconds"] = time.perf_counter() - t0
             for row in _finish_on_ray(job, todo, run.result.plan):
                 if row["error"]:
                     raise pickle.loads(row["error"])
