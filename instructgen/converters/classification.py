@@ -213,6 +213,19 @@ class ClassificationConverter:
         missing column on the first row is a wrong --text-col/--label-col, so it is raised."""
         opts = self.options
         line, row = item
+        if type(row) is dict:  # the usual row (both passes check every row): text columns and a text label
+            text, label = row.get(opts.text_col), row.get(opts.label_col)
+            text2 = row.get(opts.text2_col) if opts.text2_col else None
+            if (
+                type(text) is str
+                and type(label) is str
+                and (text2 is None or type(text2) is str)
+                and text.strip()
+            ):
+                try:
+                    return self.label_name(label, source, line)
+                except InputError as exc:
+                    return self._rejected(exc, row, source, line, first)
         try:
             if not isinstance(row, dict):
                 raise not_an_object(row, source, line)
@@ -242,20 +255,27 @@ class ClassificationConverter:
                     "empty text", path=source, line=line, field=opts.text_col, reason="empty_text"
                 )
         except InputError as exc:
-            if first and exc.reason in ("missing_field", "missing_label_names"):
-                raise
-            return Rejected(
-                reason=exc.reason,
-                detail=exc.message,
-                source_file=source,
-                line=line,
-                example=(
-                    {k: row.get(k) for k in (opts.text_col, opts.label_col)}
-                    if isinstance(row, dict)
-                    else {"raw": row}
-                ),
-            )
+            return self._rejected(exc, row, source, line, first)
         return name
+
+    def _rejected(
+        self, exc: InputError, row: Any, source: str | None, line: int | None, first: bool
+    ) -> Rejected:
+        """The row's rejection; on the first row a missing column or label names stop the run instead."""
+        if first and exc.reason in ("missing_field", "missing_label_names"):
+            raise exc
+        opts = self.options
+        return Rejected(
+            reason=exc.reason,
+            detail=exc.message,
+            source_file=source,
+            line=line,
+            example=(
+                {k: row.get(k) for k in (opts.text_col, opts.label_col)}
+                if isinstance(row, dict)
+                else {"raw": row}
+            ),
+        )
 
     def words(self, name: str) -> str:
         return self.verbal.get(name, name)

@@ -86,23 +86,15 @@ class ConvertRows:
         got = self.conv._check(item, source)
         line, row = item
         if isinstance(got, Rejected):
-            return [Outcome(got, source_file=got.source_file, line=got.line, example=got.example)]
+            return [Outcome(got, b"", got.source_file, got.line, got.example)]
         record, data = self.conv.render(row, got, self.names, line, source)
         example = {
             opts.text_col: row[opts.text_col],
             opts.label_col: row[opts.label_col],
             "template_id": record.meta["template_id"],
         }
-        return [
-            Outcome(
-                record,
-                dedup_key=record_digest(record) if opts.dedup else b"",
-                source_file=source,
-                line=line,
-                example=example,
-                data=data,
-            )
-        ]
+        key = record_digest(record) if opts.dedup else b""
+        return [Outcome(record, key, source, line, example, "", data)]
 
 
 def build(options: ClassifyOptions, plan: ClassifyPlan | None = None) -> Pipeline:
@@ -131,14 +123,15 @@ def init_info(result: Result) -> None:
 
 
 def observer(options: ClassifyOptions):
+    """Labels of the records kept (`result.labels_out`)."""
+    counts: list[Counter] = []  # the run's Counter, looked up once
+
     def observe(o: Outcome, result: Result) -> None:
         item = o.item
-        if isinstance(item, Record):
-            info = result.info
-            out = info.get("labels_out")
-            if out is None:
-                out = info["labels_out"] = Counter()
-            out[item.meta["label"]] += 1
+        if type(item) is Record:
+            if not counts:
+                counts.append(result.info.setdefault("labels_out", Counter()))
+            counts[0][item.meta["label"]] += 1
 
     return observe
 

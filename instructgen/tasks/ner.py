@@ -143,6 +143,7 @@ class ConvertSentences:
         conv._check_label_words(list(plan.labels))
         self.conv = conv
         self.labels = list(plan.labels)
+        self.dedup = options.dedup
         self._repairs: Counter = Counter()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -160,31 +161,31 @@ class ConvertSentences:
         return out
 
     def __call__(self, sent: TaggedSentence) -> list[Outcome]:
-        where = {"source_file": sent.source_file, "line": sent.line}
+        source_file, line = sent.source_file, sent.line
         try:
             text, entities = sentence_entities(sent, self.plan.scheme, self._repairs)
         except ValueError as exc:  # an unknown tag: the repairs decoded before it still count
-            return [rejection("bad_tag", str(exc), step=self.name, example={}, tally=self._tally(), **where)]
-        tally = self._tally()
+            tally = self._tally()
+            return [
+                rejection(
+                    "bad_tag", str(exc), step=self.name, source_file=source_file, line=line, tally=tally
+                )
+            ]
+        tally = self._tally() if self._repairs else ()
         try:
             record, data = self.conv.render(text, entities, self.labels, sent)
         except AmbiguousTarget as exc:
-            item = Rejected(reason="ambiguous_target", detail=str(exc), example={"text": text}, **where)
-            example = {"text": text, NO_ENTITIES: True} if not entities else item.example
-            return [Outcome(item, example=example, step=self.name, tally=tally, **where)]
+            ex = {"text": text}
+            item = Rejected(
+                reason="ambiguous_target", detail=str(exc), source_file=source_file, line=line, example=ex
+            )
+            example = {"text": text, NO_ENTITIES: True} if not entities else ex
+            return [Outcome(item, b"", source_file, line, example, self.name, tally=tally)]
         example: dict[str, Any] = {"text": text, "template_id": record.meta["template_id"]}
         if not entities:
             example[NO_ENTITIES] = True
-        return [
-            Outcome(
-                record,
-                dedup_key=record_digest(record) if self.options.dedup else b"",
-                example=example,
-                data=data,
-                tally=tally,
-                **where,
-            )
-        ]
+        key = record_digest(record) if self.dedup else b""
+        return [Outcome(record, key, source_file, line, example, "", data, tally)]
 
 
 # --- sequential steps ------------------------------------------------------------------------
@@ -268,6 +269,8 @@ def init_info(result: Result) -> None:
 
 
 def observer(options: NerOptions):
+    """Tag repairs (from every outcome's tally, kept or not) and empty answers of the records kept."""
+
     def observe(o: Outcome, result: Result) -> None:
         info = result.info
         if o.tally:
@@ -276,7 +279,7 @@ def observer(options: NerOptions):
                 repairs = info["repairs"] = Counter()
             repairs.update(t[len(REPAIRED) :] for t in o.tally if t.startswith(REPAIRED))
         item = o.item
-        if isinstance(item, Record):
+        if type(item) is Record:
             meta = item.meta
             asked = meta["asked_type"]
             if meta["target"] != "inverted" and not any(
