@@ -230,7 +230,7 @@ class ShardFinisher:
             os.chdir(cwd)
         task = registry.get(name)
         self.report_name = task.report_name or task.name
-        self.observer = task.observer(options) if task.observer is not None else None
+        self.task, self.options = task, options
         self.pipeline = task.build(options, plan)
         self.plan = plan
         self.folder = ShardFolder(folder)
@@ -260,7 +260,9 @@ class ShardFinisher:
             (),
             lambda _plan: pipeline,
             executor=_Stored(folder.outcomes(shard)),
-            observe=self.observer,
+            # a fresh observer per shard: a task's observer belongs to one run (it may cache that
+            # run's counters)
+            observe=self.task.observer(self.options) if self.task.observer is not None else None,
             result=result,
         )
         run.report.read = shard.items
