@@ -353,3 +353,36 @@ def test_several_files_are_sharded_each_and_dedup_spans_them(ray_local, tmp_path
         (str(second), 17, "exact duplicate of an earlier pair (line 5)")
     ]
     assert (tmp_path / "rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+
+
+@pytest.mark.shared
+def test_ordered_path_resume_replays_the_quota(ray_local, shared_data, tmp_path):
+    """NER with an empty quota takes the ordered path (the driver runs the quota over every outcome in
+    shard order). Stopped after one shard and resumed, the quota's state comes from replaying the
+    first shard's stored outcomes: the result equals the in-process run's."""
+    import functools
+
+    from instructgen.converters.ner import NerOptions
+    from instructgen.io.tagged import read_tagged
+    from instructgen.pipeline.ray_engine import keyed, run_sharded
+    from instructgen.pipeline.registry import get
+
+    text = (shared_data / "conll2003_en" / "eng.testa").read_text(encoding="utf-8")
+    conll = tmp_path / "head.conll"
+    conll.write_text("\n\n".join(text.split("\n\n")[:601]) + "\n", encoding="utf-8")
+    opener = functools.partial(read_tagged, str(conll))
+    options = NerOptions(seed=1, target="list", max_empty_ratio=0.05)
+    local, _ = local_and_sharded("ner", options, opener, tmp_path, 200)
+    plan = get("ner").plan(options, opener())
+    assert not keyed(get("ner").build(options, plan))  # the quota: ordered path
+    out = tmp_path / "resumed"
+    first = run_sharded("ner", options, opener, out, shard_rows=200, max_shards=1)
+    assert (first.converted, first.skipped, first.remaining) == (1, 0, 2)
+    second = run_sharded(
+        "ner", options, opener, out, shard_rows=200, rejects=str(tmp_path / "resumed_rej.jsonl")
+    )
+    assert (second.converted, second.skipped, second.remaining) == (2, 1, 0)
+    assert concatenated(out) == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "resumed_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+    assert second.result.report.rejected["too_many_empty"] == local.report.rejected["too_many_empty"] > 0
+    assert summary_counts(second.result) == summary_counts(local)
