@@ -212,6 +212,9 @@ def test_other_configuration_is_refused_then_overwritten(ray_local, run_cli, tmp
         f"error: {tmp_path / 'o'} holds shards of another configuration (changed: options.seed); refusing to mix "
         "them: use --overwrite to start over, or another folder"
     )
+    # the same file read another way is another configuration too (the reader and its arguments)
+    header = run_cli("translate", *args, "--header", "yes")
+    assert header.exit_code == 2 and "(changed: readers)" in header.stderr
     again = run_cli("translate", *args, "--seed", "7", "--overwrite")
     assert again.exit_code == 0 and "3 converted now, 0 complete" in again.stderr
     assert run_cli("translate", *common, "--seed", "7", "-o", tmp_path / "local.jsonl").exit_code == 0

@@ -71,6 +71,7 @@ from .shards import (
     ShardFolder,
     configuration,
     describe_inputs,
+    describe_reader,
     plan_shards,
     read_keys,
     read_outcome_rows,
@@ -531,17 +532,40 @@ def run_sharded(
     run = registry.start(
         name, options, source if task.plan is not None else (), executor=feed, shown=shown, table=False
     )
-    if run.total is not None and len(openers) == 1:
-        totals = [run.total]
-    else:  # a counting pass (and the reader's checks), per input
-        totals = [sum(1 for _ in op()) for op in openers]
-        run.report.read = sum(totals)
-    total = sum(totals)
-    shards = plan_shards(totals, shard_rows)
-    output = {"format": fmt, "columns": columns, "meta": meta}
-    config = configuration(task.name, options, describe_inputs(inputs), output, shard_rows, total)
-    folder.prepare(config, overwrite=overwrite)
-    digest = config["config_digest"]
+    described = describe_inputs(inputs)
+    readers = [describe_reader(op) for op in openers]
+    session = _Session(address, num_cpus)
+    try:
+        if run.total is not None and len(openers) == 1:
+            totals = [run.total]
+        else:  # a counting pass (and the reader's checks) per input, unless a run here counted these files
+            totals = (None if overwrite else folder.counted_before(described, readers)) or _count(
+                openers, session
+            )
+            run.report.read = sum(totals)
+        shards = plan_shards(totals, shard_rows)
+        output = {"format": fmt, "columns": columns, "meta": meta}
+        config = configuration(task.name, options, described, readers, output, shard_rows, totals)
+        folder.prepare(config, overwrite=overwrite)
+        job = _Job(task, options, openers, folder, config["config_digest"], output, session, workers)
+        return _run_shards(job, config, shards, run, feed, rejects, max_shards)
+    finally:
+        session.close()
+
+
+def _run_shards(
+    job: _Job,
+    config: dict[str, Any],
+    shards: list[Shard],
+    run: Run,
+    feed: _ShardFeed,
+    rejects: str | None,
+    max_shards: int | None,
+) -> ShardedRun:
+    """The part of `run_sharded` after the shards are planned: which are done, the run, the manifest."""
+    from . import registry
+
+    folder, digest, session, name = job.folder, job.digest, job.session, job.task.name
     parallel = keyed(run.pipeline)
     needs = (lambda s: (folder.keys(s), folder.rejects(s), folder.counted(s))) if parallel else (lambda s: ())
     done: dict[int, dict[str, Any]] = {}
@@ -551,11 +575,11 @@ def run_sharded(
             done[s.index] = marker
     missing = [s for s in shards if s.index not in done]
     todo = missing if max_shards is None else missing[: max(0, max_shards)]
-    job = _Job(task, options, openers, folder, digest, output, address, num_cpus, workers)
     if parallel:
-        markers, startup = _run_keyed(job, run, shards, done, todo, rejects)
+        markers = _run_keyed(job, run, shards, done, todo, rejects)
     else:
-        markers, startup = _run_ordered(job, run, feed, shards, done, todo, rejects)
+        markers = _run_ordered(job, run, feed, shards, done, todo, rejects)
+    startup = session.startup
     remaining = len(missing) - len(todo)
     config.update(
         shards=len(shards),
@@ -566,7 +590,7 @@ def run_sharded(
     result.info["ray_startup_seconds"] = startup
     notes = result.report.notes
     notes.append(
-        f"ray: {len(shards)} shard(s) of up to {shard_rows} items in {folder.root}: {len(todo)} converted now, "
+        f"ray: {len(shards)} shard(s) of up to {config['shard_rows']} items in {folder.root}: {len(todo)} converted now, "
         f"{len(done)} complete from an earlier run"
         + (f"; Ray start-up {startup:.1f} s" if startup else "")
         + (f"; key pass {result.info['key_pass_seconds']:.1f} s" if "key_pass_seconds" in result.info else "")
@@ -575,7 +599,7 @@ def run_sharded(
         notes.append(
             f"stopped after --max-shards {max_shards}: {remaining} shard(s) left; run the same command again to resume"
         )
-    registry.finished(name, options, run)
+    registry.finished(name, job.options, run)
     return ShardedRun(result, folder.root, len(shards), len(todo), len(done), remaining, startup)
 
 
@@ -595,9 +619,58 @@ class _Job:
     folder: ShardFolder
     digest: str
     output: dict[str, Any]
-    address: str | None
-    num_cpus: int | None
+    session: _Session
     workers: int | None
+
+
+class _Session:
+    """Ray for one run, started on first need (a fully resumed run needs none), shut down at the end
+    when this run started it."""
+
+    def __init__(self, address: str | None, num_cpus: int | None) -> None:
+        self.address, self.num_cpus = address, num_cpus
+        self.startup: float | None = None
+        self._cm: Any = None
+
+    def start(self) -> None:
+        if self._cm is None:
+            cm = ray_session(self.address, self.num_cpus)
+            self.startup = cm.__enter__()
+            self._cm = cm
+
+    def close(self) -> None:
+        if self._cm is not None:
+            cm, self._cm = self._cm, None
+            cm.__exit__(None, None, None)
+
+
+def _count_items(opener: Callable[[], Iterable[Any]], cwd: str | None) -> tuple[int, bytes]:
+    """Items one input yields (a Ray task when there are several inputs), or the error reading it."""
+    if cwd and os.path.isdir(cwd):
+        os.chdir(cwd)
+    try:
+        return sum(1 for _ in opener()), b""
+    except InstructgenError as exc:
+        return 0, _pickled_error(exc)
+
+
+def _count(openers: list[Callable[[], Iterable[Any]]], session: _Session) -> list[int]:
+    """Items per input: here for one input; as Ray tasks for several (the driver's one serial pass
+    over the data is otherwise the longest part of a large run), the first error in input order."""
+    if len(openers) == 1:
+        return [sum(1 for _ in openers[0]())]
+    session.start()
+    import ray
+
+    counter = ray.remote(num_cpus=ACTOR_CPUS)(_count_items)
+    try:
+        answers = ray.get([counter.remote(op, os.getcwd()) for op in openers])
+    except ray.exceptions.RayError as exc:
+        raise InstructgenError(f"Ray failed: {str(exc).splitlines()[0]}") from None
+    for _, error in answers:
+        if error:
+            raise pickle.loads(error)
+    return [n for n, _ in answers]
 
 
 def _run_ordered(
@@ -608,28 +681,27 @@ def _run_ordered(
     done: dict[int, dict[str, Any]],
     todo: list[Shard],
     rejects: str | None,
-) -> tuple[dict[int, dict[str, Any]], float | None]:
+) -> dict[int, dict[str, Any]]:
     """Sequential steps that must see every outcome (a quota): the driver runs them over the shards'
     outcomes in shard order, writing each output shard as its outcomes come through."""
     feed.shards, feed.done, feed.todo, feed.report = shards, done, {s.index for s in todo}, run.report
     out = job.output
     sink = _ShardSink(job.folder, feed, job.digest, out["format"], out["columns"], out["meta"])
-    startup: float | None = None
     try:
         if todo:
-            with ray_session(job.address, job.num_cpus) as startup:
-                answers = _convert_on_ray(job, todo, run.result.plan)
-                feed.answers = answers
-                try:
-                    sink.consume(run, rejects)
-                finally:
-                    answers.close()
+            job.session.start()
+            answers = _convert_on_ray(job, todo, run.result.plan)
+            feed.answers = answers
+            try:
+                sink.consume(run, rejects)
+            finally:
+                answers.close()
         else:
             sink.consume(run, rejects)
     except BaseException:
         sink.abort()
         raise
-    return sink.markers, startup
+    return sink.markers
 
 
 def _run_keyed(
@@ -639,7 +711,7 @@ def _run_keyed(
     done: dict[int, dict[str, Any]],
     todo: list[Shard],
     rejects: str | None,
-) -> tuple[dict[int, dict[str, Any]], float | None]:
+) -> dict[int, dict[str, Any]]:
     """Exact dedup only: actors convert; the driver passes over the keys in shard order (16 bytes per
     record, the in-process dedup's own state) and writes which positions repeat; actors then write
     the output shards and count them; the driver merges the counts in shard order."""
@@ -652,29 +724,28 @@ def _run_keyed(
             break
         active.append(s)
     markers = dict(done)
-    startup: float | None = None
     if todo:
-        with ray_session(job.address, job.num_cpus) as startup:
-            converted: dict[int, tuple[int, dict[str, float]]] = {}
-            answers = _convert_on_ray(job, todo, run.result.plan)
-            for row in answers:
-                if row["error"]:
-                    raise pickle.loads(row["error"])
-                converted[int(row["index"])] = (int(row["outcomes"]), pickle.loads(row["seconds"]))
-            t0 = time.perf_counter()
-            _key_pass(folder, active, todo_ids)
-            run.result.info["key_pass_seconds"] = time.perf_counter() - t0
-            for row in _finish_on_ray(job, todo, run.result.plan):
-                if row["error"]:
-                    raise pickle.loads(row["error"])
-                shard = shards[int(row["index"])]
-                n, seconds = converted[shard.index]
-                counts = {"items": shard.items, "outcomes": n, **json.loads(row["counts"])}
-                markers[shard.index] = folder.mark_done(shard, job.digest, {**counts, "seconds": seconds})
+        job.session.start()
+        converted: dict[int, tuple[int, dict[str, float]]] = {}
+        answers = _convert_on_ray(job, todo, run.result.plan)
+        for row in answers:
+            if row["error"]:
+                raise pickle.loads(row["error"])
+            converted[int(row["index"])] = (int(row["outcomes"]), pickle.loads(row["seconds"]))
+        t0 = time.perf_counter()
+        _key_pass(folder, active, todo_ids)
+        run.result.info["key_pass_seconds"] = time.perf_counter() - t0
+        for row in _finish_on_ray(job, todo, run.result.plan):
+            if row["error"]:
+                raise pickle.loads(row["error"])
+            shard = shards[int(row["index"])]
+            n, seconds = converted[shard.index]
+            counts = {"items": shard.items, "outcomes": n, **json.loads(row["counts"])}
+            markers[shard.index] = folder.mark_done(shard, job.digest, {**counts, "seconds": seconds})
     _merge_counts(run, folder, active, markers)
     if rejects is not None:
         _join(rejects, [folder.rejects(s) for s in active])
-    return markers, startup
+    return markers
 
 
 def _join(target: str, pieces: list[Path]) -> None:

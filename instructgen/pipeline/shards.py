@@ -145,13 +145,27 @@ def pools_digest(options: Any) -> str:
     return h.hexdigest()
 
 
+def describe_reader(opener: Any) -> Any:
+    """How an input is read (a reader's `functools.partial`: function and arguments), so that reading
+    the same file another way (--header, --on-error, columns) counts as another configuration."""
+    func = getattr(opener, "func", None)
+    if func is None:
+        return repr(opener)
+    return {
+        "reader": f"{func.__module__}.{func.__qualname__}",
+        "args": [str(a) for a in opener.args],
+        "kwargs": {k: str(v) for k, v in sorted(opener.keywords.items())},
+    }
+
+
 def configuration(
     task: str,
     options: Any,
     inputs: list[dict[str, Any]],
+    readers: list[Any],
     output: dict[str, Any],
     shard_rows: int,
-    total: int,
+    source_items: list[int],
 ) -> dict[str, Any]:
     """Everything that decides the shards' bytes, and its digest."""
     from .. import __version__
@@ -163,9 +177,11 @@ def configuration(
         "options": options_dict(options),
         "template_pools_sha256": pools_digest(options),
         "inputs": inputs,
+        "readers": readers,
         "output": output,
         "shard_rows": shard_rows,
-        "items": total,
+        "items": sum(source_items),
+        "source_items": source_items,
     }
     config["config_digest"] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     return config
@@ -262,6 +278,21 @@ class ShardFolder:
             for p in self.work.glob("part-*-of-*"):
                 p.unlink()
         (self.root / MANIFEST).unlink(missing_ok=True)
+
+    def counted_before(self, inputs: list[dict[str, Any]], readers: list[Any]) -> list[int] | None:
+        """The items per input an earlier run here counted, when it read the same files (sizes and
+        SHA-256) the same way: a resumed run then skips its counting pass."""
+        try:
+            old = json.loads((self.root / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        same = (
+            old.get("shard_format") == SHARD_FORMAT
+            and old.get("inputs") == inputs
+            and old.get("readers") == readers
+        )
+        counts = old.get("source_items")
+        return list(counts) if same and isinstance(counts, list) and len(counts) == len(readers) else None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
