@@ -119,7 +119,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             ray.init(num_cpus=num_cpus or default_num_proc(0), **kwargs)
         started = True
     _quiet_ray_data()
-    startup = time.perf_counter() - t0
+    startup = time.perf_counter() - t0 if started else 0.0
     try:
         yield startup
     finally:
