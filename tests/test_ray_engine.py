@@ -41,7 +41,11 @@ def ray_local():
 def counts(stderr: str) -> list[str]:
     """The summary (-v: with per-step counts) without notes (file names, the engine's shard note) and
     step seconds, which differ between runs; Ray's own log lines are left out."""
-    lines = [ln for ln in stderr.splitlines() if ln.startswith(("translation:", "  ")) and "note:" not in ln]
+    lines = [
+        ln
+        for ln in stderr.splitlines()
+        if (ln.startswith("  ") or re.match(r"[\w-]+: read \d+", ln)) and "note:" not in ln
+    ]
     return [re.sub(r", \d+\.\d\d s", "", ln) for ln in lines]
 
 
@@ -389,3 +393,23 @@ def test_ordered_path_resume_replays_the_quota(ray_local, shared_data, tmp_path)
     assert (tmp_path / "resumed_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
     assert second.result.report.rejected["too_many_empty"] == local.report.rejected["too_many_empty"] > 0
     assert summary_counts(second.result) == summary_counts(local)
+
+
+@pytest.mark.shared
+def test_ner_and_classify_commands_take_engine_ray(ray_local, run_cli, shared_data, tmp_path):
+    """The commands' own wiring (cli/tasks.py hands run_options' engine to common.run_sharded)."""
+    text = (shared_data / "conll2003_en" / "eng.testb").read_text(encoding="utf-8")
+    conll = tmp_path / "head.conll"
+    conll.write_text("\n\n".join(text.split("\n\n")[:401]) + "\n", encoding="utf-8")
+    sst2 = shared_data / "sst2" / "glue_sst2_dev.tsv"
+    for cmd, args in (
+        ("ner", [conll, "--target", "inline"]),
+        ("classify", [sst2, "--text-col", "sentence", "--label-names", "negative,positive"]),
+    ):
+        local = run_cli(cmd, *args, "-o", tmp_path / f"{cmd}.jsonl", "-v")
+        assert local.exit_code == 0, local.stderr
+        on_ray = run_cli(cmd, *args, "--engine", "ray", "--shard-rows", "300", "-o", tmp_path / cmd, "-v")
+        assert on_ray.exit_code == 0, on_ray.stderr
+        assert len(shards(tmp_path / cmd)) > 1
+        assert concatenated(tmp_path / cmd) == (tmp_path / f"{cmd}.jsonl").read_bytes()
+        assert counts(on_ray.stderr) == counts(local.stderr) and ": read " in counts(local.stderr)[0]
