@@ -406,15 +406,9 @@ def stream_classification(
     from ..pipeline import registry
     from ..tasks.classification import NAME, init_info
 
-    started = registry.start(NAME, options, rows, num_proc=num_proc, shown=options.source_file, result=run)
-    init_info(run)
-
-    def outcomes() -> Iterator[Record | Rejected]:
-        yield from started
-        registry.finished(NAME, options, started)
-
-    return outcomes()
-
+    return registry.stream(
+        NAME, options, rows, before=init_info, num_proc=num_proc, shown=options.source_file, result=run
+    )
 
 def run_classification(
     options: ClassifyOptions, rows: Source[Row], *, num_proc: int | None = None

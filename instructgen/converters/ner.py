@@ -480,15 +480,7 @@ def stream_ner(
     from ..pipeline import registry
     from ..tasks.ner import NAME, init_info
 
-    started = registry.start(NAME, options, items, num_proc=num_proc, result=run)
-    init_info(run)
-
-    def outcomes() -> Iterator[Record | Rejected]:
-        yield from started
-        registry.finished(NAME, options, started)
-
-    return outcomes()
-
+    return registry.stream(NAME, options, items, before=init_info, num_proc=num_proc, result=run)
 
 def run_ner(
     options: NerOptions, items: Source[TaggedSentence | Rejected], *, num_proc: int | None = None

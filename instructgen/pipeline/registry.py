@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..schema import Record, Rejected
 from .executors import BatchFn, DatasetsMap, ProcessPool, default_num_proc
 from .outcome import COLUMNS, Outcome, outcomes_from_rows
 from .run import Executor, Pipeline, Result, Run
@@ -118,6 +119,22 @@ def finished(name: str, options: Any, run: Run) -> Result:
     if task.finish is not None:
         task.finish(options, run.result)
     return run.result
+
+
+def stream(
+    name: str, options: Any, source: Any, *, before: Callable[[Result], None] | None = None, **kwargs: Any
+) -> Iterator[Record | Rejected]:
+    """Start a run now (its plan pass included), call `before(result)`, and return an iterator over
+    its records and rejections that adds the task's notes (`finished`) once it is exhausted."""
+    started = start(name, options, source, **kwargs)
+    if before is not None:
+        before(started.result)
+
+    def outcomes() -> Iterator[Record | Rejected]:
+        yield from started
+        finished(name, options, started)
+
+    return outcomes()
 
 
 def run_task(name: str, options: Any, source: Any, **kwargs: Any) -> Result:
