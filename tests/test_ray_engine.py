@@ -57,15 +57,15 @@ def concatenated(folder: Path) -> bytes:
     return b"".join(p.read_bytes() for p in shards(folder))
 
 
-def local_and_ray(run_cli, tmp_path: Path, args: list[str], *extra: str):
-    """Run `translate args` in-process and on Ray; returns (local result, ray result, ray folder)."""
+def local_and_ray(run_cli, tmp_path: Path, args: list[str], *extra: str, cmd: str = "translate"):
+    """Run `cmd args` in-process and on Ray; returns (local result, ray result, ray folder)."""
     local = run_cli(
-        "translate", *args, "-o", tmp_path / "local.jsonl", "--rejects", tmp_path / "local_rej.jsonl", "-v"
+        cmd, *args, "-o", tmp_path / "local.jsonl", "--rejects", tmp_path / "local_rej.jsonl", "-v"
     )
     assert local.exit_code == 0, local.stderr
     folder = tmp_path / "shards"
     on_ray = run_cli(
-        "translate",
+        cmd,
         *args,
         "-o",
         folder,
@@ -413,3 +413,107 @@ def test_ner_and_classify_commands_take_engine_ray(ray_local, run_cli, shared_da
         assert len(shards(tmp_path / cmd)) > 1
         assert concatenated(tmp_path / cmd) == (tmp_path / f"{cmd}.jsonl").read_bytes()
         assert counts(on_ray.stderr) == counts(local.stderr) and ": read " in counts(local.stderr)[0]
+
+
+def _convert_input(tmp_path: Path) -> Path:
+    """The project's example pairs as instruction data in mixed layouts (Alpaca, ShareGPT, messages,
+    recognised per row), then rows that every reject path meets: exact repeats of earlier rows in
+    later shards and within one shard, a broken JSON line, an empty prompt, a placeholder, a
+    conversation without an answer. 33 lines: shards of 10 put lines 26-30 in shard 2, 31-33 in 3."""
+    pairs = [ln.split("\t") for ln in EXAMPLE.read_text(encoding="utf-8").splitlines()[1:]]
+    assert len(pairs) == 25
+    lines = []
+    for i, (zh, en) in enumerate(pairs):
+        if i % 3 == 0:
+            row = {"instruction": "Translate into English.", "input": zh, "output": en}
+        elif i % 3 == 1:
+            row = {
+                "conversations": [
+                    {"from": "human", "value": f"English please: {zh}"},
+                    {"from": "gpt", "value": en},
+                ]
+            }
+        else:
+            row = {"messages": [{"role": "user", "content": zh}, {"role": "assistant", "content": en}]}
+        lines.append(json.dumps(row, ensure_ascii=False))
+    lines += [
+        lines[3],  # 26: line 4 again (shard 2 repeats shard 0)
+        "{not json",  # 27
+        json.dumps({"instruction": "  ", "input": "", "output": "x"}),  # 28
+        lines[14],  # 29: line 15 again (shard 2 repeats shard 1)
+        json.dumps({"instruction": "Fill {{ name }} in.", "output": "ok"}),  # 30
+        lines[3],  # 31: line 4 a third time (shard 3)
+        json.dumps({"conversations": [{"from": "human", "value": "hi"}]}),  # 32: no answer
+        lines[14],  # 33: line 15 a third time
+    ]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return src
+
+
+def test_convert_command_takes_engine_ray_with_dedup_across_shards(ray_local, run_cli, tmp_path):
+    """`convert --engine ray` (its opener a partial of tasks.convert.read_items): the shards concatenate
+    to the in-process bytes, with the same rejects and counts; repeats in later shards (and twice in
+    one shard) are rejected against their first occurrence, as the in-process dedup words it."""
+    src = _convert_input(tmp_path)
+    args = [src, "--on-error", "skip", "--check-placeholders", "--format", "sharegpt"]
+    local, on_ray, folder = local_and_ray(run_cli, tmp_path, args, "--shard-rows", "10", cmd="convert")
+    assert [p.name for p in shards(folder)] == [f"part-0000{i}-of-00004.jsonl" for i in range(4)]
+    assert [len(p.read_text().splitlines()) for p in shards(folder)] == [10, 10, 5, 0]
+    assert concatenated(folder) == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+    rejected = [json.loads(x) for x in (tmp_path / "ray_rej.jsonl").read_text().splitlines()]
+    assert [
+        (r["line"], r["reason"], r["detail"] if r["reason"] == "duplicate_record" else "") for r in rejected
+    ] == [
+        (26, "duplicate_record", "same conversation as line 4"),
+        (27, "malformed_json", ""),
+        (28, "empty_prompt", ""),
+        (29, "duplicate_record", "same conversation as line 15"),
+        (30, "unrendered_placeholder", ""),
+        (31, "duplicate_record", "same conversation as line 4"),
+        (32, "malformed_row", ""),
+        (33, "duplicate_record", "same conversation as line 15"),
+    ]
+    assert {r["source_file"] for r in rejected} == {str(src)}
+    assert counts(on_ray.stderr) == counts(local.stderr)
+    assert counts(on_ray.stderr)[:2] == [
+        "convert: read 33, wrote 25, rejected 8",
+        "  rejected duplicate_record: 4",
+    ]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["task"] == "convert" and manifest["items"] == 33
+    assert manifest["options"] == {"dedup": True, "placeholders": True}
+    assert manifest["readers"] == [
+        {"reader": "instructgen.tasks.convert.read_items", "args": [str(src)], "kwargs": {"on_error": "skip"}}
+    ]
+    # malformed input stops a Ray run before any shard, with the in-process error (exit 2)
+    strict = [src, "--format", "sharegpt", "-o"]
+    stopped = run_cli("convert", *strict, tmp_path / "strict", "--engine", "ray")
+    assert stopped.exit_code == 2 and not shards(tmp_path / "strict")
+    assert stopped.stderr == run_cli("convert", *strict, tmp_path / "strict.jsonl").stderr
+    assert stopped.stderr.startswith(f"error: {src}:27: invalid JSON")
+
+
+@pytest.mark.shared
+def test_convert_alpaca_demo_shards_equal_in_process(ray_local, run_cli, shared_data, tmp_path):
+    """LLaMA-Factory's alpaca_zh_demo.json (a JSON array: every actor parses it and takes its range):
+    its 8 repeats (test_convert pins the count) sit in 4 shards of 250, 6 of them after a first
+    occurrence in an earlier shard (517 of 141, 612 of 116, 780 of 175, 782 of 182, 880 of 393, 908 of
+    267) and 2 within one shard (598 of 576, 997 of 987).
+    """
+    args = [shared_data / "alpaca_zh_demo.json", "--format", "messages", "--meta"]
+    local, on_ray, folder = local_and_ray(run_cli, tmp_path, args, "--shard-rows", "250", cmd="convert")
+    assert len(shards(folder)) == 4
+    assert concatenated(folder) == (tmp_path / "local.jsonl").read_bytes()
+    assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
+    rejected = [json.loads(x) for x in (tmp_path / "ray_rej.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["detail"]) for r in rejected][:5] == [
+        (517, "same conversation as line 141"),
+        (598, "same conversation as line 576"),
+        (612, "same conversation as line 116"),
+        (780, "same conversation as line 175"),
+        (782, "same conversation as line 182"),
+    ]
+    assert counts(on_ray.stderr) == counts(local.stderr)
+    assert "convert: read 1000, wrote 992, rejected 8" in on_ray.stderr

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 from tqdm import tqdm
 
-from ..convert import start
+from ..pipeline import registry
+from ..tasks.convert import NAME, ConvertOptions, read_items
 from .common import (
+    EngineChoice,
     check_outcome,
     fail_cleanly,
     max_reject_option,
     output_options,
     run_options,
+    run_sharded,
     write_outcomes,
 )
 
@@ -58,6 +63,7 @@ def convert_cmd(
     num_proc,
     verbose,
     max_reject_ratio,
+    engine: EngineChoice | None = None,
 ):
     """Convert Alpaca (JSON/JSONL), ShareGPT, OpenAI messages or query-response rows into any layout.
 
@@ -65,12 +71,16 @@ def convert_cmd(
     and each dropped row is counted by reason (and written to --rejects).
     """
     del seed  # converting chooses nothing at random; the option is shared with the other commands
-    run = start(
-        input_path, on_error=on_error, dedup=not no_dedup, placeholders=check_placeholders, num_proc=num_proc
-    )
-    report = run.report
-    bar = tqdm(run, disable=quiet, unit="row", desc="convert", leave=False, delay=2)
-    write_outcomes(bar, output, fmt, columns, meta, rejects)
+    options = ConvertOptions(dedup=not no_dedup, placeholders=check_placeholders)
+    # picklable (a partial of a module-level reader): --engine ray's workers open the input with it
+    opener = functools.partial(read_items, input_path, on_error=on_error)
+    sink = dict(output=output, fmt=fmt, columns=columns, meta=meta, rejects=rejects)
+    if engine is not None and engine.ray:
+        report = run_sharded(NAME, options, opener, engine, inputs=[input_path], **sink).report
+    else:
+        run = registry.start(NAME, options, opener, num_proc=num_proc, table=False)
+        report = run.report
+        write_outcomes(tqdm(run, disable=quiet, unit="row", desc="convert", leave=False, delay=2), **sink)
     if rejects:
         report.notes.append(f"rejected examples written to {rejects}")
     click.echo(report.summary(verbose), err=True)

@@ -9,12 +9,15 @@ sequential `ExactDedup` keyed on `record_digest` (first occurrence kept, in inpu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import InputError
 from ..io.layouts import row_to_record
 from ..io.readers import dump_row, rejected_from
+from ..io.records import read_records
 from ..pipeline.outcome import Outcome
 from ..pipeline.registry import Task, register
 from ..pipeline.run import Pipeline
@@ -82,11 +85,18 @@ def build(options: ConvertOptions, plan: Any = None) -> Pipeline:
     )
 
 
-def items_of(read: Any, source_file: str | None = None) -> Any:
+def items_of(read: Any, source_file: str | None = None) -> Iterator[ReadRecord | Rejected]:
     """`read_records`' `(line, Record | Rejected)` pairs as the task's items (a reader's Rejected
     passes as itself: the run loop counts it as the read step's rejection)."""
     for line, item in read:
         yield item if isinstance(item, Rejected) else ReadRecord(line, item, source_file)
+
+
+def read_items(path: str | Path, *, on_error: str = "raise") -> Iterator[ReadRecord | Rejected]:
+    """The task's input: an instruction-data file (JSON array or JSON lines, layout recognised per
+    row) read afresh, as items citing `path` as given. Module-level, so `functools.partial(read_items,
+    path, on_error=...)` is the picklable opener `--engine ray`'s workers read their shards with."""
+    return items_of(read_records(path, on_error=on_error), str(path))
 
 
 def from_row(options: ConvertOptions, row: dict[str, Any], line: int | None) -> ReadRecord | Rejected:
