@@ -5,7 +5,8 @@ contract's, see `templates.tasks.TaskSpec`), `build(options, plan) -> Pipeline` 
 its checks and its sequential steps), an optional `plan(options, items)` (a first read of the whole
 input, returning a frozen plan), `from_row(options, row, line)` (a dataset row -> the item its convert
 step takes, for `Dataset.map` and Ray) and an optional `observe`/`finish` pair for the task's own
-counts and summary notes. `start()` runs any registered task on any executor; the CLI commands,
+counts and summary notes, and an optional `prepare` (work on each read item that the plan and the
+convert step share, done once per read). `start()` runs any registered task on any executor; the CLI commands,
 the Python API and the batched adapter all go through it, so a task added from outside the package
 (see tests/test_pipeline_toy_task.py) gets all of them.
 
@@ -39,6 +40,10 @@ class Task:
     # (options, result) -> None: after the run, the task's notes for the summary
     finish: Callable[[Any, Result], None] | None = None
     report_name: str | None = None  # the summary's first word, when it is not `name`
+    # (options) -> prepare(item): applied to each read item on both passes of a planned run, so work
+    # the plan and the convert step both need is done once per read (classification's row check);
+    # the plan and the convert step then take prepared items as well as plain ones
+    prepare: Callable[[Any], Callable[[Any], Any]] | None = None
 
 
 _TASKS: dict[str, Task] = {}
@@ -110,6 +115,7 @@ def start(
         shown=shown,
         result=result,
         from_row=functools.partial(task.from_row, options) if table and task.from_row is not None else None,
+        prepare=task.prepare(options) if task.prepare is not None and task.plan is not None else None,
     )
 
 
@@ -163,7 +169,9 @@ class _Premapped:
             yield list(outcomes_from_rows([row]))
 
 
-def collect(name: str, options: Any, mapped: Any, plan: Any = None, pipeline: Pipeline | None = None) -> Result:
+def collect(
+    name: str, options: Any, mapped: Any, plan: Any = None, pipeline: Pipeline | None = None
+) -> Result:
     """Finish rows mapped with `batch_fn`: the sequential steps (dedup, quotas), counts, notes.
 
     `mapped` is a mapped Dataset or any sized iterable of dicts with the outcome columns. Only the
