@@ -4,8 +4,11 @@
   on the first row is a wrong --text-col/--label-col and stops the run), integer labels without
   names refused, the option list (`--label-names`, else the sorted labels of the whole file), and
   every original template checked to show that list.
-- **convert** (per row, pure): the row's checks again (a bad row is rejected with its reason), then
-  one record (`ClassificationConverter.convert`).
+- **prepare** (each row, on both passes): the row's checks, once per read: the plan counts the
+  checked labels and the convert step takes the checked row (`Checked`) as it is; a row that did
+  not come through a planned run (the batched adapter, Ray's workers) is checked by the convert step.
+- **convert** (per row, pure): a bad row is rejected with its reason, else one record
+  (`ClassificationConverter.convert`).
 - **checks**: `EmptyFields`, `Placeholders` (every value rendered into the template is data).
 - **sequential**: exact dedup (`duplicate_record`).
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..converters.classification import ClassificationConverter, ClassifyOptions, Row
 from ..gcpause import collector_paused
@@ -39,12 +42,42 @@ class ClassifyPlan:
     labels_in: tuple[tuple[str, int], ...] = ()  # every checked row's label, counted
 
 
+class Checked(NamedTuple):
+    """A read row with its check done (`prepare`): the label's name, or the row's rejection."""
+
+    line: int | None
+    row: Any
+    got: str | Rejected
+
+
 def converter(options: ClassifyOptions) -> ClassificationConverter:
     return cached(ClassificationConverter, options)
 
 
-def plan(options: ClassifyOptions, items: Iterable[Row]) -> ClassifyPlan:
-    """Check every row (counting labels), then fix and check the option list."""
+def prepare(options: ClassifyOptions):
+    """(line, row) -> `Checked`, for both passes of a planned run (a reader's rejection passes as it
+    is). The first row checked raises on a missing column (a wrong --text-col/--label-col), as the
+    plan's own check does; the second pass only ever sees rows the first one accepted that way."""
+    conv = converter(options)
+    check, source = conv._check, options.source_file
+    first = [True]
+
+    def checked(item: Any) -> Any:
+        if isinstance(item, Rejected):  # the reader's: the next row is still the first one
+            return item
+        if first[0]:
+            got = check(item, source, first=True)
+            first[0] = False
+        else:
+            got = check(item, source)
+        return Checked(item[0], item[1], got)
+
+    return checked
+
+
+def plan(options: ClassifyOptions, items: Iterable[Row | Checked]) -> ClassifyPlan:
+    """Check every row (counting labels; a `Checked` row was checked already), then fix and check
+    the option list."""
     conv = converter(options)  # option and pool errors before anything is read
     source = options.source_file
     labels_in: Counter = Counter()
@@ -53,7 +86,7 @@ def plan(options: ClassifyOptions, items: Iterable[Row]) -> ClassifyPlan:
         for item in items:
             if isinstance(item, Rejected):  # the reader's: the next row is still the first one
                 continue
-            got = conv._check(item, source, first=first)
+            got = item.got if type(item) is Checked else conv._check(item, source, first=first)
             first = False
             if not isinstance(got, Rejected):
                 labels_in[got] += 1
@@ -81,10 +114,13 @@ class ConvertRows:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["options"], state["plan"])
 
-    def __call__(self, item: tuple[int | None, Any]) -> list[Outcome]:
+    def __call__(self, item: tuple[int | None, Any] | Checked) -> list[Outcome]:
         opts, source = self.options, self.options.source_file
-        got = self.conv._check(item, source)
-        line, row = item
+        if type(item) is Checked:  # checked on this read already (the run's prepare)
+            line, row, got = item
+        else:
+            got = self.conv._check(item, source)
+            line, row = item
         if isinstance(got, Rejected):
             return [Outcome(got, b"", got.source_file, got.line, got.example)]
         record, data = self.conv.render(row, got, self.names, line, source)
@@ -142,4 +178,6 @@ def finish(options: ClassifyOptions, result: Result) -> None:
     result.report.notes.append(f"labels written: {dist}")
 
 
-TASK = register(Task(NAME, build, plan=plan, from_row=from_row, observer=observer, finish=finish))
+TASK = register(
+    Task(NAME, build, plan=plan, from_row=from_row, observer=observer, finish=finish, prepare=prepare)
+)
