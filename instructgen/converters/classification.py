@@ -102,6 +102,7 @@ class ClassificationConverter:
         self.verbal = dict(options.verbalise)
         self.names: list[str] | None = list(options.label_names) if options.label_names else None
         self._shown_checked: set[tuple[str, ...]] = set()
+        self._names_text: dict[tuple[str, ...], str] = {}  # the `label_names` value, per label list
 
     def label_name(self, value: Any, path: str | None, line: int | None) -> str:
         """The label's name: index into label_names for ints (and digit strings), else the string.
@@ -280,6 +281,15 @@ class ClassificationConverter:
     def words(self, name: str) -> str:
         return self.verbal.get(name, name)
 
+    def names_text(self, names: list[str]) -> str:
+        """Every label's words, joined (the `label_names` variable): one label list per run, so
+        joined once rather than per record."""
+        key = tuple(names)
+        text = self._names_text.get(key)
+        if text is None:
+            text = self._names_text[key] = self.list_sep.join(self.words(n) for n in names)
+        return text
+
     def option_order(self, names: list[str], key: str) -> list[str]:
         if self.options.option_order == "fixed":
             return names
@@ -333,7 +343,7 @@ class ClassificationConverter:
             "text2": text2,
             "label": answer,
             "options": block,
-            "label_names": self.list_sep.join(self.words(n) for n in names),
+            "label_names": self.names_text(names),
         }
         rendered = template.render(values)
         meta = {
@@ -409,6 +419,7 @@ def stream_classification(
     return registry.stream(
         NAME, options, rows, before=init_info, num_proc=num_proc, shown=options.source_file, result=run
     )
+
 
 def run_classification(
     options: ClassifyOptions, rows: Source[Row], *, num_proc: int | None = None

@@ -108,7 +108,12 @@ class Verbaliser:
 def linearise(
     entities: list[Entity], target: str, lang: str, verb: Verbaliser, text: str, only: str | None = None
 ) -> str:
-    style = answer_style(lang, verb)
+    return _linearise(entities, target, answer_style(lang, verb), verb, text, only)
+
+
+def _linearise(
+    entities: list[Entity], target: str, style: NerAnswerStyle, verb: Verbaliser, text: str, only: str | None
+) -> str:
     sep_type, sep_ent, empty = style.type_separator, style.entity_separator, style.empty
     if target == "json":
         return _json([{"entity": e.text, "type": verb(e.label)} for e in entities])
@@ -380,8 +385,8 @@ class NerConverter:
             only = ""  # the type a per-type record asks about; the other targets ask for all
             if opts.target == "per-type" and label_set:
                 only = self.asked_type(entities, label_set, key)
-            target_text = linearise(entities, opts.target, lang, verb, text, only=only)
             style = answer_style(lang, verb)
+            target_text = _linearise(entities, opts.target, style, verb, text, only)
             if opts.target != "json" and _may_be_ambiguous(opts.target, style, text, entities):
                 wanted = [e for e in entities if e.label == only] if opts.target == "per-type" else entities
                 back = parse_target(target_text, opts.target, lang, verb, only=only or None, labels=label_set)
@@ -481,6 +486,7 @@ def stream_ner(
     from ..tasks.ner import NAME, init_info
 
     return registry.stream(NAME, options, items, before=init_info, num_proc=num_proc, result=run)
+
 
 def run_ner(
     options: NerOptions, items: Source[TaggedSentence | Rejected], *, num_proc: int | None = None
