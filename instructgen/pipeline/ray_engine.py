@@ -163,7 +163,7 @@ class ShardWorker:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "outcomes": [], "seconds": [], "error": []}
-        for shard in _batch_shards(batch):
+        for shard in shard_specs(batch):
             n, seconds, error = self.convert(shard)
             out["index"].append(shard.index)
             out["outcomes"].append(n)
@@ -181,7 +181,7 @@ class ShardWorker:
             n = write_outcome_rows(self.folder.outcomes(shard), self._columns(pipeline, items, keys))
             write_keys(self.folder.keys(shard), keys)
         except InstructgenError as exc:
-            return 0, {}, _pickled_error(exc)
+            return 0, {}, pickled_error(exc)
         spent = Counter(pipeline.seconds)
         spent.subtract(before)
         # the whole shard in this actor (reading past earlier items, steps, storing outcomes): what a
@@ -239,11 +239,11 @@ class ShardFinisher:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "counts": [], "error": []}
-        for shard in _batch_shards(batch):
+        for shard in shard_specs(batch):
             try:
                 counts, error = json.dumps(self.finish(shard)), b""
             except InstructgenError as exc:
-                counts, error = "", _pickled_error(exc)
+                counts, error = "", pickled_error(exc)
             out["index"].append(shard.index)
             out["counts"].append(counts)
             out["error"].append(error)
@@ -325,13 +325,13 @@ def keyed(pipeline: Pipeline) -> bool:
     return all(type(step) is ExactDedup for step in pipeline.sequential) and len(pipeline.sequential) <= 1
 
 
-def _batch_shards(batch: dict[str, Any]) -> list[Shard]:
+def shard_specs(batch: dict[str, Any]) -> list[Shard]:
     """The shard specs of a `map_batches` batch (numpy columns)."""
     cols = zip(batch["index"], batch["count"], batch["start"], batch["stop"], batch["source"], strict=True)
     return [Shard(int(i), int(n), int(a), int(b), int(src)) for i, n, a, b, src in cols]
 
 
-def _pickled_error(exc: InstructgenError) -> bytes:
+def pickled_error(exc: InstructgenError) -> bytes:
     """The error as the driver can raise it again: itself when it survives pickling, else its text."""
     try:
         data = pickle.dumps(exc)
@@ -534,7 +534,7 @@ def run_sharded(
     )
     described = describe_inputs(inputs)
     readers = [describe_reader(op) for op in openers]
-    session = _Session(address, num_cpus)
+    session = RaySession(address, num_cpus)
     try:
         if run.total is not None and len(openers) == 1:
             totals = [run.total]
@@ -619,11 +619,11 @@ class _Job:
     folder: ShardFolder
     digest: str
     output: dict[str, Any]
-    session: _Session
+    session: RaySession
     workers: int | None
 
 
-class _Session:
+class RaySession:
     """Ray for one run, started on first need (a fully resumed run needs none), shut down at the end
     when this run started it."""
 
@@ -651,10 +651,10 @@ def _count_items(opener: Callable[[], Iterable[Any]], cwd: str | None) -> tuple[
     try:
         return sum(1 for _ in opener()), b""
     except InstructgenError as exc:
-        return 0, _pickled_error(exc)
+        return 0, pickled_error(exc)
 
 
-def _count(openers: list[Callable[[], Iterable[Any]]], session: _Session) -> list[int]:
+def _count(openers: list[Callable[[], Iterable[Any]]], session: RaySession) -> list[int]:
     """Items per input: here for one input; as Ray tasks for several (the driver's one serial pass
     over the data is otherwise the longest part of a large run), the first error in input order."""
     if len(openers) == 1:
@@ -834,35 +834,38 @@ def _answers(ds: Any) -> Iterator[dict[str, Any]]:
         raise InstructgenError(f"Ray failed: {str(exc).splitlines()[0]}") from None
 
 
-def _convert_on_ray(job: _Job, todo: list[Shard], plan: Any) -> Iterator[dict[str, Any]]:
-    """Shard answers as Ray finishes them (any order): `map_batches` over one row per shard."""
+def map_shards(
+    session: RaySession, todo: list[Shard], actor: type, args: tuple, workers: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The answer rows of `actor` for each shard of `todo`, as Ray finishes them (any order):
+    `map_batches` over one row per shard (batch size 1) on a pool of actors, each built once with
+    `args` and asking for `ACTOR_CPUS`; a worker that died is an InstructgenError."""
+    session.start()
     import ray.data
 
     ds = _shard_rows(todo).map_batches(
-        ShardWorker,
-        fn_constructor_args=(
-            functools.partial(job.task.build, job.options),
-            plan,
-            job.openers,
-            str(job.folder.root),
-            os.getcwd(),
-        ),
+        actor,
+        fn_constructor_args=args,
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=_actors(len(todo), job.workers)),
+        compute=ray.data.ActorPoolStrategy(size=_actors(len(todo), workers)),
         num_cpus=ACTOR_CPUS,
     )
     return _answers(ds)
+
+
+def _convert_on_ray(job: _Job, todo: list[Shard], plan: Any) -> Iterator[dict[str, Any]]:
+    """Shard answers as Ray finishes them (any order): the record steps on `ShardWorker` actors."""
+    args = (
+        functools.partial(job.task.build, job.options),
+        plan,
+        job.openers,
+        str(job.folder.root),
+        os.getcwd(),
+    )
+    return map_shards(job.session, todo, ShardWorker, args, job.workers)
 
 
 def _finish_on_ray(job: _Job, todo: list[Shard], plan: Any) -> Iterator[dict[str, Any]]:
     """The keyed run's second pass: actors write the output shards from the stored outcomes."""
-    import ray.data
-
-    ds = _shard_rows(todo).map_batches(
-        ShardFinisher,
-        fn_constructor_args=(job.task.name, job.options, plan, str(job.folder.root), os.getcwd(), job.output),
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=_actors(len(todo), job.workers)),
-        num_cpus=ACTOR_CPUS,
-    )
-    return _answers(ds)
+    args = (job.task.name, job.options, plan, str(job.folder.root), os.getcwd(), job.output)
+    return map_shards(job.session, todo, ShardFinisher, args, job.workers)

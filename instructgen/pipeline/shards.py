@@ -67,8 +67,8 @@ class Shard:
         return shard_name(self.index, self.count)
 
 
-def shard_name(index: int, count: int, suffix: str = ".jsonl") -> str:
-    return f"part-{index:05d}-of-{count:05d}{suffix}"
+def shard_name(index: int, count: int, suffix: str = ".jsonl", prefix: str = "part") -> str:
+    return f"{prefix}-{index:05d}-of-{count:05d}{suffix}"
 
 
 def plan_shards(totals: int | list[int], rows: int) -> list[Shard]:
@@ -166,8 +166,11 @@ def configuration(
     output: dict[str, Any],
     shard_rows: int,
     source_items: list[int],
+    *,
+    pools: bool = True,
 ) -> dict[str, Any]:
-    """Everything that decides the shards' bytes, and its digest."""
+    """Everything that decides the shards' bytes, and its digest (`pools`: whether the template pools
+    are part of it; a task that uses none, like tokenize, leaves them out)."""
     from .. import __version__
 
     config = {
@@ -175,7 +178,7 @@ def configuration(
         "shard_format": SHARD_FORMAT,
         "task": task,
         "options": options_dict(options),
-        "template_pools_sha256": pools_digest(options),
+        "template_pools_sha256": pools_digest(options) if pools else None,
         "inputs": inputs,
         "readers": readers,
         "output": output,
@@ -205,36 +208,56 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 class ShardFolder:
-    """The output folder of a sharded run: names, markers, stored outcomes, the manifest."""
+    """The output folder of a sharded run: names, markers, stored outcomes, the manifest.
 
-    def __init__(self, root: str | Path) -> None:
+    The record tasks write `part-00000-of-00012.jsonl` at the top level and store each shard's
+    outcomes; other layouts name their files with `prefix` and `suffix` (tokenize: the Arrow shards
+    `data-00000-of-00012.arrow` of a `datasets.load_from_disk` folder), may keep their outputs in
+    another folder (`outputs`, e.g. a spool under `_work/`) and may store no outcomes (`outcomes`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        prefix: str = "part",
+        suffix: str = ".jsonl",
+        outputs: str | Path | None = None,
+        outcomes: bool = True,
+    ) -> None:
         self.root = Path(root)
         self.work = self.root / WORK
+        self.prefix, self.suffix = prefix, suffix
+        self.outputs = Path(outputs) if outputs is not None else self.root
+        self.stores_outcomes = outcomes
+
+    def _name(self, shard: Shard, suffix: str) -> str:
+        return shard_name(shard.index, shard.count, suffix, self.prefix)
 
     def output(self, shard: Shard) -> Path:
-        return self.root / shard.name
+        return self.outputs / self._name(shard, self.suffix)
 
     def marker(self, shard: Shard) -> Path:
-        return self.work / shard_name(shard.index, shard.count, DONE)
+        return self.work / self._name(shard, DONE)
 
     def outcomes(self, shard: Shard) -> Path:
-        return self.work / shard_name(shard.index, shard.count, ".outcomes.jsonl.gz")
+        return self.work / self._name(shard, ".outcomes.jsonl.gz")
 
     def keys(self, shard: Shard) -> Path:
         """The shard's dedup keys: `position TAB key TAB line` per kept record that has a key."""
-        return self.work / shard_name(shard.index, shard.count, ".keys")
+        return self.work / self._name(shard, ".keys")
 
     def duplicates(self, shard: Shard) -> Path:
         """The positions the key pass found repeated, with the line of the first occurrence (JSON)."""
-        return self.work / shard_name(shard.index, shard.count, ".dups.json")
+        return self.work / self._name(shard, ".dups.json")
 
     def rejects(self, shard: Shard) -> Path:
         """The shard's rejections (--rejects is these pieces joined in shard order)."""
-        return self.work / shard_name(shard.index, shard.count, ".rejects.jsonl")
+        return self.work / self._name(shard, ".rejects.jsonl")
 
     def counted(self, shard: Shard) -> Path:
         """The shard's report, tallies and task counts (pickled), merged into the run's in shard order."""
-        return self.work / shard_name(shard.index, shard.count, ".result.pkl")
+        return self.work / self._name(shard, ".result.pkl")
 
     def prepare(self, config: dict[str, Any], *, overwrite: bool) -> None:
         """Create the folder, or check that the shards in it were made with `config`.
@@ -262,9 +285,10 @@ class ShardFolder:
                     f"{self.root} holds shards of another configuration (changed: {changed}); "
                     "refusing to mix them: use --overwrite to start over, or another folder"
                 )
-        elif any(self.root.glob("part-*")):
+        elif any(self.root.glob(f"{self.prefix}-*")):
             raise ConfigError(
-                f"{self.root} holds part-* files but no {MANIFEST}: use --overwrite to start over, or another folder"
+                f"{self.root} holds {self.prefix}-* files but no {MANIFEST}: use --overwrite to start over, "
+                "or another folder"
             )
         self.work.mkdir(parents=True, exist_ok=True)
         self.write_manifest(config)
@@ -272,11 +296,12 @@ class ShardFolder:
     def clear(self) -> None:
         if not self.root.is_dir():
             return
-        for p in self.root.glob("part-*-of-*"):
+        for p in self.root.glob(f"{self.prefix}-*-of-*"):
             p.unlink()
         if self.work.is_dir():
-            for p in self.work.glob("part-*-of-*"):
-                p.unlink()
+            for p in self.work.glob("*-*-of-*"):
+                if p.is_file():
+                    p.unlink()
         (self.root / MANIFEST).unlink(missing_ok=True)
 
     def counted_before(self, inputs: list[dict[str, Any]], readers: list[Any]) -> list[int] | None:
@@ -309,14 +334,15 @@ class ShardFolder:
             return None
         if done.get("config_digest") != digest or done.get("bytes") != size:
             return None
-        if not all(p.exists() for p in (self.outcomes(shard), *needs)):
+        stored = (self.outcomes(shard),) if self.stores_outcomes else ()
+        if not all(p.exists() for p in (*stored, *needs)):
             return None
         return done
 
     def mark_done(self, shard: Shard, digest: str, counts: dict[str, Any]) -> dict[str, Any]:
         """Write the completion marker, after the shard's file was renamed in."""
         done = {
-            "shard": shard.name,
+            "shard": self.output(shard).name,
             "source": shard.source,
             "start": shard.start,
             "stop": shard.stop,
