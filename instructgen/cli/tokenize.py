@@ -16,6 +16,7 @@ Examples:
   instructgen tokenize data.jsonl --tokenizer ./qwen-tokenizer --format qwen --max-length 1024 -o tok/
   instructgen tokenize chats.jsonl --tokenizer ./tok --format chat_template --mask-history -o tok/
   instructgen tokenize data.json --tokenizer ./tok --format my_alpaca_lora_template.json --pack -o packed/
+  instructgen tokenize big.jsonl --tokenizer ./tok --format qwen --engine ray --shard-rows 100000 -o tok/
   instructgen inspect tok/ -n 3 --audit
 """
 
@@ -81,10 +82,43 @@ Examples:
 )
 @click.option("--rejects", default=None, metavar="FILE", help="Write dropped records with their reason here.")
 @click.option(
-    "--overwrite",
-    is_flag=True,
-    help="Rebuild even when the output holds a matching cached result, and replace an existing output "
-    "folder even when it holds files instructgen did not write (they are deleted).",
+    "--resume/--overwrite",
+    "resume",
+    default=True,
+    show_default=True,
+    help="--overwrite: rebuild even when the output holds a matching cached result, and replace an "
+    "existing output folder even when it holds files instructgen did not write (they are deleted); "
+    "with --engine ray, start over instead of skipping the shards a previous run of the same "
+    "configuration completed (--resume, the default).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where records are encoded: here (with --num-proc processes), or on Ray Data actors (pip install "
+    "'instructgen[ray]'), one Arrow file per shard of --shard-rows records: data-00000-of-000NN.arrow, "
+    "the same rows as local, resumable.",
+)
+@click.option(
+    "--ray-address",
+    envvar="RAY_ADDRESS",
+    default=None,
+    metavar="ADDR",
+    help="--engine ray: the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on this "
+    "machine's CPUs; on a cluster -o must be on storage every node sees).",
+)
+@click.option(
+    "--shard-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--engine ray: records per shard [default: 250000] (a resumed run must use the same value).",
+)
+@click.option(
+    "--max-shards",
+    type=click.IntRange(min=0),
+    default=None,
+    help="--engine ray: tokenize at most this many missing shards, then stop (run again to resume).",
 )
 @click.option(
     "-o",
@@ -112,7 +146,11 @@ def tokenize_cmd(
     audit_sample,
     system,
     rejects,
-    overwrite,
+    resume,
+    engine,
+    ray_address,
+    shard_rows,
+    max_shards,
     out_dir,
     quiet,
 ):
@@ -169,8 +207,12 @@ def tokenize_cmd(
         pack=pack,
         fast=not no_fast,
         rejects=rejects,
-        overwrite=overwrite,
+        overwrite=not resume,
         progress_factory=bar,
+        engine=engine,
+        ray_address=ray_address if engine == "ray" else None,
+        shard_rows=shard_rows,
+        max_shards=max_shards,
     )
     click.echo(report.summary(), err=True)
 

@@ -38,6 +38,7 @@ from ..formats import PromptFormat, get_format
 from ..io.atomic import remove_stale_folders, stage_folder, swap_folder_in
 from ..io.records import read_records
 from ..io.writers import JsonlSink
+from ..pipeline.shards import MANIFEST, WORK
 from ..schema import Record, Rejected
 from .columnar import ColumnarEncoder
 from .encode import IGNORE, ChatTemplateEncoder, Encoded, EncodeOptions, Encoder
@@ -552,12 +553,17 @@ def arrow_array(values: Any) -> Any:
 class ShardWriter:
     """Streams Arrow tables into `data-XXXXX-of-NNNNN.arrow` shards of at most ~500 MB and writes
     the `state.json` / `dataset_info.json` that `datasets.load_from_disk` reads: memory stays at
-    one table, whatever the dataset's size."""
+    one table, whatever the dataset's size.
 
-    def __init__(self, out_dir: str | Path, fingerprint: str = "") -> None:
+    With `file`, every table goes to that one Arrow file, whatever its size (`--engine ray`: one
+    file per input shard, named by the driver), and `finish` closes it without writing the state.
+    """
+
+    def __init__(self, out_dir: str | Path, fingerprint: str = "", *, file: str | Path | None = None) -> None:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
+        self.file = Path(file) if file is not None else None
         self.shards: list[Path] = []
         self.features: Any = None  # datasets' Features, or their dict when written directly
         self.direct = False
@@ -565,18 +571,22 @@ class ShardWriter:
         self._bytes = 0
         self.rows = 0
 
+    def set_features(self, table: Any) -> None:
+        """The datasets features of `table`'s schema (written into each shard and dataset_info.json)."""
+        try:
+            self.features = _hf_features(table.schema) if _direct_arrow() else None
+        except TypeError:  # a column type not spelled out here
+            self.features = None
+        self.direct = self.features is not None
+        self.features = self.features or _datasets_features(table)
+
     def write(self, table: Any) -> None:
         if self.features is None:
-            try:
-                self.features = _hf_features(table.schema) if _direct_arrow() else None
-            except TypeError:  # a column type not spelled out here
-                self.features = None
-            self.direct = self.features is not None
-            self.features = self.features or _datasets_features(table)
-        if self._writer is not None and self._bytes >= SHARD_BYTES:
+            self.set_features(table)
+        if self._writer is not None and self._bytes >= SHARD_BYTES and self.file is None:
             self._close_shard()
         if self._writer is None:
-            path = self.dir / f".data-{len(self.shards):05d}.arrow.part"
+            path = self.file or self.dir / f".data-{len(self.shards):05d}.arrow.part"
             self.shards.append(path)
             self._writer = self._open(path, table.schema)
             self._bytes = 0
@@ -610,16 +620,24 @@ class ShardWriter:
             self._writer.close()
         self._writer = None
 
-    def close(self) -> None:
-        """Name the shards and write the dataset's state and info files."""
+    def finish(self) -> None:
+        """Close the open shard file."""
         if self._writer is not None:
             self._close_shard()
+
+    def close(self) -> None:
+        """Name the shards and write the dataset's state and info files."""
+        self.finish()
         if self.features is None:
             raise ConfigError("nothing to write: no row survived")
         n = len(self.shards)
         names = [f"data-{i:05d}-of-{n:05d}.arrow" for i in range(n)]
         for path, name in zip(self.shards, names):
             os.replace(path, self.dir / name)
+        self.write_state(names)
+
+    def write_state(self, names: Sequence[str]) -> None:
+        """`state.json` and `dataset_info.json` for the Arrow files `names` (in order) of this folder."""
         state = {
             "_data_files": [{"filename": name} for name in names],
             "_fingerprint": (self.fingerprint or hashlib.sha256(repr(names).encode()).hexdigest())[:16],
@@ -658,6 +676,23 @@ OWN_FILES = ("dataset_info.json", "state.json")
 def _is_own_file(name: str) -> bool:
     return name in (META_FILE, REJECTS_FILE, *OWN_FILES) or (
         name.startswith("data-") and name.endswith(".arrow")
+    )
+
+
+def sharded_output(folder: str | Path) -> bool:
+    """Whether `folder` holds a `tokenize --engine ray` run's manifest (finished or not)."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("task") == "tokenize"
+
+
+def _listed(folder: Path) -> list[str]:
+    """The entries of an output folder its metadata covers: all but the metadata itself and the
+    `_work/` folder of a sharded run (markers and spools, rewritten by a resumed run)."""
+    return sorted(
+        n for n in os.listdir(folder) if n != META_FILE and not (n == WORK and (folder / n).is_dir())
     )
 
 
@@ -724,10 +759,18 @@ class OutputFolder:
         entries = sorted(os.listdir(p))
         if not entries:
             return
-        if (p / META_FILE).is_file():
+        sharded = sharded_output(p)  # a tokenize --engine ray folder, finished or stopped part-way
+        if (p / META_FILE).is_file() or sharded:
             try:
-                read_meta(p)
-                foreign = [e for e in entries if not _is_own_file(e) or (p / e).is_dir()]
+                if (p / META_FILE).is_file():
+                    read_meta(p)
+
+                def own(e: str) -> bool:
+                    if sharded and e == WORK:
+                        return (p / e).is_dir() and not (p / e).is_symlink()
+                    return (_is_own_file(e) or (sharded and e == MANIFEST)) and not (p / e).is_dir()
+
+                foreign = [e for e in entries if not own(e)]
                 self.ours = not foreign
             except ConfigError:
                 foreign = [META_FILE + " (damaged)"]
@@ -866,21 +909,41 @@ class PackSpool:
         report.packing_efficiency = int(offsets[-1]) / (capacity * nbins) if nbins else 0.0
         with open(self.folder / ".ids.bin", "rb") as fi, open(self.folder / ".labels.bin", "rb") as fl:
 
-            def read(f, i: int) -> list[int]:
-                raw = os.pread(f.fileno(), int(lengths[i]) * 4, int(offsets[i]) * 4)
-                return np.frombuffer(raw, dtype=np.int32).tolist()
+            def read(i: int) -> tuple[list[int], list[int]]:
+                size, at = int(lengths[i]) * 4, int(offsets[i]) * 4
+                ids = np.frombuffer(os.pread(fi.fileno(), size, at), dtype=np.int32).tolist()
+                return ids, np.frombuffer(os.pread(fl.fileno(), size, at), dtype=np.int32).tolist()
 
-            for k in range(0, nbins, self.BINS_PER_TABLE):
-                cols: dict[str, list] = {}
-                for j in range(k, min(k + self.BINS_PER_TABLE, nbins)):
-                    b = plan[starts[j] : starts[j + 1]].tolist()
-                    # one bin packed alone is the bin the whole-dataset plan made (its rows in order)
-                    one = pack_rows([read(fi, i) for i in b], [read(fl, i) for i in b], capacity)
-                    for name, rows in one.items():
-                        cols.setdefault(name, []).extend(rows)
-                writer.write(columns_table(cols))
+            write_bins(writer, plan, starts, range(nbins), read, capacity)
         (self.folder / ".ids.bin").unlink()
         (self.folder / ".labels.bin").unlink()
+
+
+def write_bins(
+    writer: ShardWriter,
+    plan: Any,
+    starts: Any,
+    bins: range,
+    read: Any,
+    capacity: int,
+    per_table: int = PackSpool.BINS_PER_TABLE,
+) -> int:
+    """Write the packed rows of `bins` (of the `plan_bfd_arrays` plan) to `writer`, `per_table` bins
+    at a time; `read(i)` gives row i's (input_ids, labels). Returns the tokens written."""
+    tokens = 0
+    for k in range(bins.start, bins.stop, per_table):
+        cols: dict[str, list] = {}
+        for j in range(k, min(k + per_table, bins.stop)):
+            b = plan[starts[j] : starts[j + 1]].tolist()
+            rows = [read(i) for i in b]
+            # one bin packed alone is the bin the whole-dataset plan made (its rows in order)
+            one = pack_rows([r[0] for r in rows], [r[1] for r in rows], capacity)
+            for name, values in one.items():
+                cols.setdefault(name, []).extend(values)
+            tokens += sum(len(r[0]) for r in rows)
+        if cols:
+            writer.write(columns_table(cols))
+    return tokens
 
 
 def check_input(input_path: str | Path) -> None:
@@ -919,12 +982,45 @@ def tokenize_file(
     rejects: str | None = None,
     overwrite: bool = False,
     progress_factory: Any = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    shard_rows: int | None = None,
+    max_shards: int | None = None,
 ) -> TokenizeReport:
     """Tokenize an Alpaca / ShareGPT / messages file into `out_dir` (reused when nothing changed).
 
     `out_dir` is created, or replaced when it holds a previous instructgen output (or with
     `overwrite`); a folder holding anything else is refused before any work (see OutputFolder).
+    `engine="ray"` tokenizes shards of `shard_rows` records on Ray actors (`ray_address` or
+    RAY_ADDRESS, else a local Ray) into the same rows, resumably (see `sharded.tokenize_sharded`;
+    `max_shards` stops after that many, `overwrite` starts over).
     """
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray, not {engine!r}")
+    if engine == "ray":
+        if num_proc != 1:
+            raise ConfigError(
+                "--num-proc is for --engine local; on Ray the actors are the workers (one per CPU)"
+            )
+        from ..pipeline.shards import DEFAULT_SHARD_ROWS
+        from .sharded import tokenize_sharded
+
+        return tokenize_sharded(
+            input_path,
+            tokenizer_path,
+            out_dir,
+            fmt=fmt,
+            options=options,
+            pack=pack,
+            fast=fast,
+            rejects=rejects,
+            overwrite=overwrite,
+            shard_rows=shard_rows or DEFAULT_SHARD_ROWS,
+            max_shards=max_shards,
+            address=ray_address,
+        )
+    if max_shards is not None or shard_rows is not None:
+        raise ConfigError("--shard-rows and --max-shards are for --engine ray")
     options = options or EncodeOptions()
     t0 = time.perf_counter()
     check_input(input_path)
@@ -938,7 +1034,7 @@ def tokenize_file(
     tok_fp = tokenizer_fingerprint(tokenizer_path)
     key = cache_key(input_hash(input_path), tok_fp, fmt_obj, options, pack)
     stale = ""
-    if folder.ours and not overwrite:
+    if folder.ours and not overwrite and (Path(out_dir) / META_FILE).is_file():
         meta = read_meta(out_dir)
         if meta.get("cache_key") == key:
             stale = verify_output(out_dir, meta)
@@ -1024,8 +1120,7 @@ def output_files(out_dir: str | Path) -> dict[str, dict[str, Any]]:
     folder = Path(out_dir)
     return {
         name: {"bytes": (folder / name).stat().st_size, "sha256": file_hash(folder / name)}
-        for name in sorted(os.listdir(folder))
-        if name != META_FILE
+        for name in _listed(folder)
     }
 
 
@@ -1035,7 +1130,7 @@ def verify_output(out_dir: str | Path, meta: dict[str, Any]) -> str:
     if not isinstance(listed, dict):
         return f"{META_FILE} lists no file hashes (written by an older version)"
     folder = Path(out_dir)
-    present = sorted(n for n in os.listdir(folder) if n != META_FILE)
+    present = _listed(folder)
     for name in sorted(set(listed) | set(present)):
         want = listed.get(name)
         if want is None:
