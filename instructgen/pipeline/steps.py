@@ -83,7 +83,12 @@ class EmptyFields:
     name = "empty_fields"
 
     def __call__(self, outcome: Outcome) -> tuple[str, str] | None:
-        return empty_fields(outcome.item)  # type: ignore[arg-type]
+        r = outcome.item
+        # the usual record (no history, every side non-empty) answered here, without the call below
+        # (half of this check's ~0.5 us per record); any other record gets the full answer
+        if r.history or not r.output.strip() or not (r.instruction.strip() or r.input.strip()):  # type: ignore[union-attr]
+            return empty_fields(r)  # type: ignore[arg-type]
+        return None
 
 
 def empty_fields(record: Record) -> tuple[str, str] | None:
@@ -115,7 +120,11 @@ class Placeholders:
         # the usual record has no placeholder-like text at all: a text without any of the characters a
         # placeholder starts with cannot hold one (`in` scans at C speed, ~0.1 us; the pattern's
         # alternation costs ~3 us per 100 characters), and one search per remaining text decides the
-        # rest, before any counting (exact: a match anywhere is looked at by the full check below)
+        # rest, before any counting (exact: a match anywhere is looked at by the full check below).
+        # The three texts joined are scanned first: 4 scans instead of 12 (~0.35 us, not ~0.55)
+        joined = r.instruction + r.input + r.output  # type: ignore[union-attr]
+        if not ("{" in joined or "[" in joined or "<" in joined or "【" in joined):
+            return None
         search = None
         for text in (r.instruction, r.input, r.output):  # type: ignore[union-attr]
             if "{" in text or "[" in text or "<" in text or "【" in text:

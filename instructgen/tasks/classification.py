@@ -17,6 +17,7 @@ The semantics (options block, verbalisation, template choice) stay in `converter
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,9 +71,13 @@ def prepare(options: ClassifyOptions):
             first[0] = False
         else:
             got = check(item, source)
-        return Checked(item[0], item[1], got)
+        return make_checked((item[0], item[1], got))
 
     return checked
+
+
+# Checked(line, row, got) without NamedTuple's Python-level __new__ (~0.2 us a row)
+make_checked = functools.partial(tuple.__new__, Checked)
 
 
 def plan(options: ClassifyOptions, items: Iterable[Row | Checked]) -> ClassifyPlan:
