@@ -20,11 +20,15 @@ on the sample before use (`engines.select_engine`), and tests compare whole file
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 from array import array
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate, repeat
 from typing import Any
 
 import numpy as np
@@ -48,6 +52,8 @@ class _Piece:
     const: Any = None  # np.int32 ids, the same for every row
     template: str | None = None  # str.format template over (instruction, input, output, system)
     specials: bool = True  # encoding mode of the string
+    fields: tuple[int, ...] = ()  # the fields `template` uses, in the order of its {0}, {1}, ...
+    direct: int = -1  # the template is exactly one field: that field's column is the strings
 
 
 @dataclass
@@ -93,6 +99,52 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     before = np.cumsum(lengths) - lengths
     return np.arange(total, dtype=np.int64) + np.repeat(starts.astype(np.int64) - before, lengths)
+
+
+_FIELDS = operator.attrgetter("instruction", "input", "output", "system", "history", "meta")
+# Where a match of _IDENTITY_Q can start: each alternative begins with one of these words (in
+# the lowercased text: their letters have no case variant outside ASCII under re.IGNORECASE, only
+# i, k and s do) or CJK characters; "introduce" is found by "ntroduce" one character on (its "i"
+# may be "ı")
+_IDENTITY_STARTS = (("who", 0), ("your", 0), ("what", 0), ("ntroduce", 1))
+_IDENTITY_STARTS_CJK = ("你", "您", "谁", "介")
+
+
+def _key(code: int) -> tuple:
+    """The shape key of a code from `ColumnarEncoder._route`."""
+    return (bool(code & 1), bool(code & 2), bool(code & 4), ("none", "own", "empty")[code >> 3])
+
+
+def _identity_rows(prompts: Sequence[str], rows: list[int]) -> list[int]:
+    """The rows (of `rows`) whose prompt `_IDENTITY_Q` matches, what `Encoder._system_for` checks.
+
+    The prompts are joined by _SEP (no alternative spans it, and \\b sees it as the start or end
+    of a text); the regex is tried anchored (`match`) only where one of its alternatives can
+    start (`_IDENTITY_STARTS`, found by substring scans of the lowercased text): searching every
+    prompt with it cost ~250 ns a character, about as much as encoding them.
+    """
+    assert _IDENTITY_Q is not None
+    texts = [prompts[k] for k in rows]
+    joined = _SEP.join(texts)
+    low = joined.lower()
+    match = _IDENTITY_Q.match
+    if len(low) != len(joined):  # a character lowercases to several (İ): search row by row
+        return [k for k, t in zip(rows, texts) if _IDENTITY_Q.search(t)]
+    needles = list(_IDENTITY_STARTS)
+    if not joined.isascii():
+        needles += [(c, 0) for c in _IDENTITY_STARTS_CJK]
+    starts: set[int] = set()
+    for needle, back in needles:
+        find = low.find
+        pos = find(needle)
+        while pos >= 0:
+            if pos >= back and match(joined, pos - back):
+                starts.add(pos - back)
+            pos = find(needle, pos + 1)
+    if not starts:
+        return []
+    ends = list(accumulate(len(t) + 1 for t in texts))
+    return sorted({rows[bisect_right(ends, s)] for s in starts})
 
 
 class ColumnarEncoder:
@@ -150,11 +202,29 @@ class ColumnarEncoder:
                 pieces.append(_Piece(trainable=bool(trainable), const=np.asarray(ids, dtype=np.int64)))
                 continue
             # (with glue every string stays a template: a response is encoded with its prompt)
+            used = tuple(dict.fromkeys(_PH.index(p) for p in parts[1::2]))
             fmt = "".join(
-                "{" + str(_PH.index(p)) + "}" if k % 2 else p.replace("{", "{{").replace("}", "}}")
+                "{" + str(used.index(_PH.index(p))) + "}"
+                if k % 2
+                else p.replace("{", "{{").replace("}", "}}")
                 for k, p in enumerate(parts)
             )
-            pieces.append(_Piece(trainable=bool(trainable), template=fmt))
+            direct = used[0] if fmt == "{0}" else -1
+            pieces.append(_Piece(trainable=bool(trainable), template=fmt, fields=used, direct=direct))
+        # consecutive constant pieces with one label rule are one piece (fewer segments per row)
+        merged: list[_Piece] = []
+        for piece in pieces:
+            last = merged[-1] if merged else None
+            if (
+                last is not None
+                and last.template is None
+                and piece.template is None
+                and last.trainable == piece.trainable
+            ):
+                merged[-1] = _Piece(trainable=last.trainable, const=np.concatenate([last.const, piece.const]))
+            else:
+                merged.append(piece)
+        pieces = merged
         glue = []
         if self.enc._glue:
             for j in range(1, len(pieces)):
@@ -165,45 +235,53 @@ class ColumnarEncoder:
 
     # --- a chunk ------------------------------------------------------------------------------------
 
-    def _route(self, records: Sequence[Record]) -> tuple[list[tuple | None], list[int], list[tuple]]:
-        """(per record: its shape key or None for the encoder; rows needing the encoder; per
-        record its (instruction, input, output, system or "") fields, read once for the chunk)."""
+    def _route(self, records: Sequence[Record]) -> tuple[np.ndarray, list]:
+        """(per record its shape code, -1 for a row the encoder takes (see `_key`); the chunk's
+        columns instruction, input, output, system): one C-level pass per column, no per-row
+        Python objects but the prompt strings, whose added-token and identity scans run on the
+        joined column."""
         enc = self.enc
+        n_rec = len(records)
         n = enc.options.audit_sample
         if self.off or n < 0 or (n > 0 and enc._audited < n):
-            return [None] * len(records), list(range(len(records))), []
-        raw = [(r.instruction, r.input, r.output, r.system, r.history, r.meta) for r in records]
-        fields = [(i, x, o, s or "") for i, x, o, s, _, _ in raw]
-        prompts = [f"{i}\n{x}" if x else i for i, x, *_ in raw]  # Record.prompt_text
-        slow = {k for k, f in enumerate(raw) if f[4]}  # history
+            return np.full(n_rec, -1, dtype=np.int64), []
+        if not n_rec:
+            return np.empty(0, dtype=np.int64), [(), (), (), ()]
+        ins, inp, out, sysv, hist, meta = zip(*map(_FIELDS, records))
+        cols = [ins, inp, out, sysv]
+        has = partial(np.fromiter, dtype=bool, count=n_rec)
+        codes = has(map(bool, ins)).astype(np.int64)
+        has_input = has(map(bool, inp))
+        codes += 2 * has_input
+        codes += 4 * has(map(bool, out))
+        sys_none = has(map(operator.is_, sysv, repeat(None)))
+        if not sys_none.all():
+            codes += 8 * np.where(sys_none, 0, np.where(has(map(bool, sysv)), 1, 2))
+        # Record.prompt_text
+        prompts = [f"{i}\n{x}" if x else i for i, x in zip(ins, inp)] if has_input.any() else ins
+        slow: set[int] = set(np.flatnonzero(has(map(bool, hist))).tolist())  # history
         split_re = enc._split_re
         if split_re is not None:
-            for column in (prompts, [f[2] for f in fields], [f[3] for f in fields]):
+            columns = [prompts, out]
+            if not sys_none.all():
+                columns.append([x or "" for x in sysv])
+            for column in columns:
                 self._flag(split_re, self._added_prefix, column, slow)
         if self._identity_check:
             # Encoder._system_for's identity check can only object to a record without a system
-            # prompt that has meta or an identity question in its prompt: those go through it.
-            # Every alternative of _IDENTITY_Q holds "who", "your", "what", 你, 您 or 谁; the
-            # regex runs only on prompts holding one (a tenth of the time of one pass over all)
-            for k, (p, f) in enumerate(zip(prompts, raw)):
-                if f[3] is not None:
-                    continue
-                if f[5]:
-                    slow.add(k)
-                    continue
-                low = p.lower()
-                if _IDENTITY_Q is None or (
-                    ("who" in low or "your" in low or "what" in low or "你" in p or "您" in p or "谁" in p)
-                    and _IDENTITY_Q.search(p)
-                ):
-                    slow.add(k)
-        keys: list[tuple | None] = [
-            None
-            if k in slow
-            else (bool(i), bool(x), bool(o), "none" if s is None else ("own" if s else "empty"))
-            for k, (i, x, o, s, _, _) in enumerate(raw)
-        ]
-        return keys, sorted(slow), fields
+            # prompt that has meta or an identity question in its prompt: those go through it
+            # (the rows with history already do)
+            eligible = sys_none
+            with_meta = eligible & has(map(bool, meta))
+            slow.update(np.flatnonzero(with_meta).tolist())
+            rows = np.flatnonzero(eligible & ~with_meta).tolist()
+            if _IDENTITY_Q is None:
+                slow.update(rows)
+            elif rows:
+                slow.update(_identity_rows(prompts, rows))
+        if slow:
+            codes[np.fromiter(slow, dtype=np.int64, count=len(slow))] = -1
+        return codes, cols
 
     @staticmethod
     def _flag(rx: re.Pattern, prefix: str, texts: list[str], slow: set[int]) -> None:
@@ -224,25 +302,25 @@ class ColumnarEncoder:
         `pipeline._encode_range` returns, with indexes relative to the chunk."""
         enc = self.enc
         before = (enc.stats.truncated, enc.stats.audited, enc.stats.boundary_mismatch)
-        keys, slow_rows, fields = self._route(records)
-        groups: dict[tuple, list[int]] = {}
-        for k, key in enumerate(keys):
-            if key is not None:
-                groups.setdefault(key, []).append(k)
+        codes, cols = self._route(records)
         lengths = np.full(len(records), -2, dtype=np.int64)  # -2: not done yet
         col_ids: list[np.ndarray] = []
         col_labels: list[np.ndarray] = []
         col_rows: list[np.ndarray] = []
         col_lens: list[np.ndarray] = []
-        slow = set(slow_rows)
-        for key, rows in groups.items():
-            shape = self._shape(key)
+        slow = set(np.flatnonzero(codes < 0).tolist())
+        for code in np.unique(codes[codes >= 0]).tolist():
+            rows_a = np.flatnonzero(codes == code)
+            shape = self._shape(_key(code))
             if shape is None:
-                slow.update(rows)
+                slow.update(rows_a.tolist())
                 continue
-            done = self._encode_shape(shape, [fields[k] for k in rows])
-            ok, ids, labels, lens = done
-            rows_a = np.asarray(rows, dtype=np.int64)
+            if len(rows_a) == len(records):
+                group = cols
+            else:
+                pick = rows_a.tolist()
+                group = [[c[k] for k in pick] for c in cols]
+            ok, ids, labels, lens = self._encode_shape(shape, group, len(rows_a))
             slow.update(rows_a[~ok].tolist())
             col_rows.append(rows_a[ok])
             col_lens.append(lens)
@@ -304,24 +382,27 @@ class ColumnarEncoder:
         )
 
     def _encode_shape(
-        self, shape: _Shape, rows: list[tuple[str, str, str, str]]
+        self, shape: _Shape, cols: Sequence[Sequence[Any]], n: int
     ) -> tuple[np.ndarray, Any, Any, Any]:
-        """(ok per row, ids, labels, lengths of the ok rows) for the (instruction, input, output,
-        system) fields of records of one shape.
+        """(ok per row, ids, labels, lengths of the ok rows) for `n` records of one shape, given
+        as their columns instruction, input, output, system (None for none: the shape says).
 
         Every row is a sequence of segments (one per piece) of one source buffer: the flat
         encoding of the chunk's strings followed by the constant pieces. The output is one gather
         over all kept rows' segments, and the labels one mask repeated by segment length.
         """
-        n = len(rows)
         # every field string of the shape, one flat encode (each piece's strings are contiguous)
         texts: list[str] = []
         slots: dict[int, int] = {}  # piece -> index of its first string in texts
         for j, p in enumerate(shape.pieces):
             if p.template is not None:
                 slots[j] = len(texts)
-                template = p.template.format
-                texts += [template(*row) for row in rows]
+                if p.direct >= 0:  # the field itself
+                    texts += cols[p.direct]
+                elif p.fields:
+                    texts += map(p.template.format, *(cols[f] for f in p.fields))
+                else:
+                    texts += [p.template.format()] * n
         glue_at: dict[int, int] = {}
         for a, b in shape.glue:
             glue_at[b] = len(texts)
