@@ -22,7 +22,9 @@ Rows, each a fresh process, 1 and 2 processes:
   (`select_engine`, timed inside the same call).
 - `vs raw`: the raw engine's time over the backend's, both from the loaded tokenizer to ids with
   the engine's load included; `steady`: both without it (the backend also without its proof),
-  what a longer input tends to.
+  what a longer input tends to. Each twice: from wall seconds (rows/s, what the issue's target
+  is stated in) and from CPU seconds (`CPU` columns: what a shared, loaded machine can measure;
+  wall seconds there include waiting for a core).
 Measured: wall seconds, CPU seconds (process + children: engines may use threads), peak RSS
 (max of the process and its children). Not timed: imports, loading the HF tokenizer, reading JSON.
 
@@ -239,6 +241,17 @@ def run_one(kind: str, engine: str, data: Path, tok: Path, procs: int, tmp: Path
     return json.loads(line[7:])
 
 
+def ratios(raw: tuple[float, float] | None, total: float, load: float, is_raw: bool) -> tuple[float, float]:
+    """(vs raw, steady) for a row whose time is `total` (its engine load / load and proof inside
+    it for a backend, apart for a raw row) against the raw engine's (encode, load): `vs raw` with
+    the engine's load on both sides, `steady` without it (and the backend without its proof)."""
+    if raw is None:
+        return 1.0, 1.0
+    if is_raw:
+        return (raw[0] + raw[1]) / (total + load), raw[0] / total
+    return (raw[0] + raw[1]) / total, raw[0] / (total - load)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), sys.argv[7])
@@ -272,50 +285,68 @@ def main() -> None:
             n = len(json.loads(data.read_text(encoding="utf-8")))
             print(f"\n{name}: {n} rows, format qwen, max_length 1024")
             head = f"{'procs':>5} {'what':<20} {'rows/s':>9} {'tokens/s':>11} {'wall s':>7} {'CPU s':>6}"
-            print(head + f" {'setup s':>7} {'setup CPU':>9} {'vs raw':>7} {'steady':>7} {'peak MB':>8}")
+            print(
+                head + f" {'setup s':>7} {'setup CPU':>9} {'vs raw':>7} {'steady':>7} {'vs raw CPU':>10} "
+                f"{'steady CPU':>10} {'peak MB':>8}"
+            )
             wanted = set(args.engines.split(","))
             for procs in [int(p) for p in args.procs.split(",")]:
                 raw_time: dict[str, tuple[float, float]] = {}  # engine: (encode s, load s)
-                for kind, engines in (("raw", RAW), ("backend", BACKENDS)):
-                    for engine in [e for e in engines if e in wanted]:
-                        try:
-                            runs = [run_one(kind, engine, data, tok, procs, tmp) for _ in range(args.repeats)]
-                        except RuntimeError as exc:
-                            print(f"{procs:>5} {kind} {engine}: failed: {str(exc).strip().splitlines()[-1]}")
+                raw_cpu: dict[str, tuple[float, float]] = {}  # engine: (encode CPU s, load CPU s)
+                rows_to_run = [
+                    (k, e) for k, engines in (("raw", RAW), ("backend", BACKENDS)) for e in engines
+                ]
+                rows_to_run = [(k, e) for k, e in rows_to_run if e in wanted]
+                # repeats alternate the rows (raw, backend, raw, backend, ...): on a shared machine,
+                # consecutive runs of one row would meet the same load
+                results: dict[tuple[str, str], list[dict] | str] = {r: [] for r in rows_to_run}
+                for _ in range(args.repeats):
+                    for row in rows_to_run:
+                        done = results[row]
+                        if isinstance(done, str):
                             continue
-                        secs = statistics.median(r["seconds"] for r in runs)
-                        cpu = statistics.median(r["cpu"] for r in runs)
-                        setup = statistics.median(r["setup"] for r in runs)
-                        setup_cpu = statistics.median(r.get("setup_cpu", 0.0) for r in runs)
-                        rows_s = runs[0]["rows"] / secs
-                        if kind == "raw":
-                            raw_time[engine] = (secs, setup)
-                        raw = raw_time.get("tokenizers" if engine == "no-fast" else engine)
-                        # vs raw: both sides from the loaded tokenizer to ids, the engine's load
-                        # included; steady: both without it (and the backend without its proof)
-                        ratio = (raw[0] + raw[1]) / (secs + (setup if kind == "raw" else 0.0)) if raw else 1.0
-                        steady = raw[0] / (secs - (0.0 if kind == "raw" else setup)) if raw else 1.0
-                        print(
-                            f"{procs:>5} {kind + ' ' + engine:<20} {rows_s:>9,.0f} {runs[0]['tokens'] / secs:>11,.0f} "
-                            f"{secs:>7.2f} {cpu:>6.2f} {setup:>7.2f} {setup_cpu:>9.2f} {ratio:>6.2f}x {steady:>6.2f}x "
-                            f"{max(r['peak_rss_mb'] for r in runs):>8.0f}",
-                            flush=True,
-                        )
-                        if args.json:
-                            with open(args.json, "a", encoding="utf-8") as f:
-                                for r in runs:
-                                    f.write(
-                                        json.dumps(
-                                            {
-                                                "corpus": name,
-                                                "kind": kind,
-                                                "engine": engine,
-                                                "procs": procs,
-                                                **r,
-                                            }
-                                        )
-                                        + "\n"
+                        try:
+                            done.append(run_one(row[0], row[1], data, tok, procs, tmp))
+                        except RuntimeError as exc:
+                            results[row] = str(exc).strip().splitlines()[-1]
+                for (kind, engine), runs in results.items():
+                    if isinstance(runs, str):
+                        print(f"{procs:>5} {kind} {engine}: failed: {runs}")
+                        continue
+                    secs = statistics.median(r["seconds"] for r in runs)
+                    cpu = statistics.median(r["cpu"] for r in runs)
+                    setup = statistics.median(r["setup"] for r in runs)
+                    setup_cpu = statistics.median(r.get("setup_cpu", 0.0) for r in runs)
+                    rows_s = runs[0]["rows"] / secs
+                    if kind == "raw":
+                        raw_time[engine] = (secs, setup)
+                        raw_cpu[engine] = (cpu, setup_cpu)
+                    twin = "tokenizers" if engine == "no-fast" else engine
+
+                    ratio, steady = ratios(raw_time.get(twin), secs, setup, kind == "raw")
+                    ratio_cpu, steady_cpu = ratios(raw_cpu.get(twin), cpu, setup_cpu, kind == "raw")
+                    print(
+                        f"{procs:>5} {kind + ' ' + engine:<20} {rows_s:>9,.0f} {runs[0]['tokens'] / secs:>11,.0f} "
+                        f"{secs:>7.2f} {cpu:>6.2f} {setup:>7.2f} {setup_cpu:>9.2f} {ratio:>6.2f}x {steady:>6.2f}x "
+                        f"{ratio_cpu:>9.2f}x {steady_cpu:>9.2f}x "
+                        f"{max(r['peak_rss_mb'] for r in runs):>8.0f}",
+                        flush=True,
+                    )
+                    if args.json:
+                        with open(args.json, "a", encoding="utf-8") as f:
+                            for r in runs:
+                                f.write(
+                                    json.dumps(
+                                        {
+                                            "corpus": name,
+                                            "kind": kind,
+                                            "engine": engine,
+                                            "procs": procs,
+                                            **r,
+                                        }
                                     )
+                                    + "\n"
+                                )
 
 
 if __name__ == "__main__":
