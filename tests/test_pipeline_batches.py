@@ -195,3 +195,81 @@ def test_a_missing_column_on_the_first_row_still_stops_the_plan_pass(tmp_path):
     p.write_text("sentence\tlabel\nfine\tpos\n", encoding="utf-8")
     with pytest.raises(InputError, match="no text column 'text'"):
         registry.start("classification", ClassifyOptions(source_file=str(p)), lambda: iter_rows(p))
+
+
+# --- NER: a sentence over the empty quota is rejected before it is rendered ---------------------
+
+
+def _ner_runs(path, options, monkeypatch, *, reread: bool = False):
+    """(run with the task's prepare, run without it: every sentence rendered, the quota applied
+    after), and how many sentences each rendered."""
+    from dataclasses import replace
+
+    from instructgen.converters.ner import NerConverter
+
+    renders = []
+    real = NerConverter.render
+
+    def render(self, *args, **kwargs):
+        renders.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(NerConverter, "render", render)
+    if reread:
+        monkeypatch.setattr("instructgen.converters.twopass.REPLAY_LIMIT", 10)
+    task = registry.get("ner")
+    numbered = registry.run_task("ner", options, lambda: read_tagged(path))
+    n_numbered = len(renders)
+    renders.clear()
+    registry.register(replace(task, prepare=None))
+    try:
+        plain = registry.run_task("ner", options, lambda: read_tagged(path))
+    finally:
+        registry.register(task)
+    return numbered, plain, n_numbered, len(renders)
+
+
+@pytest.mark.parametrize("reread", [False, True])
+def test_ner_rejects_sentences_over_the_quota_without_rendering_them(shared_data, monkeypatch, reread):
+    """CoNLL testa, per-type (its default empty share 0.15 is a quota): the same records, rejections
+    (too_many_empty included, with their lines and texts), counts and notes as rendering every
+    sentence first, read once (replayed) or twice (past the replay limit: the numbering restarts)."""
+    path = shared_data / "conll2003_en" / "eng.testa"
+    numbered, plain, n_numbered, n_plain = _ner_runs(
+        path, NerOptions(target="per-type", dedup=False), monkeypatch, reread=reread
+    )
+    assert numbered.records == plain.records
+    assert numbered.rejected == plain.rejected
+    assert numbered.report.summary(verbose=False) == plain.report.summary(verbose=False)
+    assert numbered.report.rejected == {"too_many_empty": 186}
+    assert numbered.info["empty_answers"] == plain.info["empty_answers"]
+    assert n_plain == 3250
+    # all 186 over the quota are sentences whose every tag is "O", so none of them was rendered
+    assert n_numbered == 3250 - 186
+
+
+def test_ner_list_with_a_ratio_skips_renders_and_no_quota_numbers_nothing(shared_data, monkeypatch):
+    path = shared_data / "conll2003_en" / "eng.testa"
+    numbered, plain, n_numbered, n_plain = _ner_runs(
+        path, NerOptions(target="list", max_empty_ratio=0.1, meta=True), monkeypatch
+    )
+    assert numbered.records == plain.records and numbered.rejected == plain.rejected
+    over = numbered.report.rejected["too_many_empty"]
+    assert over > 0 and n_numbered == n_plain - over
+    from instructgen.tasks.ner import prepare
+
+    assert prepare(NerOptions(target="list")) is None  # no quota possible: nothing to number
+    assert prepare(NerOptions(target="per-type", empty_share=None)) is None
+
+
+def test_empty_quota_refuses_a_convert_step_rejection_within_the_quota():
+    from instructgen.tasks.ner import NO_ENTITIES, EmptyQuota, over_quota
+
+    early = over_quota("a b", "detail", "f", 3, ())
+    early.example = {"text": "a b", NO_ENTITIES: True}
+    with pytest.raises(RuntimeError, match="line 3: rejected as over the empty quota while within it"):
+        list(EmptyQuota(1, "detail")([early]))
+    # over the allowance, it is rejected exactly as a rendered sentence would be
+    (out,) = list(EmptyQuota(0, "detail")([early]))
+    assert out.item == over_quota("a b", "detail", "f", 3, ()).item
+    assert NO_ENTITIES not in out.item.example

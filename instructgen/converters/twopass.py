@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..errors import InputError
 
@@ -35,7 +35,8 @@ class TwoPass(Generic[T, P]):
     collection (a list, a Dataset), or a one-shot iterator. Both passes yield `prepare(item)`
     (the item itself without `prepare`):
     work the plan needs that the conversion can reuse (classification's checked label) is done
-    once for a kept input, and again only when the input is read again.
+    once for a kept input, and again only when the input is read again. A `prepare` with a
+    `restart()` method (one that numbers items in input order) is restarted at the start of each read.
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class TwoPass(Generic[T, P]):
         """Every prepared item, counted; keeps them for `second()` while they fit (always, if one-shot)."""
         held: list[P] | None = []
         prepare = self._prepare
+        _restart(prepare)
         limit = self._limit if self._open is not None else sys.maxsize  # a one-shot input is kept whole
         items = self._open() if self._open is not None else self._once
         count = 0
@@ -86,6 +88,7 @@ class TwoPass(Generic[T, P]):
             return
         assert self._open is not None
         prepare = self._prepare
+        _restart(prepare)
         count = 0
         for count, item in enumerate(self._open(), 1):  # noqa: B007 - read after the loop
             yield item if prepare is None else prepare(item)
@@ -95,3 +98,9 @@ class TwoPass(Generic[T, P]):
                 f"{count} on the second",
                 path=self._shown,
             )
+
+
+def _restart(prepare: Any) -> None:
+    restart = getattr(prepare, "restart", None)
+    if restart is not None:
+        restart()
