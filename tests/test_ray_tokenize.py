@@ -212,3 +212,33 @@ def test_without_ray_says_how_to_install(run_cli, qwen_dir, example_records, tmp
     assert result.exit_code == 2
     assert "pip install 'instructgen[ray]'" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_shard_records_are_the_readers_records(tmp_path):
+    """Skipping earlier lines unparsed gives `islice(read_records)`: records, line numbers and errors
+    (blank lines, CRLF and CR-only line ends, a JSON array)."""
+    from itertools import islice
+
+    from instructgen.errors import InputError
+    from instructgen.io.records import read_records
+    from instructgen.tokenize.sharded import shard_records
+
+    rows = [json.dumps({"instruction": f"q{i}", "input": "", "output": f"a{i}"}) for i in range(12)]
+    text = "\r\n".join(rows[:4]) + "\n\n  \n" + "\r".join(rows[4:8]) + "\r\n\n" + "\n".join(rows[8:]) + "\n"
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_bytes(text.encode())
+    array = tmp_path / "r.json"
+    array.write_text("[" + ",".join(rows) + "]")
+    for path in (jsonl, array):
+        whole = list(read_records(path))
+        assert len(whole) == 12
+        for start, stop in [(0, 5), (3, 9), (7, 12), (11, 12), (12, 12)]:
+            assert list(shard_records(path, start, stop)) == whole[start:stop]
+    assert [line for line, _ in shard_records(jsonl, 3, 9)] == [4, 7, 8, 9, 10, 12]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([*rows[:5], '{"instruction": "x", "output": ', *rows[5:]]) + "\n")
+    with pytest.raises(InputError) as ours:
+        list(shard_records(bad, 4, 8))
+    with pytest.raises(InputError) as theirs:
+        list(islice(read_records(bad), 4, 8))
+    assert str(ours.value) == str(theirs.value) and "bad.jsonl:6: invalid JSON" in str(ours.value)
