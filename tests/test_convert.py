@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import pickle
 import re
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from instructgen.convert import convert, record_digest, start
 from instructgen.io.records import read_records
@@ -251,3 +254,67 @@ def test_dataset_rows_convert_like_a_file(tmp_path):
         (3, "the user turn is empty"),
     ]
     assert result.records == [Record(instruction="a", output="b"), Record(instruction="q", output="r")]
+
+
+# --- the process pool behind --num-proc: items and outcomes as (class, state) tuples ---------------
+
+
+class _Loose(BaseModel):
+    """A model that keeps extra fields: the pool sends it as itself (pickle), not as its state."""
+
+    model_config = ConfigDict(extra="allow")
+    a: int = 0
+
+
+def test_the_pool_hands_back_the_records_its_workers_made(tmp_path):
+    """`ProcessPool` sends a model as (class, __dict__, fields set) and rebuilds it as pickle does
+    (`BaseModel.__setstate__`), without validation. The records (history, system) and rejections come
+    back equal to the in-process run's, with the same set fields: `model_dump(exclude_defaults=...)`
+    and the layouts read them, so a lost or extra field would change the output bytes."""
+    from instructgen.pipeline import registry
+    from instructgen.pipeline.executors import ProcessPool
+    from instructgen.tasks.convert import ConvertOptions, read_items
+
+    src = _bad_rows_file(tmp_path)
+    opener = functools.partial(read_items, src, on_error="skip")
+    here = registry.run_task("convert", ConvertOptions(placeholders=True), opener)
+    pooled = registry.run_task(
+        "convert", ConvertOptions(placeholders=True), opener, executor=ProcessPool(2, chunk_items=2)
+    )
+    assert pooled.records == here.records and len(here.records) == 3
+    assert here.records[1].history and here.records[1].system  # nested Turn models crossed the pipe
+    assert [r.model_fields_set for r in pooled.records] == [r.model_fields_set for r in here.records]
+    assert pooled.rejected == here.rejected and len(here.rejected) == 5
+    assert pooled.report.summary() == here.report.summary()
+
+
+def test_pool_packing_round_trips_models_and_leaves_others_to_pickle():
+    from instructgen.pipeline.executors import pack_items, pack_outcomes, unpack_items, unpack_outcomes
+    from instructgen.pipeline.outcome import Outcome
+
+    record = Record(
+        instruction="And in French?",
+        output="Bonjour",
+        system="You are a careful translator.",
+        history=[Turn(user="Translate to Spanish: Good morning", assistant="Buenos días")],
+        meta={"line": 2},
+    )
+    loose = _Loose(a=1, b="extra")
+    outcomes = [Outcome(record, b"k", "f.jsonl", 2, {"x": 1}, "", tally=("t:y",)), Outcome(loose)]
+    packed = pack_outcomes(outcomes)
+    assert packed[0][:3] == (Record, record.__dict__, record.model_fields_set)
+    assert packed[1][:3] == (None, loose, None)  # extra fields: pickled as itself
+    back = unpack_outcomes(pickle.loads(pickle.dumps(packed)))
+    assert [type(o.item) for o in back] == [Record, _Loose]
+    assert back[0].item == record and back[0].item.model_fields_set == record.model_fields_set
+    assert back[0].item.model_dump_json() == record.model_dump_json()
+    assert (back[0].dedup_key, back[0].source_file, back[0].line, back[0].example, back[0].tally) == (
+        b"k",
+        "f.jsonl",
+        2,
+        {"x": 1},
+        ("t:y",),
+    )
+    assert back[1].item == loose and back[1].item.b == "extra"
+    items = [record, ("a", 1)]
+    assert unpack_items(pickle.loads(pickle.dumps(pack_items(items)))) == items
