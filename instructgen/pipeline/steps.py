@@ -51,7 +51,10 @@ class SequentialStep(Protocol):
 
 @dataclass
 class StepStats:
-    """What one step saw: items in, records kept, rejections by reason, seconds spent."""
+    """What one step saw: items in, records kept, rejections by reason, seconds spent.
+
+    A record step's seconds are the sum of its time over the batches it ran on (`Pipeline.run_batch`
+    reads the clock per step per batch, not per item), in every process that ran it."""
 
     name: str
     kind: str  # read | convert | check | sequential
