@@ -13,7 +13,8 @@ with each backend (langdetect on a 10,000-pair slice: it is ~40x slower), for tw
 
 `--num-proc 1,2` instead times the registry path with that many worker processes (no core
 pinning), wall and CPU seconds (this process and its workers) of the whole call, building the
-run and starting the workers included.
+run and starting the workers included, and the parent's CPU per pair (reading, handing items to
+the workers and taking their outcomes back, dedup, writing: the serial part).
 
     python benchmarks/translate.py [--pairs 100000] [--shared ../shared/data] [--langid none,fasttext]
         [--paths run_items,start] [--repeat 3] [--num-proc 1,2]
@@ -135,8 +136,14 @@ PATHS = {"run_items": run_legacy, "start": run_start}
 
 def cpu_seconds() -> float:
     """User + system CPU of this process and of its finished children (pool workers)."""
+    return sum(cpu_split())
+
+
+def cpu_split() -> tuple[float, float]:
+    """(this process, its finished children): the parent's share is what `--num-proc` must keep
+    small, since the parent alone reads, receives the workers' outcomes, deduplicates and writes."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def bench_paths(src: Path, tgt: Path, out: Path, langids: list[str], paths: list[str], repeat: int) -> None:
@@ -166,25 +173,29 @@ def bench_num_proc(
     src: Path, tgt: Path, out: Path, langids: list[str], procs: list[int], repeat: int
 ) -> None:
     """The registry path with N worker processes: wall and CPU seconds (this process and its
-    workers), medians of `repeat` runs that alternate the process counts."""
+    workers, and the parent's share per pair), medians of `repeat` runs that alternate the process counts."""
     for langid in langids:
         walls: dict[int, list[float]] = {p: [] for p in procs}
         cpus: dict[int, list[float]] = {p: [] for p in procs}
+        parents: dict[int, list[float]] = {p: [] for p in procs}
         written: dict[int, int] = {}
         n = 0
         for _ in range(repeat):
             for n_proc in procs:  # the whole call: building the run and starting workers count too
-                c0, t0 = cpu_seconds(), time.perf_counter()
+                (own0, kids0), t0 = cpu_split(), time.perf_counter()
                 n, _, _, report = run_start(src, tgt, out, langid, None, num_proc=n_proc)
                 walls[n_proc].append(time.perf_counter() - t0)
-                cpus[n_proc].append(cpu_seconds() - c0)
+                own1, kids1 = cpu_split()
+                cpus[n_proc].append(own1 - own0 + kids1 - kids0)
+                parents[n_proc].append(own1 - own0)
                 written[n_proc] = report.written
         for n_proc in procs:
             print(
                 f"  checks {langid:<10} num_proc {n_proc} {n:>7} pairs wall {statistics.median(walls[n_proc]):7.2f} s "
-                f"cpu {statistics.median(cpus[n_proc]):7.2f} s (median of {repeat}; walls "
-                f"{', '.join(f'{w:.2f}' for w in walls[n_proc])}; cpus "
-                f"{', '.join(f'{c:.2f}' for c in cpus[n_proc])}; wrote {written[n_proc]})"
+                f"cpu {statistics.median(cpus[n_proc]):7.2f} s, parent {statistics.median(parents[n_proc]) / n * 1e6:5.1f} "
+                f"us/pair (median of {repeat}; walls {', '.join(f'{w:.2f}' for w in walls[n_proc])}; cpus "
+                f"{', '.join(f'{c:.2f}' for c in cpus[n_proc])}; parent cpus "
+                f"{', '.join(f'{c:.2f}' for c in parents[n_proc])}; wrote {written[n_proc]})"
             )
 
 
