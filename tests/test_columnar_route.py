@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from helpers import SHARED_DATA
 
 from instructgen.formats import FORMATS
 from instructgen.io.records import read_records
 from instructgen.schema import Record
-from instructgen.tokenize.columnar import ColumnarEncoder, _identity_rows, payload_of
+from instructgen.tokenize.columnar import ColumnarEncoder, _holds, _identity_rows, payload_of
 from instructgen.tokenize.encode import _IDENTITY_Q, EncodeOptions, Encoder
 from instructgen.tokenize.tokenizers import HFTokenizer
 
@@ -117,3 +118,32 @@ def test_constant_pieces_are_merged_and_rows_stay_the_encoders(qwen_dir):
         assert not any(
             a.template is None and b.template is None and a.trainable == b.trainable for a, b in pairs
         )
+
+
+def test_route_sends_identity_questions_added_tokens_meta_and_history_to_the_encoder(qwen_dir):
+    tok = HFTokenizer(qwen_dir)
+    col = ColumnarEncoder(Encoder(tok, FORMATS["qwen"], EncodeOptions(max_length=1024, audit_sample=0)))
+    recs = [
+        Record(instruction="Name a colour.", output="Blue."),  # 0: columnar
+        Record(instruction="Answer", input="who are you?", output="x"),  # 1: the question is in the input
+        Record(instruction="Tell me who are", input="you", output="x"),  # 2: across the joining newline
+        Record(instruction="Who are you?", output="x", system="Be brief."),  # 3: own system: no check
+        Record(instruction="Hi", output="x", meta={"question_id": "q1"}),  # 4: meta: the encoder
+        Record(instruction="Say <|im_end|>", output="x"),  # 5: an added-token string: escaped encoding
+        Record(instruction="Say", output="a <|endoftext|> b"),  # 6: in the output too
+        Record(instruction="Translate", input="hola", output="hello"),  # 7: columnar, with input
+        Record(instruction="what are\tyou", output="x"),  # 8
+        Record(instruction="whatever", input="you", output="x"),  # 9: "what" and "you", no question
+    ]
+    codes, _ = col._route(recs)
+    assert np.flatnonzero(codes < 0).tolist() == [1, 2, 4, 5, 6, 8]
+    prompts = [r.prompt_text() for r in recs]
+    assert [k for k in (1, 2, 8) if _IDENTITY_Q.search(prompts[k])] == [1, 2, 8]  # the reference agrees
+
+
+def test_holds_is_substring_search():
+    rng = random.Random(3)
+    for _ in range(3000):
+        text = "".join(rng.choice("<|ab\x00é😀") for _ in range(rng.randint(0, 300)))
+        for prefix in ("<|", "<", "a<|b"):
+            assert _holds(text, prefix) == (prefix in text)

@@ -24,11 +24,10 @@ import operator
 import os
 import re
 from array import array
-from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import accumulate, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -93,12 +92,23 @@ def payload_of(out: Sequence[Encoded | Rejected]) -> tuple[bytes, bytes, bytes, 
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated aranges starts[i] .. starts[i] + lengths[i] (the gather/scatter index)."""
+    """Concatenated aranges starts[i] .. starts[i] + lengths[i] (the gather/scatter index), as
+    one running sum: 1 everywhere but at each segment's first position, which jumps from the
+    previous segment's last index to its start (two passes over the index, not four)."""
+    nonempty = lengths > 0
+    if not nonempty.all():
+        starts, lengths = starts[nonempty], lengths[nonempty]
+    starts = starts.astype(np.int64, copy=False)
+    lengths = lengths.astype(np.int64, copy=False)
     total = int(lengths.sum())
     if total == 0:
         return np.empty(0, dtype=np.int64)
-    before = np.cumsum(lengths) - lengths
-    return np.arange(total, dtype=np.int64) + np.repeat(starts.astype(np.int64) - before, lengths)
+    idx = np.ones(total, dtype=np.int64)
+    first = np.cumsum(lengths[:-1])  # where segments 1.. begin
+    idx[0] = starts[0]
+    idx[first] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    np.cumsum(idx, out=idx)
+    return idx
 
 
 _FIELDS = operator.attrgetter("instruction", "input", "output", "system", "history", "meta")
@@ -115,36 +125,65 @@ def _key(code: int) -> tuple:
     return (bool(code & 1), bool(code & 2), bool(code & 4), ("none", "own", "empty")[code >> 3])
 
 
-def _identity_rows(prompts: Sequence[str], rows: list[int]) -> list[int]:
-    """The rows (of `rows`) whose prompt `_IDENTITY_Q` matches, what `Encoder._system_for` checks.
+def _joined(texts: Sequence[str]) -> tuple[str, np.ndarray]:
+    """`texts` joined by _SEP, and where each one's separator ends (row k is before ends[k])."""
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    return _SEP.join(texts), np.cumsum(lens + 1)
 
-    The prompts are joined by _SEP (no alternative spans it, and \\b sees it as the start or end
-    of a text); the regex is tried anchored (`match`) only where one of its alternatives can
-    start (`_IDENTITY_STARTS`, found by substring scans of the lowercased text): searching every
+
+def _rows_at(ends: np.ndarray, positions: Any) -> list[int]:
+    """The rows (see `_joined`) the positions fall in, sorted, each once."""
+    pos = np.fromiter(positions, dtype=np.int64)
+    return np.unique(np.searchsorted(ends, pos, side="right")).tolist()
+
+
+def _holds(text: str, prefix: str) -> bool:
+    """`prefix in text`, by single-character scans for its first character (about 2.5x faster
+    than the two-character search on long non-ASCII text) while those are few."""
+    find, first = text.find, prefix[0]
+    pos = find(first)
+    for _ in range(64):
+        if pos < 0:
+            return False
+        if text.startswith(prefix, pos):
+            return True
+        pos = find(first, pos + 1)
+    return pos >= 0 and text.find(prefix, pos) >= 0
+
+
+def _identity_in(joined: str, ends: np.ndarray) -> list[int]:
+    """The rows of `joined` (see `_joined`) that `_IDENTITY_Q` matches, what
+    `Encoder._system_for` checks.
+
+    _SEP is no part of any alternative, and \\b sees it as the start or end of a text; the regex
+    is tried anchored (`match`) only where one of its alternatives can start
+    (`_IDENTITY_STARTS`, found by substring scans of the lowercased text): searching every
     prompt with it cost ~250 ns a character, about as much as encoding them.
     """
     assert _IDENTITY_Q is not None
-    texts = [prompts[k] for k in rows]
-    joined = _SEP.join(texts)
     low = joined.lower()
     match = _IDENTITY_Q.match
     if len(low) != len(joined):  # a character lowercases to several (İ): search row by row
-        return [k for k, t in zip(rows, texts) if _IDENTITY_Q.search(t)]
+        bounds = [0, *ends.tolist()]
+        return [k for k in range(len(ends)) if _IDENTITY_Q.search(joined, bounds[k], bounds[k + 1] - 1)]
     needles = list(_IDENTITY_STARTS)
     if not joined.isascii():
         needles += [(c, 0) for c in _IDENTITY_STARTS_CJK]
-    starts: set[int] = set()
+    starts: list[int] = []
     for needle, back in needles:
         find = low.find
         pos = find(needle)
         while pos >= 0:
             if pos >= back and match(joined, pos - back):
-                starts.add(pos - back)
+                starts.append(pos - back)
             pos = find(needle, pos + 1)
-    if not starts:
-        return []
-    ends = list(accumulate(len(t) + 1 for t in texts))
-    return sorted({rows[bisect_right(ends, s)] for s in starts})
+    return _rows_at(ends, starts) if starts else []
+
+
+def _identity_rows(prompts: Sequence[str], rows: list[int]) -> list[int]:
+    """The rows (of `rows`) whose prompt `_IDENTITY_Q` matches (`_identity_in` on their texts)."""
+    joined, ends = _joined([prompts[k] for k in rows])
+    return [rows[j] for j in _identity_in(joined, ends)]
 
 
 class ColumnarEncoder:
@@ -257,16 +296,23 @@ class ColumnarEncoder:
         sys_none = has(map(operator.is_, sysv, repeat(None)))
         if not sys_none.all():
             codes += 8 * np.where(sys_none, 0, np.where(has(map(bool, sysv)), 1, 2))
-        # Record.prompt_text
-        prompts = [f"{i}\n{x}" if x else i for i, x in zip(ins, inp)] if has_input.any() else ins
+        # the prompts (Record.prompt_text) as one string: "instruction\ninput" for every row when
+        # some row has an input (a trailing "\n" where the input is empty: neither the identity
+        # question nor an added token ends in one, and a spurious added-token hit only sends the
+        # row to the encoder), without a Python string per row
+        if has_input.any():
+            lens = np.fromiter(map(len, ins), np.int64, n_rec) + np.fromiter(map(len, inp), np.int64, n_rec)
+            p_join, p_ends = _SEP.join(map("{}\n{}".format, ins, inp)), np.cumsum(lens + 2)
+        else:
+            p_join, p_ends = _joined(ins)
         slow: set[int] = set(np.flatnonzero(has(map(bool, hist))).tolist())  # history
         split_re = enc._split_re
         if split_re is not None:
-            columns = [prompts, out]
+            columns = [(p_join, p_ends), _joined(out)]
             if not sys_none.all():
-                columns.append([x or "" for x in sysv])
-            for column in columns:
-                self._flag(split_re, self._added_prefix, column, slow)
+                columns.append(_joined([x or "" for x in sysv]))
+            for joined, ends in columns:
+                self._flag(split_re, self._added_prefix, joined, ends, slow)
         if self._identity_check:
             # Encoder._system_for's identity check can only object to a record without a system
             # prompt that has meta or an identity question in its prompt: those go through it
@@ -274,40 +320,46 @@ class ColumnarEncoder:
             eligible = sys_none
             with_meta = eligible & has(map(bool, meta))
             slow.update(np.flatnonzero(with_meta).tolist())
-            rows = np.flatnonzero(eligible & ~with_meta).tolist()
+            asked = eligible & ~with_meta
             if _IDENTITY_Q is None:
-                slow.update(rows)
-            elif rows:
-                slow.update(_identity_rows(prompts, rows))
+                slow.update(np.flatnonzero(asked).tolist())
+            elif asked.all():
+                slow.update(_identity_in(p_join, p_ends))
+            elif asked.any():
+                rows = np.flatnonzero(asked).tolist()
+                texts = [f"{ins[k]}\n{inp[k]}" if inp[k] else ins[k] for k in rows]
+                slow.update(rows[j] for j in _identity_in(*_joined(texts)))
         if slow:
             codes[np.fromiter(slow, dtype=np.int64, count=len(slow))] = -1
         return codes, cols
 
     @staticmethod
-    def _flag(rx: re.Pattern, prefix: str, texts: list[str], slow: set[int]) -> None:
-        """Rows k where `rx` matches texts[k], in one pass over the joined texts. A chunk without
-        the prefix all added-token strings share ("<|" for Qwen) is done with one substring scan,
-        about a third of the alternation regex's time; the others go through the regex."""
-        joined = _SEP.join(texts)
-        if prefix and prefix not in joined:
+    def _flag(rx: re.Pattern, prefix: str, joined: str, ends: np.ndarray, slow: set[int]) -> None:
+        """Rows (see `_joined`) where `rx` matches, in one pass over the joined texts. A chunk
+        without the prefix all added-token strings share ("<|" for Qwen) is done with a
+        substring scan, a fraction of the alternation regex's time."""
+        if prefix and not _holds(joined, prefix):
             return
         if not rx.search(joined):
             return
-        ends = np.cumsum([len(t) + 1 for t in texts])
-        for m in rx.finditer(joined):
-            slow.add(int(np.searchsorted(ends, m.start(), side="right")))
+        slow.update(_rows_at(ends, (m.start() for m in rx.finditer(joined))))
 
     def encode(self, records: Sequence[Record]) -> tuple[bytes, bytes, bytes, bytes, list, dict[str, int]]:
         """The chunk as (lengths, ids, labels, truncated flags, rejected, stats delta): the payload
-        `pipeline._encode_range` returns, with indexes relative to the chunk."""
+        `pipeline._encode_range` returns, with indexes relative to the chunk.
+
+        Every shape's rows, and the encoder's, become segments of one id source and one label
+        source (the same layout, labels already masked); each kept row is a row of a segment
+        table in record order, and the chunk's ids and labels are one gather each through it.
+        """
         enc = self.enc
         before = (enc.stats.truncated, enc.stats.audited, enc.stats.boundary_mismatch)
+        n_rec = len(records)
         codes, cols = self._route(records)
-        lengths = np.full(len(records), -2, dtype=np.int64)  # -2: not done yet
-        col_ids: list[np.ndarray] = []
-        col_labels: list[np.ndarray] = []
-        col_rows: list[np.ndarray] = []
-        col_lens: list[np.ndarray] = []
+        lengths = np.full(n_rec, -2, dtype=np.int64)  # -2: not done yet
+        sources: list[tuple[np.ndarray, np.ndarray]] = []  # (ids, labels) of each source part
+        tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, starts, lens)
+        base = 0
         slow = set(np.flatnonzero(codes < 0).tolist())
         for code in np.unique(codes[codes >= 0]).tolist():
             rows_a = np.flatnonzero(codes == code)
@@ -315,56 +367,61 @@ class ColumnarEncoder:
             if shape is None:
                 slow.update(rows_a.tolist())
                 continue
-            if len(rows_a) == len(records):
+            if len(rows_a) == n_rec:
                 group = cols
             else:
-                pick = rows_a.tolist()
-                group = [[c[k] for k in pick] for c in cols]
-            ok, ids, labels, lens = self._encode_shape(shape, group, len(rows_a))
+                pick = operator.itemgetter(*rows_a.tolist())
+                group = [pick(c) if len(rows_a) > 1 else [c[int(rows_a[0])]] for c in cols]
+            ok, src_ids, src_labels, starts_2d, lens_2d = self._encode_shape(shape, group, len(rows_a))
             slow.update(rows_a[~ok].tolist())
-            col_rows.append(rows_a[ok])
-            col_lens.append(lens)
-            col_ids.append(ids)
-            col_labels.append(labels)
-        enc.stats.records += len(records) - len(slow)
-        self.columnar_rows += len(records) - len(slow)
+            kept_rows = rows_a[ok]
+            lengths[kept_rows] = lens_2d[ok].sum(axis=1)
+            tables.append((kept_rows, starts_2d[ok] + base, lens_2d[ok]))
+            sources.append((src_ids, src_labels))
+            base += len(src_ids)
+        enc.stats.records += n_rec - len(slow)
+        self.columnar_rows += n_rec - len(slow)
         self.encoder_rows += len(slow)
         slow_rows = sorted(slow)
         slow_out = enc.encode_batch([records[k] for k in slow_rows]) if slow_rows else []
         rejected: list[tuple[int, str, str]] = []
         s_ids, s_labels = array("i"), array("i")
-        s_lens = []
-        truncated = np.zeros(len(records), dtype=bool)
+        s_rows, s_lens = [], []
+        truncated = np.zeros(n_rec, dtype=bool)
         for k, r in zip(slow_rows, slow_out):
             if isinstance(r, Rejected):
                 lengths[k] = -1
                 rejected.append((k, r.reason, r.detail))
             else:
                 lengths[k] = len(r.input_ids)
+                s_rows.append(k)
                 s_lens.append(len(r.input_ids))
                 s_ids.extend(r.input_ids)
                 s_labels.extend(r.labels)
                 truncated[k] = r.truncated
-        # gather: columnar rows and encoder rows, back into record order
-        src_rows = [*col_rows, np.asarray([k for k, r in zip(slow_rows, slow_out) if isinstance(r, Encoded)])]
-        src_lens = [*col_lens, np.asarray(s_lens, dtype=np.int64)]
-        all_ids = np.concatenate([*col_ids, np.frombuffer(s_ids, dtype=np.int32)]) if records else None
-        all_labels = (
-            np.concatenate([*col_labels, np.frombuffer(s_labels, dtype=np.int32)]) if records else None
-        )
-        row_of = np.concatenate(src_rows).astype(np.int64) if src_rows else np.empty(0, np.int64)
-        len_of = np.concatenate(src_lens).astype(np.int64) if src_lens else np.empty(0, np.int64)
-        lengths[row_of] = len_of
+        if s_rows:  # each encoder row: one segment of its own ids and labels
+            s_len = np.asarray(s_lens, dtype=np.int64)
+            s_start = base + np.cumsum(s_len) - s_len
+            tables.append((np.asarray(s_rows, dtype=np.int64), s_start[:, None], s_len[:, None]))
+            sources.append((np.frombuffer(s_ids, dtype=np.int32), np.frombuffer(s_labels, dtype=np.int32)))
         kept = lengths >= 0
-        order = np.argsort(row_of, kind="stable")
-        src_start = np.cumsum(len_of) - len_of
-        if all_ids is None or len(order) == 0:
+        if not tables or not kept.any():
             ids = labels = np.empty(0, dtype=np.int32)
-        elif (np.diff(row_of) > 0).all():  # already in record order (one shape, no encoder rows)
-            ids, labels = all_ids, all_labels
         else:
-            idx = _ranges(src_start[order], len_of[order])
-            ids, labels = all_ids[idx], all_labels[idx]
+            # the segment table in record order (shapes of fewer pieces padded with empty segments)
+            width = max(t[1].shape[1] for t in tables)
+            seg_start = np.zeros((n_rec, width), dtype=np.int64)
+            seg_len = np.zeros((n_rec, width), dtype=np.int64)
+            for rows, st, ln in tables:
+                seg_start[rows, : st.shape[1]] = st
+                seg_len[rows, : ln.shape[1]] = ln
+            if len(sources) == 1:
+                src_ids, src_labels = sources[0]
+            else:
+                src_ids = np.concatenate([x for x, _ in sources])
+                src_labels = np.concatenate([y for _, y in sources])
+            idx = _ranges(seg_start[kept].ravel(), seg_len[kept].ravel())
+            ids, labels = src_ids[idx], src_labels[idx]
         after = (enc.stats.truncated, enc.stats.audited, enc.stats.boundary_mismatch)
         delta = {
             "truncated": after[0] - before[0],
@@ -383,13 +440,15 @@ class ColumnarEncoder:
 
     def _encode_shape(
         self, shape: _Shape, cols: Sequence[Sequence[Any]], n: int
-    ) -> tuple[np.ndarray, Any, Any, Any]:
-        """(ok per row, ids, labels, lengths of the ok rows) for `n` records of one shape, given
-        as their columns instruction, input, output, system (None for none: the shape says).
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ok per row, id source, label source, segment starts and lengths (row x piece) into the
+        sources) for `n` records of one shape, given as their columns instruction, input,
+        output, system (None for none: the shape says).
 
-        Every row is a sequence of segments (one per piece) of one source buffer: the flat
-        encoding of the chunk's strings followed by the constant pieces. The output is one gather
-        over all kept rows' segments, and the labels one mask repeated by segment length.
+        The sources are the flat encoding of the shape's strings followed by the constant
+        pieces; the label source is the id source with IGNORE over every untrained piece's
+        tokens. A row is its segments in order; rows that are too long, train nothing, or whose
+        glued response does not start with its prompt's tokens are not ok (the encoder's).
         """
         # every field string of the shape, one flat encode (each piece's strings are contiguous)
         texts: list[str] = []
@@ -415,15 +474,20 @@ class ColumnarEncoder:
         const_at = np.cumsum([len(flat), *(len(c) for c in consts)])  # where each constant starts
         seg_start: list[np.ndarray] = []
         seg_len: list[np.ndarray] = []
+        untrained: list[tuple[int, int]] = []  # source ranges whose labels are IGNORE
         k = 0
         for j, p in enumerate(shape.pieces):
             if p.template is None:
                 seg_start.append(np.full(n, const_at[k], np.int64))
                 seg_len.append(np.full(n, len(p.const), np.int64))
+                if not p.trainable:
+                    untrained.append((int(const_at[k]), int(const_at[k + 1])))
                 k += 1
             else:
                 seg_start.append(starts[slots[j] : slots[j] + n])
                 seg_len.append(lens[slots[j] : slots[j] + n])
+                if not p.trainable and j not in glue_at:
+                    untrained.append((int(offsets[slots[j]]), int(offsets[slots[j] + n])))
         for a, b in shape.glue:
             # the response keeps the joint encoding's tokens after the prompt's own tokens, when the
             # joint encoding starts with them (Encoder._glue_responses); other rows: the encoder
@@ -444,17 +508,19 @@ class ColumnarEncoder:
             same[np.flatnonzero(fits)] = row_eq
             ok &= same
             seg_start[b], seg_len[b] = j_start + p_len, j_len - p_len
+            if not shape.pieces[b].trainable:
+                untrained.append((int(offsets[g]), int(offsets[g + n])))
         train = np.array([p.trainable for p in shape.pieces], dtype=bool)
         starts_2d = np.stack(seg_start, axis=1)  # row x piece
         lens_2d = np.stack(seg_len, axis=1)
         total = lens_2d.sum(axis=1)
         trained = lens_2d[:, train].sum(axis=1)
         ok &= (total <= self.enc.options.max_length) & (trained > 0)
-        keep = np.flatnonzero(ok)
-        row_len = total[keep]
-        seg_lens = lens_2d[keep].ravel()  # row-major: each kept row's pieces in order
-        source = np.concatenate([flat.astype(np.int32, copy=False), *(c.astype(np.int32) for c in consts)])
-        ids = source[_ranges(starts_2d[keep].ravel(), seg_lens)]
-        trainable = np.repeat(np.tile(train, len(keep)), seg_lens)
-        labels = np.where(trainable, ids, np.int32(IGNORE)).astype(np.int32, copy=False)
-        return ok, ids, labels, row_len
+        src_ids = np.empty(int(const_at[-1]), dtype=np.int32)
+        src_ids[: len(flat)] = flat
+        for c, lo, hi in zip(consts, const_at[:-1], const_at[1:]):
+            src_ids[lo:hi] = c
+        src_labels = src_ids.copy()
+        for lo, hi in untrained:
+            src_labels[lo:hi] = IGNORE
+        return ok, src_ids, src_labels, starts_2d, lens_2d
