@@ -242,3 +242,23 @@ def test_shard_records_are_the_readers_records(tmp_path):
     with pytest.raises(InputError) as theirs:
         list(islice(read_records(bad), 4, 8))
     assert str(ours.value) == str(theirs.value) and "bad.jsonl:6: invalid JSON" in str(ours.value)
+
+
+def test_a_malformed_record_stops_the_run_with_the_in_process_error(
+    ray_local, run_cli, qwen_dir, example_records, tmp_path
+):
+    # the driver counts lines without parsing them: the actors of shards 2 and 3 (of 15 records) meet
+    # the bad lines, and the run stops with the first one in input order, as the in-process run does
+    lines = example_records.read_text(encoding="utf-8").splitlines()
+    lines[34] = '{"instruction": "no output field"}'
+    lines[46] = '{"instruction": "cut short",'
+    src = tmp_path / "bad.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = [src, "--tokenizer", qwen_dir, "--format", "qwen", "--max-length", "64"]
+    local = run_cli("tokenize", *args, "-o", tmp_path / "local")
+    on_ray = run_cli("tokenize", *args, "-o", tmp_path / "ray", "--engine", "ray", "--shard-rows", "15")
+    assert local.exit_code == on_ray.exit_code == 2
+    error = [ln for ln in local.stderr.splitlines() if ln.startswith("error:")]
+    assert len(error) == 1 and "bad.jsonl:35" in error[0]
+    assert [ln for ln in on_ray.stderr.splitlines() if ln.startswith("error:")] == error
+    assert not (tmp_path / "ray" / "instructgen_meta.json").exists()
