@@ -242,6 +242,7 @@ class NerConverter:
         if not self.originals:
             raise ConfigError(f"no '{options.target}' NER templates in the '{self.lang}' pools")
         self._types_text: dict[tuple[str, ...], str] = {}
+        self.style = answer_style(self.lang.split("-")[0], self.verb)  # looked up once, not per record
         # per-type: the chance that a sentence with entities is asked about a type it lacks; the
         # planning pass sets it from the file's counts, so that the empty share is held
         self.absent_rate = options.empty_share or 0.0
@@ -385,7 +386,7 @@ class NerConverter:
             only = ""  # the type a per-type record asks about; the other targets ask for all
             if opts.target == "per-type" and label_set:
                 only = self.asked_type(entities, label_set, key)
-            style = answer_style(lang, verb)
+            style = self.style
             target_text = _linearise(entities, opts.target, style, verb, text, only)
             if opts.target != "json" and _may_be_ambiguous(opts.target, style, text, entities):
                 wanted = [e for e in entities if e.label == only] if opts.target == "per-type" else entities

@@ -135,12 +135,9 @@ def stream(
     started = start(name, options, source, **kwargs)
     if before is not None:
         before(started.result)
-
-    def outcomes() -> Iterator[Record | Rejected]:
-        yield from started
-        finished(name, options, started)
-
-    return outcomes()
+    # the run's own iterator, not one wrapped around it (a generator layer per item)
+    started.on_finish.append(functools.partial(finished, name, options, started))
+    return iter(started)
 
 
 def run_task(name: str, options: Any, source: Any, **kwargs: Any) -> Result:

@@ -238,6 +238,8 @@ class Run:
         self.pipeline = build(self.result.plan)
         self.stats = self.pipeline.step_stats()
         self.report.steps = self.stats
+        # called once the run has been iterated to its end (a task's notes: `registry.stream`)
+        self.on_finish: list[Callable[[], None]] = []
 
     @property
     def total(self) -> int | None:
@@ -304,6 +306,8 @@ class Run:
                     observe(o, result)
                 yield item
         self._finish_stats()
+        for finish in self.on_finish:
+            finish()
 
     def _finish_stats(self) -> None:
         """Fill in items in / kept per step from the rejections each step made (exact for any

@@ -353,10 +353,16 @@ def observer(options: NerOptions):
         item = o.item
         if type(item) is Record:
             meta = item.meta
-            asked = meta["asked_type"]
-            if meta["target"] != "inverted" and not any(
-                asked is None or lab == asked for _, lab in meta["entities"]
-            ):
+            if meta["target"] == "inverted":
+                return
+            asked, entities = meta["asked_type"], meta["entities"]
+            # empty: no entity at all, or (per-type) none of the asked type (a loop, not a generator)
+            empty = True
+            for _, lab in entities:
+                if asked is None or lab == asked:
+                    empty = False
+                    break
+            if empty:
                 info["empty_answers"] = info.get("empty_answers", 0) + 1
 
     return observe
