@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -243,16 +244,18 @@ def parse_json(text: str, *, path: str, line: int, escapes: bool | None = None) 
     return value
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, str, Any]]:
+def iter_jsonl(path: str | Path, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, str, Any]]:
     """(line, text, value) for each non-blank line; value is the parsed JSON, or the InputError that
     names the line when it is not JSON or not text (callers raise it or count it, per --on-error).
 
     CR, LF and CRLF all end a line, as in Python's text mode (`for line in open(path)`), which is
-    how most JSONL is written and read: a file with old Mac line ends is not one long bad line."""
+    how most JSONL is written and read: a file with old Mac line ends is not one long bad line.
+    `start`/`stop` select non-blank lines [start, stop): the earlier ones are skipped unparsed
+    (~2 us a line against ~15 us to parse and validate a record), which is how a shard reader gets
+    to its part of a large file."""
     shown = str(path)
-    for line, text, problem in iter_lines(path, newlines="any"):
-        if not text.strip():
-            continue
+    lines = (x for x in iter_lines(path, newlines="any") if x[1].strip())
+    for line, text, problem in islice(lines, start, stop):
         if problem is not None:
             yield line, printable(text), InputError(problem, path=shown, line=line, reason="encoding_error")
             continue
