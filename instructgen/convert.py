@@ -9,16 +9,16 @@ Python entry point that the CLI calls.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
-from .io.records import read_records
 from .pipeline import registry
 from .pipeline.run import Run
 from .pipeline.steps import record_digest  # the dedup key; kept importable from here (tests, callers)
 from .quality.report import Report
 from .schema import Record, Rejected
-from .tasks.convert import NAME, ConvertOptions, items_of
+from .tasks.convert import NAME, ConvertOptions, read_items
 
 TASK = NAME
 
@@ -36,8 +36,7 @@ def start(
     """A run of the `convert` task over an instruction-data file (layout recognised per row): iterate
     it for records and rejections in input order; `run.report` counts them."""
     options = ConvertOptions(dedup=dedup, placeholders=placeholders)
-    shown = str(path)
-    source = lambda: items_of(read_records(path, on_error=on_error), shown)  # noqa: E731
+    source = functools.partial(read_items, path, on_error=on_error)  # picklable: the CLI's opener too
     return registry.start(NAME, options, source, num_proc=num_proc, table=False)
 
 
