@@ -63,7 +63,7 @@ from ..quality.report import Report
 from ..schema import Record, Rejected
 from .executors import CHUNK_ITEMS, BatchFn, default_num_proc
 from .outcome import Outcome, outcomes_from_rows, outcomes_to_columns, replace_with_rejection
-from .run import Pipeline, Result, Run
+from .run import BATCH_ITEMS, Pipeline, Result, Run
 from .shards import (
     DEFAULT_SHARD_ROWS,
     LINE_FORMATS,
@@ -78,7 +78,7 @@ from .shards import (
     write_keys,
     write_outcome_rows,
 )
-from .steps import ExactDedup
+from .steps import NEW, ExactDedup, SeenKeys
 
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'instructgen[ray]' (it pins ray[data]==2.60.0)"
 # CPUs each actor asks for: below one, so that N actors on N CPUs leave room for Ray's own tasks.
@@ -196,10 +196,13 @@ class ShardWorker:
     ) -> Iterator[dict[str, list]]:
         """Outcome column batches; `keys` gets (position, key, line) of each kept record with a key."""
         it = iter(items)
-        record_outcomes = pipeline.record_outcomes
+        outcomes_of = pipeline.outcomes_of
         position = 0
         while chunk := list(islice(it, CHUNK_ITEMS)):
-            outcomes = [o for item in chunk for o in record_outcomes(item)]
+            # the record steps batched as in-process (BATCH_ITEMS at a time: few young GC collections)
+            outcomes = [
+                o for i in range(0, len(chunk), BATCH_ITEMS) for o in outcomes_of(chunk[i : i + BATCH_ITEMS])
+            ]
             for o in outcomes:
                 if o.dedup_key and isinstance(o.item, Record):
                     keys.append((position, o.dedup_key.hex(), o.line))
@@ -763,14 +766,15 @@ def _join(target: str, pieces: list[Path]) -> None:
 def _key_pass(folder: ShardFolder, active: list[Shard], todo: set[int]) -> None:
     """First occurrence by (shard, position): for each shard converted now, the positions whose key
     an earlier position (this shard or an earlier one) had, with that first occurrence's line."""
-    seen: dict[bytes, int | None] = {}
+    seen = SeenKeys()  # ~24 bytes a key, as in-process ExactDedup
     for s in active:
         repeated: dict[int, int | None] = {}
-        for position, key, line in read_keys(folder.keys(s)):
-            if key in seen:
-                repeated[position] = seen[key]
-            else:
-                seen[key] = line
+        rows = read_keys(folder.keys(s))
+        while batch := list(islice(rows, 4096)):
+            firsts = seen.check([(key, line) for _, key, line in batch])
+            for (position, _, _), first in zip(batch, firsts):
+                if first is not NEW:
+                    repeated[position] = first
         if s.index in todo:
             write_text_atomic(folder.duplicates(s), json.dumps(repeated))
 
