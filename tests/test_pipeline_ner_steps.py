@@ -179,7 +179,7 @@ NER_GOLDEN = [
         ("--target", "json", "--inverted-ratio", "0.2"),
         ("6f5e8d23e6f4dcd7", "e3b0c44298fc1c14", "ner: read 3250, wrote 3250, rejected 0\n  templates used: 10\n"
          "  note: scheme: iob1\n  note: empty answers: 645 of 3250 (19.8%)\n"),
-        ("4a9ff754c947e856", "e30fb21c3041a10a", "ner: read 3250, wrote 3071, rejected 179\n"
+        ("4a9ff754c947e856", "d0b7c9081ad4df3d", "ner: read 3250, wrote 3071, rejected 179\n"
          "  rejected duplicate_record: 179\n  templates used: 10\n  note: scheme: iob1\n"
          "  note: empty answers: 597 of 3071 (19.4%)\n"),
     ),
@@ -189,7 +189,7 @@ NER_GOLDEN = [
         ("5ed12058dfcb0cc4", "eaab7fac72b84136", "ner: read 4631, wrote 2957, rejected 1674\n"
          "  rejected too_many_empty: 1674\n  templates used: 4\n  note: scheme: bio\n"
          "  note: empty answers: 443 of 2957 (15.0%), per-type target 15%\n  note: repaired i_starts_entity: 11\n"),
-        ("d7062ace77f8da22", "1815ee3284e9bdd3", "ner: read 4631, wrote 2928, rejected 1703\n"
+        ("d7062ace77f8da22", "33202ab6106c979b", "ner: read 4631, wrote 2928, rejected 1703\n"
          "  rejected too_many_empty: 1674\n  rejected duplicate_record: 29\n  templates used: 4\n"
          "  note: scheme: bio\n  note: empty answers: 429 of 2928 (14.7%), per-type target 15%\n"
          "  note: repaired i_starts_entity: 11\n"),
@@ -208,3 +208,15 @@ def test_golden_output_and_summary(shared_data, tmp_path, run_cli, rel, args, be
         res = run_cli("ner", src, *args, *extra, "-q", "--meta", "--rejects", rej, "-o", out)
         assert res.exit_code == 0, res.stderr
         assert (_digest(out, src), _digest(rej, src), res.stderr) == want
+
+
+def test_a_repeated_empty_sentence_is_rejected_without_the_quota_marker(tmp_path, run_cli):
+    """The empty quota's marker (`_no_entities` in the outcome's example) never reaches the rejects
+    file: a duplicate of a sentence without entities shows the text and template only."""
+    src, out, rej = tmp_path / "d.conll", tmp_path / "o.jsonl", tmp_path / "r.jsonl"
+    src.write_text("It O\nrains O\n\nAnn B-PER\n\nIt O\nrains O\n", encoding="utf-8")
+    res = run_cli("ner", src, "--rejects", rej, "-o", out)
+    assert res.exit_code == 0, res.stderr
+    [row] = _rows(rej)
+    assert row["reason"] == "duplicate_record" and row["line"] == 6
+    assert set(row["example"]) == {"text", "template_id"} and row["example"]["text"] == "It rains"

@@ -106,9 +106,14 @@ def rejection(
     dedup_key: bytes = b"",
     tally: tuple[str, ...] = (),
 ) -> Outcome:
-    """An Outcome holding a Rejected whose file, line and example match the outcome's own."""
+    """An Outcome holding a Rejected whose file, line and example match the outcome's own.
+
+    Keys of the example that start with "_" are the steps' own markers (NER's `_no_entities`, read by
+    its empty quota after a rejection too): the outcome keeps them, the Rejected (the rejects file)
+    does not."""
     ex = example or {}
-    item = Rejected(reason=reason, detail=detail, source_file=source_file, line=line, example=ex)
+    shown = {k: v for k, v in ex.items() if not k.startswith("_")} if any(k[:1] == "_" for k in ex) else ex
+    item = Rejected(reason=reason, detail=detail, source_file=source_file, line=line, example=shown)
     return Outcome(item, dedup_key, source_file, line, ex, step, tally=tally)
 
 

@@ -42,9 +42,10 @@ from ..schema import Record, Rejected
 from .common import cached
 
 NAME = "ner"
-# In an outcome's `example` (never in a Rejected's): the sentence had no entity, so the empty quota
-# counts it. Set by the convert step where the sentence was decoded (any process), read in the parent.
-NO_ENTITIES = "no_entities"
+# In an outcome's `example` (never in a Rejected's: `outcome.rejection` drops "_" keys): the sentence
+# had no entity, so the empty quota counts it. Set by the convert step where the sentence was decoded
+# (any process), read in the parent.
+NO_ENTITIES = "_no_entities"
 REPAIRED = "repaired:"  # tally prefix of a tag repair ("repaired:i_starts_entity")
 
 
