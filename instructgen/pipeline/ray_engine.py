@@ -241,16 +241,7 @@ class ShardFinisher:
         self.output = output
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        out: dict[str, list] = {"index": [], "counts": [], "error": []}
-        for shard in shard_specs(batch):
-            try:
-                counts, error = json.dumps(self.finish(shard)), b""
-            except InstructgenError as exc:
-                counts, error = "", pickled_error(exc)
-            out["index"].append(shard.index)
-            out["counts"].append(counts)
-            out["error"].append(error)
-        return out
+        return answer_shards(batch, self.finish)
 
     def finish(self, shard: Shard) -> dict[str, Any]:
         cpu = time.process_time()
@@ -332,6 +323,26 @@ def shard_specs(batch: dict[str, Any]) -> list[Shard]:
     """The shard specs of a `map_batches` batch (numpy columns)."""
     cols = zip(batch["index"], batch["count"], batch["start"], batch["stop"], batch["source"], strict=True)
     return [Shard(int(i), int(n), int(a), int(b), int(src)) for i, n, a, b, src in cols]
+
+
+def answer_shards(
+    batch: dict[str, Any],
+    work: Callable[[Shard], dict[str, Any]],
+    wrap: Callable[[Shard, Exception], Any] | None = None,
+) -> dict[str, list]:
+    """An actor's answer to a `map_batches` batch of shard specs: per shard its index, `work(shard)`'s
+    counts as JSON, or the error the driver raises again (`wrap` words errors beyond instructgen's)."""
+    out: dict[str, list] = {"index": [], "counts": [], "error": []}
+    caught = (InstructgenError, OSError) if wrap is not None else InstructgenError
+    for shard in shard_specs(batch):
+        try:
+            counts, error = json.dumps(work(shard)), b""
+        except caught as exc:
+            counts, error = "", pickled_error(wrap(shard, exc) if wrap is not None else exc)
+        out["index"].append(shard.index)
+        out["counts"].append(counts)
+        out["error"].append(error)
+    return out
 
 
 def pickled_error(exc: InstructgenError) -> bytes:

@@ -1081,6 +1081,36 @@ def tokenize_file(
     return report
 
 
+def output_meta(
+    out_dir: Path,
+    key: str,
+    input_path: str | Path,
+    tokenizer_path: str | Path,
+    fmt: PromptFormat | None,
+    options: EncodeOptions,
+    pack: bool,
+    report: dict[str, Any],
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """The metadata file's body (cache key, inputs, options, report, trainer info with the written
+    columns) shared by the in-process and the Ray run; the caller adds `files` last (and Ray its
+    shard layout)."""
+    return {
+        "cache_key": key,
+        "instructgen_version": __version__,
+        "input": str(input_path),
+        "tokenizer": str(tokenizer_path),
+        "format": fmt.to_dict() if fmt else "chat_template",
+        "options": asdict(options),
+        "pack": pack,
+        "report": report,
+        "trainer": {
+            **info,
+            "columns": list(json.loads((out_dir / "dataset_info.json").read_text("utf-8"))["features"]),
+        },
+    }
+
+
 def trainer_info(
     tok: Any, tok_fp: str, fmt: PromptFormat | None, options: EncodeOptions, pack: bool
 ) -> dict[str, Any]:
@@ -1239,20 +1269,9 @@ def _build(
     if spool is not None:
         spool.write_packed(writer, options.max_length, report)
     writer.close()
-    meta = {
-        "cache_key": key,
-        "instructgen_version": __version__,
-        "input": str(input_path),
-        "tokenizer": str(tokenizer_path),
-        "format": fmt_obj.to_dict() if fmt_obj else "chat_template",
-        "options": asdict(options),
-        "pack": pack,
-        "report": report.to_json(),
-        "trainer": {
-            **info,
-            "columns": list(json.loads((out_dir / "dataset_info.json").read_text("utf-8"))["features"]),
-        },
-        "files": output_files(out_dir),
-    }
+    meta = output_meta(
+        out_dir, key, input_path, tokenizer_path, fmt_obj, options, pack, report.to_json(), info
+    )
+    meta["files"] = output_files(out_dir)
     (out_dir / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return report

@@ -51,7 +51,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import ConfigError, InstructgenError
 from ..formats import get_format
 from ..io.atomic import atomic_path, remove_stale_temps
@@ -59,7 +58,12 @@ from ..io.layouts import row_to_record
 from ..io.readers import guard_lines, iter_jsonl, iter_lines
 from ..io.records import read_records
 from ..io.registry import detect
-from ..pipeline.ray_engine import RaySession, map_shards, pickled_error, require_ray, shard_specs
+from ..pipeline.ray_engine import (
+    RaySession,
+    answer_shards,
+    map_shards,
+    require_ray,
+)
 from ..pipeline.shards import (
     DEFAULT_SHARD_ROWS,
     MANIFEST,
@@ -97,6 +101,7 @@ from .pipeline import (
     export_rejects,
     input_hash,
     output_files,
+    output_meta,
     sharded_output,
     trainer_info,
     write_bins,
@@ -470,22 +475,10 @@ def _write_meta(
 ) -> None:
     """The in-process metadata file (cache key, options, report, trainer info, file hashes), plus
     how the shards were laid out; written last, so a folder with it is a finished dataset."""
-    meta = {
-        "cache_key": key,
-        "instructgen_version": __version__,
-        "input": str(input_path),
-        "tokenizer": str(tokenizer_path),
-        "format": fmt.to_dict() if fmt else "chat_template",
-        "options": asdict(options),
-        "pack": pack,
-        "report": report.base_json(),
-        "trainer": {
-            **trainer_info(tok, tok_fp, fmt, options, pack),
-            "columns": list(json.loads((out / "dataset_info.json").read_text("utf-8"))["features"]),
-        },
-        "engine": {"name": "ray", "shards": report.shards, "shard_rows": report.shard_rows},
-        "files": output_files(out),
-    }
+    info = trainer_info(tok, tok_fp, fmt, options, pack)
+    meta = output_meta(out, key, input_path, tokenizer_path, fmt, options, pack, report.base_json(), info)
+    meta["engine"] = {"name": "ray", "shards": report.shards, "shard_rows": report.shard_rows}
+    meta["files"] = output_files(out)
     with placed(out / META_FILE) as tmp:
         Path(tmp).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
 
@@ -533,16 +526,7 @@ class ShardTokenizer:
         )
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        out: dict[str, list] = {"index": [], "counts": [], "error": []}
-        for shard in shard_specs(batch):
-            try:
-                counts, error = json.dumps(self.tokenize(shard)), b""
-            except InstructgenError as exc:
-                counts, error = "", pickled_error(exc)
-            out["index"].append(shard.index)
-            out["counts"].append(counts)
-            out["error"].append(error)
-        return out
+        return answer_shards(batch, self.tokenize)
 
     def _chunks(self, shard: Shard, report: TokenizeReport, rejects: Any):
         """The shard's encoded chunks in order (global record indexes), rejections written as the
@@ -650,16 +634,11 @@ class ShardPacker:
         self.data = ShardFolder(folder, prefix=DATA, suffix=".arrow", outcomes=False)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        out: dict[str, list] = {"index": [], "counts": [], "error": []}
-        for shard in shard_specs(batch):
-            try:
-                counts, error = json.dumps(self.write(shard)), b""
-            except (InstructgenError, OSError) as exc:
-                counts, error = "", pickled_error(InstructgenError(f"packing {shard.index}: {exc}"))
-            out["index"].append(shard.index)
-            out["counts"].append(counts)
-            out["error"].append(error)
-        return out
+        return answer_shards(batch, self.write, self._packing_error)
+
+    @staticmethod
+    def _packing_error(shard: Shard, exc: Exception) -> InstructgenError:
+        return InstructgenError(f"packing {shard.index}: {exc}")
 
     def write(self, shard: Shard) -> dict[str, Any]:
         import numpy as np
