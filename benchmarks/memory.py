@@ -61,7 +61,9 @@ def build_ner(shared: Path, rows: int, dst: Path) -> list[str]:
     with open(dst, "w", encoding="utf-8") as f:
         for i in range(rows):
             f.write(blocks[i % len(blocks)] + "\n\n")
-    return ["ner", str(dst)]
+    # cycled sentences are exact repeats: with dedup on they would be rejected, not converted and
+    # written (exit 3); dedup's own memory is what translate (unique pairs) measures
+    return ["ner", str(dst), "--no-dedup"]
 
 
 def build_classify(shared: Path, rows: int, dst: Path) -> list[str]:
@@ -71,7 +73,15 @@ def build_classify(shared: Path, rows: int, dst: Path) -> list[str]:
         f.write(head + "\n")
         for i in range(rows):
             f.write(body[i % len(body)] + "\n")
-    return ["classify", str(dst), "--text-col", "sentence", "--label-names", "negative,positive"]
+    return [
+        "classify",
+        str(dst),
+        "--text-col",
+        "sentence",
+        "--label-names",
+        "negative,positive",
+        "--no-dedup",
+    ]
 
 
 BUILDERS = {"translate": build_translate, "ner": build_ner, "classify": build_classify}
