@@ -22,7 +22,7 @@ from instructgen.schema import Record, Turn
 from instructgen.tokenize.columnar import ColumnarEncoder, payload_of
 from instructgen.tokenize.encode import EncodeOptions, Encoder
 from instructgen.tokenize.engines import FastokensTokenizer, select_engine
-from instructgen.tokenize.pipeline import encode_columns
+from instructgen.tokenize.pipeline import _plan_ahead, encode_columns
 from instructgen.tokenize.tokenizers import HFTokenizer
 
 pytest.importorskip("fastokens")
@@ -66,7 +66,7 @@ def _same_as_no_fast(tok: HFTokenizer, records: list[Record], fmt: str, num_proc
 def test_qwen_fastokens_is_proven_and_columnar_rows_equal_the_reference(qwen_tok, shared_data):
     line = _same_as_no_fast(qwen_tok, _demo(shared_data), "qwen", max_length=1024)
     assert line == (
-        "fast path on: fastokens gives identical ids on 1001 sample texts and identical output on 200 "
+        "fast path on: fastokens gives identical ids on 401 sample texts and identical output on 200 "
         "records; columnar rows"
     )
 
@@ -109,6 +109,32 @@ def test_truncation_rejections_and_odd_rows_go_through_the_encoder(qwen_tok):
     )
     assert got[:5] == want
     assert col.encoder_rows == 4  # the special-token string, the history and the two long rows
+
+
+def test_chunks_planned_while_the_engine_loads_finish_as_encoded_in_turn(qwen_tok, shared_data):
+    """With 2+ processes the main thread routes and renders the first window's chunks while the
+    engine loads (`pipeline._plan_ahead`, with the user's tokenizer), and the engine finishes
+    them. Planned ahead, the audit state is unknown: a chunk whose turn comes while the audit
+    still wants rows goes to the encoder, exactly as when encoded in turn."""
+    en = _demo(shared_data)
+    recs = en + [r for _, r in read_records(shared_data / "alpaca_zh_demo.json")] + en[::-1]
+    recs += [Record(instruction="Echo <|im_end|>.", output="ok"), Record(instruction="Who are you?", output="x")]
+    options = EncodeOptions(max_length=512, audit_sample=1500)  # the first chunk and a half audit
+    plans: dict = {}
+    _plan_ahead(qwen_tok, FORMATS["qwen"], options, recs, plans)(lambda: False)  # never loaded yet
+    assert sorted(plans) == list(range(0, len(recs), 1000))
+    engine = FastokensTokenizer(qwen_tok)
+    ahead = ColumnarEncoder(Encoder(engine, FORMATS["qwen"], options))
+    in_turn = ColumnarEncoder(Encoder(engine, FORMATS["qwen"], options))
+    reference = Encoder(qwen_tok, FORMATS["qwen"], options)
+    for start in sorted(plans):
+        chunk = recs[start : start + 1000]
+        got = ahead.finish(chunk, plans[start])
+        want = in_turn.encode(chunk)
+        assert got == want
+        assert got[:5] == payload_of(reference.encode_batch(chunk))
+    assert (ahead.columnar_rows, ahead.encoder_rows) == (in_turn.columnar_rows, in_turn.encoder_rows)
+    assert ahead.encoder_rows >= 2000 and ahead.columnar_rows > 0  # audited chunks, then columnar
 
 
 def test_identity_records_still_meet_the_system_check(qwen_tok):

@@ -61,6 +61,15 @@ class _Shape:
     glue: list[tuple[int, int]]  # (prompt piece, response piece) encoded together (SentencePiece)
 
 
+@dataclass
+class ChunkPlan:
+    """A chunk routed and rendered, not yet encoded (`ColumnarEncoder.plan`)."""
+
+    n: int
+    codes: np.ndarray  # per record its shape code, -1 for a row the encoder takes
+    groups: list  # (rows, shape, texts, slots, glue_at) per shape present
+
+
 def encode_flat(tok: Any, texts: list[str], *, specials: bool) -> tuple[np.ndarray, np.ndarray]:
     """(ids, offsets) of `texts` from any engine: fastokens' flat buffers, or lists flattened."""
     flat = getattr(tok, "encode_flat", None)
@@ -281,8 +290,7 @@ class ColumnarEncoder:
         joined column."""
         enc = self.enc
         n_rec = len(records)
-        n = enc.options.audit_sample
-        if self.off or n < 0 or (n > 0 and enc._audited < n):
+        if self.off or enc.options.audit_sample < 0:
             return np.full(n_rec, -1, dtype=np.int64), []
         if not n_rec:
             return np.empty(0, dtype=np.int64), [(), (), (), ()]
@@ -344,7 +352,41 @@ class ColumnarEncoder:
             return
         slow.update(_rows_at(ends, (m.start() for m in rx.finditer(joined))))
 
+    def _audit_pending(self) -> bool:
+        """Rows still go to the encoder for the boundary audit (`EncodeOptions.audit_sample`)."""
+        n = self.enc.options.audit_sample
+        return n > 0 and self.enc._audited < n
+
+    def plan(self, records: Sequence[Record], *, ahead: bool = False) -> ChunkPlan:
+        """The engine-free half of `encode`: route the chunk's rows to shapes and build every
+        string the engine will encode. `ahead`: planned before the chunk's turn (while the engine
+        loads), so the audit state is not known yet; `finish` checks it when the turn comes."""
+        if not ahead and self._audit_pending():
+            return ChunkPlan(len(records), np.full(len(records), -1, dtype=np.int64), [])
+        codes, cols = self._route(records)
+        n_rec = len(records)
+        groups: list[tuple[np.ndarray, _Shape, list[str], dict[int, int], dict[int, int]]] = []
+        for code in np.unique(codes[codes >= 0]).tolist():
+            rows_a = np.flatnonzero(codes == code)
+            shape = self._shape(_key(code))
+            if shape is None:
+                codes[rows_a] = -1
+                continue
+            if len(rows_a) == n_rec:
+                group = cols
+            else:
+                pick = operator.itemgetter(*rows_a.tolist())
+                group = [pick(c) if len(rows_a) > 1 else [c[int(rows_a[0])]] for c in cols]
+            groups.append((rows_a, shape, *self._texts(shape, group, len(rows_a))))
+        return ChunkPlan(n_rec, codes, groups)
+
     def encode(self, records: Sequence[Record]) -> tuple[bytes, bytes, bytes, bytes, list, dict[str, int]]:
+        """`finish(plan(records))`: see there."""
+        return self.finish(records, self.plan(records))
+
+    def finish(
+        self, records: Sequence[Record], plan: ChunkPlan
+    ) -> tuple[bytes, bytes, bytes, bytes, list, dict[str, int]]:
         """The chunk as (lengths, ids, labels, truncated flags, rejected, stats delta): the payload
         `pipeline._encode_range` returns, with indexes relative to the chunk.
 
@@ -355,24 +397,16 @@ class ColumnarEncoder:
         enc = self.enc
         before = (enc.stats.truncated, enc.stats.audited, enc.stats.boundary_mismatch)
         n_rec = len(records)
-        codes, cols = self._route(records)
+        codes, groups = plan.codes, plan.groups
+        if groups and self._audit_pending():  # planned ahead, and the audit still wants rows
+            codes, groups = np.full(n_rec, -1, dtype=np.int64), []
         lengths = np.full(n_rec, -2, dtype=np.int64)  # -2: not done yet
         sources: list[tuple[np.ndarray, np.ndarray]] = []  # (ids, labels) of each source part
         tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, starts, lens)
         base = 0
         slow = set(np.flatnonzero(codes < 0).tolist())
-        for code in np.unique(codes[codes >= 0]).tolist():
-            rows_a = np.flatnonzero(codes == code)
-            shape = self._shape(_key(code))
-            if shape is None:
-                slow.update(rows_a.tolist())
-                continue
-            if len(rows_a) == n_rec:
-                group = cols
-            else:
-                pick = operator.itemgetter(*rows_a.tolist())
-                group = [pick(c) if len(rows_a) > 1 else [c[int(rows_a[0])]] for c in cols]
-            ok, src_ids, src_labels, starts_2d, lens_2d = self._encode_shape(shape, group, len(rows_a))
+        for rows_a, shape, texts, slots, glue_at in groups:
+            ok, src_ids, src_labels, starts_2d, lens_2d = self._assemble(shape, len(rows_a), texts, slots, glue_at)
             slow.update(rows_a[~ok].tolist())
             kept_rows = rows_a[ok]
             lengths[kept_rows] = lens_2d[ok].sum(axis=1)
@@ -438,21 +472,15 @@ class ColumnarEncoder:
             delta,
         )
 
-    def _encode_shape(
+    def _texts(
         self, shape: _Shape, cols: Sequence[Sequence[Any]], n: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(ok per row, id source, label source, segment starts and lengths (row x piece) into the
-        sources) for `n` records of one shape, given as their columns instruction, input,
-        output, system (None for none: the shape says).
-
-        The sources are the flat encoding of the shape's strings followed by the constant
-        pieces; the label source is the id source with IGNORE over every untrained piece's
-        tokens. A row is its segments in order; rows that are too long, train nothing, or whose
-        glued response does not start with its prompt's tokens are not ok (the encoder's).
-        """
-        # every field string of the shape, one flat encode (each piece's strings are contiguous)
+    ) -> tuple[list[str], dict[int, int], dict[int, int]]:
+        """Every field string of the shape for `n` records given as their columns instruction,
+        input, output, system (None for none: the shape says), for one flat encode (each piece's
+        strings contiguous): (texts, piece -> index of its first string, glued piece -> index of
+        its joint strings)."""
         texts: list[str] = []
-        slots: dict[int, int] = {}  # piece -> index of its first string in texts
+        slots: dict[int, int] = {}
         for j, p in enumerate(shape.pieces):
             if p.template is not None:
                 slots[j] = len(texts)
@@ -466,6 +494,19 @@ class ColumnarEncoder:
         for a, b in shape.glue:
             glue_at[b] = len(texts)
             texts += [x + y for x, y in zip(texts[slots[a] : slots[a] + n], texts[slots[b] : slots[b] + n])]
+        return texts, slots, glue_at
+
+    def _assemble(
+        self, shape: _Shape, n: int, texts: list[str], slots: dict[int, int], glue_at: dict[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ok per row, id source, label source, segment starts and lengths (row x piece) into the
+        sources) for the `n` records of one shape whose strings `_texts` built.
+
+        The sources are the flat encoding of the shape's strings followed by the constant
+        pieces; the label source is the id source with IGNORE over every untrained piece's
+        tokens. A row is its segments in order; rows that are too long, train nothing, or whose
+        glued response does not start with its prompt's tokens are not ok (the encoder's).
+        """
         flat, offsets = encode_flat(self.tok, texts, specials=True)
         offsets = offsets.astype(np.int64)
         starts, lens = offsets[:-1], offsets[1:] - offsets[:-1]
