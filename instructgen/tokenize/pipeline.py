@@ -42,7 +42,7 @@ from ..pipeline.shards import MANIFEST, WORK
 from ..schema import Record, Rejected
 from .columnar import ChunkPlan, ColumnarEncoder
 from .encode import IGNORE, ChatTemplateEncoder, Encoded, EncodeOptions, Encoder
-from .engines import engine_for, limit_engine_threads, select_engine
+from .engines import engine_for, limit_engine_threads, select_engine, start_build
 from .packing import pack_rows, packing_efficiency, plan_bfd_arrays
 from .tokenizers import HFTokenizer, load_tokenizer, tokenizer_fingerprint
 
@@ -314,6 +314,8 @@ def encode_windows(
     fmt = None if fmt_name == "chat_template" else get_format(fmt_name)
     tok = tokenizer or load_tokenizer(tokenizer_path)
     it = iter(windows)
+    # with 2+ cores the engine starts loading while the first window is read
+    started = start_build(tok, num_proc) if fast and fmt is not None else None
     first = next(it, None)
     if first is None:
         return
@@ -328,7 +330,9 @@ def encode_windows(
         limit_engine_threads(num_proc)
         try:
             ahead = _plan_ahead(tok, fmt, options, first, plans) if fast and num_proc > 1 else None
-            choice = select_engine(tok, first, fmt, options, fast=fast, threads=num_proc, while_loading=ahead)
+            choice = select_engine(
+                tok, first, fmt, options, fast=fast, threads=num_proc, while_loading=ahead, started=started
+            )
         except BaseException:
             _restore_env("RAYON_NUM_THREADS", rayon)
             raise
