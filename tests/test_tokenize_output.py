@@ -1,7 +1,8 @@
 """How `instructgen tokenize` writes, caches and describes its output folder (issues 10 and 11).
 
 The output folder must never cost a user a file: `-o DIR` creates DIR, replaces it only when it
-holds a previous tokenize output (or with --overwrite), and never leaves a temporary folder behind.
+holds a previous tokenize output and nothing else (--overwrite included: it rebuilds our own output,
+never a folder of other files), and never leaves a temporary folder behind.
 A cache hit must verify what it reuses, and the cache key must cover every tokenizer file.
 """
 
@@ -83,6 +84,16 @@ def test_dot_is_refused_and_the_folder_survives(tmp_path, tok, monkeypatch):
     assert _leftovers(tmp_path) == [] and _leftovers(work) == []
 
 
+def _refused(out, listed: str) -> str:
+    """The refusal tokenize prints for a folder holding files it did not write (with or without
+    --overwrite: `OutputFolder.refuse_foreign`)."""
+    return (
+        f"error: -o {out}: the folder holds files instructgen did not write ({listed}); "
+        "--overwrite replaces only instructgen's own output and never deletes them: "
+        "name a new folder, or move those files out of it\n"
+    )
+
+
 def test_a_folder_with_other_files_is_refused_byte_identical(tmp_path, tok):
     src = _write(tmp_path / "d.jsonl")
     out = tmp_path / "results"
@@ -90,14 +101,12 @@ def test_a_folder_with_other_files_is_refused_byte_identical(tmp_path, tok):
     (out / "thesis.pdf").write_bytes(b"%PDF thesis \x00" * 100)
     (out / "sub" / "notes.txt").write_text("keep me\n")
     before = _tree(out)
-    res = tok(src, out)
-    assert res.exit_code == 2
-    assert res.stderr == (
-        f"error: -o {out}: the folder holds files instructgen did not write (sub, thesis.pdf); "
-        "name a new folder, or pass --overwrite to replace the folder and everything in it\n"
-    )
-    assert _tree(out) == before and sorted(os.listdir(out)) == ["sub", "thesis.pdf"]
-    assert _leftovers(tmp_path) == []
+    for extra in ((), ("--overwrite",)):
+        res = tok(src, out, *extra)
+        assert res.exit_code == 2
+        assert res.stderr == _refused(out, "sub, thesis.pdf")
+        assert _tree(out) == before and sorted(os.listdir(out)) == ["sub", "thesis.pdf"]
+        assert _leftovers(tmp_path) == []
 
 
 def test_our_own_output_with_a_foreign_file_added_is_refused(tmp_path, tok):
@@ -157,18 +166,215 @@ def test_rerun_over_our_own_output_replaces_it(tmp_path, tok):
     assert _leftovers(tmp_path) == []
 
 
-def test_overwrite_replaces_a_foreign_folder(tmp_path, tok):
-    import datasets
-
+def test_overwrite_refuses_a_foreign_folder_and_keeps_its_bytes(tmp_path, tok):
+    """The project's first trust bug was `tokenize -o` deleting a user's folder: --overwrite must
+    not bring it back. Refused before any work, the file's bytes and the folder's listing equal."""
     src = _write(tmp_path / "d.jsonl")
     out = tmp_path / "old"
     out.mkdir()
-    (out / "junk.txt").write_text("x")
+    (out / "junk.txt").write_bytes(b"x\x00\xff precious")
+    res = tok(src, out, "--overwrite")
+    assert res.exit_code == 2
+    assert res.stderr == _refused(out, "junk.txt")
+    assert os.listdir(out) == ["junk.txt"] and (out / "junk.txt").read_bytes() == b"x\x00\xff precious"
+    assert sorted(os.listdir(tmp_path)) == ["d.jsonl", "old"]  # no temporary folder, nothing moved aside
+
+
+def test_overwrite_replaces_our_own_output(tmp_path, tok):
+    import datasets
+
+    long = {"instruction": "Long.", "input": "", "output": "word " * 300}
+    src = _write(tmp_path / "d.jsonl", [*ROWS, long])
+    out = tmp_path / "tok"
+    args = ("--rejects", tmp_path / "r.jsonl", "--max-length", "200")
+    assert tok(src, out, *args).exit_code == 0
+    files = ["data-00000-of-00001.arrow", "dataset_info.json", "instructgen_meta.json", "state.json"]
+    assert sorted(os.listdir(out)) == sorted([*files, "instructgen_rejects.jsonl"])
+    first = (out / "data-00000-of-00001.arrow").stat().st_ino
+    # the same command hits the cache; --overwrite rebuilds it and swaps the new folder in
+    assert "cache: hit" in tok(src, out, *args).stderr
+    res = tok(src, out, *args, "--overwrite")
+    assert res.exit_code == 0, res.stderr
+    assert "cache: miss" in res.stderr
+    assert (out / "data-00000-of-00001.arrow").stat().st_ino != first
+    assert datasets.load_from_disk(str(out))["row"] == [0, 1, 2]
+    # another input: the old rejects file goes with the old output
+    res = tok(_write(tmp_path / "d2.jsonl", ROWS[:2]), out, "--overwrite")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(os.listdir(out)) == files
+    assert datasets.load_from_disk(str(out))["row"] == [0, 1]
+    assert _leftovers(tmp_path) == []
+
+
+def _own_name_as_link(out: Path) -> None:
+    (out / "state.json").rename(out.parent / "moved.json")
+    (out / "state.json").symlink_to(out.parent / "elsewhere.txt")
+
+
+@pytest.mark.parametrize(
+    "make, listed",
+    [
+        (lambda out: (out / ".keep").write_bytes(b""), ".keep"),  # hidden: still someone's file
+        (lambda out: (out / "cache-1234.arrow").write_bytes(b"ARROW1"), "cache-1234.arrow"),  # Dataset.map
+        (lambda out: (out / "data-mine.arrow").write_bytes(b"x"), "data-mine.arrow"),  # not a shard name
+        (lambda out: (out / "plots").mkdir() or (out / "plots" / "a.png").write_bytes(b"\x89PNG"), "plots"),
+        (lambda out: (out / "_work").mkdir() or (out / "_work" / "n.txt").write_text("n"), "_work"),
+        (lambda out: (out / "link").symlink_to(out.parent / "elsewhere.txt"), "link"),
+        # a link named as one of our files is still not ours: removing it is not our call
+        (_own_name_as_link, "state.json"),
+    ],
+    ids=[
+        "hidden",
+        "datasets-cache",
+        "data-name",
+        "subfolder",
+        "work-in-process",
+        "symlink",
+        "symlink-own-name",
+    ],
+)
+def test_our_output_with_anything_else_is_refused_even_with_overwrite(tmp_path, tok, make, listed):
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    assert tok(src, out).exit_code == 0
+    (tmp_path / "elsewhere.txt").write_text("the link's target\n")
+    make(out)
+    before, names = _tree(out), sorted(os.listdir(out))
+    links = {n: os.readlink(out / n) for n in names if (out / n).is_symlink()}
+    for extra in ((), ("--overwrite",)):
+        res = tok(_write(tmp_path / "d2.jsonl", ROWS[:2]), out, *extra)
+        assert res.exit_code == 2
+        assert res.stderr == _refused(out, listed)
+        assert sorted(os.listdir(out)) == names and _tree(out) == before
+        assert {n: os.readlink(out / n) for n in names if (out / n).is_symlink()} == links
+    assert (tmp_path / "elsewhere.txt").read_text() == "the link's target\n"
+    assert _leftovers(tmp_path) == []
+
+
+def test_the_refusal_names_five_entries_and_counts_the_rest(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "many"
+    out.mkdir()
+    for i in range(8):
+        (out / f"f{i}.txt").write_text(str(i))
+    res = tok(src, out, "--overwrite")
+    assert res.exit_code == 2
+    assert res.stderr == _refused(out, "f0.txt, f1.txt, f2.txt, f3.txt, f4.txt and 3 more")
+    assert sorted(os.listdir(out)) == [f"f{i}.txt" for i in range(8)]
+
+
+def test_a_plain_save_to_disk_folder_is_refused_even_with_overwrite(tmp_path, tok):
+    """The same file names as ours, but no instructgen_meta.json (nor a tokenize manifest): a
+    user's `datasets.save_to_disk` folder, never replaced."""
+    import datasets
+
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "theirs"
+    datasets.Dataset.from_dict({"text": ["a", "b"]}).save_to_disk(str(out))
+    before = _tree(out)
+    res = tok(src, out, "--overwrite")
+    assert res.exit_code == 2
+    assert res.stderr == _refused(out, "data-00000-of-00001.arrow, dataset_info.json, state.json")
+    assert _tree(out) == before
+
+
+def _ray_layout(out: Path, work: list[str]) -> None:
+    """A folder as `tokenize --engine ray --max-shards 1` leaves it (tests/test_ray_tokenize.py
+    pins the real one): the manifest, the first Arrow shard, markers and spools under `_work/`."""
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"task": "tokenize", "config_digest": "x"}))
+    (out / "data-00000-of-00004.arrow").write_bytes(b"\x00" * 64)
+    (out / "_work").mkdir()
+    for name in work:
+        (out / "_work" / name).write_bytes(b"{}")
+
+
+def test_a_part_way_ray_output_is_ours_and_replaced_with_overwrite(tmp_path, tok):
+    import datasets
+
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    own = [
+        "data-00000-of-00004.done",
+        "data-00000-of-00004.rejects.jsonl",
+        "tokens-00000-of-00004.ids.bin",
+        "tokens-00000-of-00004.lengths.bin",
+        "pack.plan.npz",
+        "state.json",  # parked by sharded.placed when a run was killed before renaming it up
+        f".state.json.ig-host1-{os.getpid()}-0a1b2c3d.tmp",  # an atomic writer's temporary
+    ]
+    _ray_layout(out, own)
     res = tok(src, out, "--overwrite")
     assert res.exit_code == 0, res.stderr
-    assert "junk.txt" not in os.listdir(out)
-    assert len(datasets.load_from_disk(str(out))) == 3
+    assert sorted(os.listdir(out)) == [
+        "data-00000-of-00001.arrow",
+        "dataset_info.json",
+        "instructgen_meta.json",
+        "state.json",
+    ]
+    assert datasets.load_from_disk(str(out))["row"] == [0, 1, 2]
     assert _leftovers(tmp_path) == []
+
+
+def test_a_ray_output_with_a_file_of_yours_in_work_is_refused(tmp_path, tok):
+    src = _write(tmp_path / "d.jsonl")
+    out = tmp_path / "tok"
+    _ray_layout(out, ["data-00000-of-00004.done", "my-notes.txt"])
+    (out / "_work" / "sub").mkdir()
+    before = _tree(out)
+    res = tok(src, out, "--overwrite")
+    assert res.exit_code == 2
+    assert res.stderr == _refused(out, "_work/my-notes.txt, _work/sub")
+    assert _tree(out) == before and (out / "_work" / "sub").is_dir()
+    # a manifest of another task (convert --engine ray) does not make the folder ours
+    (out / "_work" / "my-notes.txt").unlink()
+    (out / "_work" / "sub").rmdir()
+    (out / "manifest.json").write_text(json.dumps({"task": "convert"}))
+    res = tok(src, out, "--overwrite")
+    assert res.stderr == _refused(out, "_work, data-00000-of-00004.arrow, manifest.json")
+
+
+def test_a_file_put_in_the_folder_during_the_run_is_not_deleted(tmp_path):
+    """The folder is checked again right before the swap (a long run gives a user time to drop a
+    file in): a refusal, the file untouched; and should one land in the instant between that
+    check and the swap, swap_folder_in keeps the old folder (hidden, beside) instead of removing it,
+    and no later run removes it."""
+    from instructgen.errors import ConfigError
+    from instructgen.io.atomic import _host, swap_folder_in
+    from instructgen.tokenize.pipeline import TMP_TAG, OutputFolder, foreign_entries
+
+    out = tmp_path / "tok"
+    out.mkdir()
+    (out / "instructgen_meta.json").write_text("{}")
+    folder = OutputFolder(out, overwrite=True)
+    folder.check()
+    assert folder.ours
+    tmp = folder.stage()
+    (tmp / "instructgen_meta.json").write_text('{"new": 1}')
+    (out / "late.txt").write_bytes(b"late\n")
+    with pytest.raises(ConfigError) as err:
+        folder.commit(tmp)
+    assert str(err.value) == _refused(out, "late.txt")[len("error: ") : -1]
+    assert (out / "late.txt").read_bytes() == b"late\n" and (
+        out / "instructgen_meta.json"
+    ).read_text() == "{}"
+
+    # the instant after the check: the old folder is moved aside, found holding late.txt, and kept
+    kept = swap_folder_in(tmp, out, TMP_TAG, removable=lambda old: not foreign_entries(old))
+    assert kept is not None and kept.parent == tmp_path
+    assert kept.name.startswith(f".tok{TMP_TAG}old-{_host()}-{os.getpid()}-")
+    assert (kept / "late.txt").read_bytes() == b"late\n"
+    assert (out / "instructgen_meta.json").read_text() == '{"new": 1}'
+    # once its run is gone (named as a dead process's: a pid above the kernel's pid_max) no later
+    # run removes it; an old folder holding our own output alone, it would
+    dead = kept.with_name(f".tok{TMP_TAG}old-{_host()}-99999999-x9grxouf")
+    kept.rename(dead)
+    assert OutputFolder(out).remove_stale() == []
+    assert sorted(os.listdir(dead)) == ["instructgen_meta.json", "late.txt"]
+    assert (dead / "late.txt").read_bytes() == b"late\n"
+    (dead / "late.txt").unlink()
+    assert OutputFolder(out).remove_stale() == [dead.name]
+    assert not dead.exists()
 
 
 def test_an_empty_existing_folder_is_used(tmp_path, tok):
@@ -211,11 +417,12 @@ def test_a_live_run_on_another_host_keeps_its_temporary_folder(tmp_path, tok):
     (live / "data-00000-of-00001.arrow").write_bytes(b"\x00" * 10)
     nohost = tmp_path / ".tok.instructgen-tmp-99999999-1x_2y3z4"  # a name from before hosts were recorded
     nohost.mkdir()
-    gone = tmp_path / ".tok.instructgen-old-otherhost-12-beef0001"
+    gone = tmp_path / ".tok.instructgen-old-otherhost-12-beef0001"  # a replaced output moved aside
     gone.mkdir()
     (gone / "state.json").write_text("{}")
+    (gone / "instructgen_meta.json").write_text("{}")
     old = time.time() - STALE_AFTER_S - 60
-    for p in (gone / "state.json", gone):
+    for p in (gone / "state.json", gone / "instructgen_meta.json", gone):
         os.utime(p, (old, old))
     assert tok(src, tmp_path / "tok").exit_code == 0
     assert (live / "data-00000-of-00001.arrow").is_file() and nohost.is_dir()
@@ -313,13 +520,21 @@ def test_damaged_metadata_is_a_clear_error(tmp_path, tok, run_cli):
     meta.write_bytes(meta.read_bytes()[:50])
     res = tok(src, out)
     assert res.exit_code == 2
-    assert res.stderr.startswith(
-        f"error: -o {out}: the folder holds files instructgen did not write (instructgen_meta.json (damaged))"
+    assert res.stderr == (
+        f"error: -o {out}: instructgen_meta.json is damaged; pass --overwrite to rebuild the folder "
+        "(it holds nothing but instructgen's own output)\n"
     )
     res = run_cli("inspect", out)
     assert res.exit_code == 2
     assert res.stderr.startswith(f"error: {meta}: damaged (not valid JSON at line ")
+    assert res.stderr.endswith("tokenize again with --overwrite to rebuild the folder\n")
     assert "Traceback" not in res.stderr
+    # a damaged metadata file is ours by name, but only with nothing else beside it
+    (out / "mine.txt").write_text("mine\n")
+    res = tok(src, out, "--overwrite")
+    assert res.exit_code == 2 and res.stderr == _refused(out, "mine.txt")
+    assert len(meta.read_bytes()) == 50
+    (out / "mine.txt").unlink()
     res = tok(src, out, "--overwrite")
     assert res.exit_code == 0, res.stderr
     json.loads(meta.read_text())

@@ -86,10 +86,10 @@ Examples:
     "resume",
     default=True,
     show_default=True,
-    help="--overwrite: rebuild even when the output holds a matching cached result, and replace an "
-    "existing output folder even when it holds files instructgen did not write (they are deleted); "
-    "with --engine ray, start over instead of skipping the shards a previous run of the same "
-    "configuration completed (--resume, the default).",
+    help="--overwrite: rebuild instructgen's own output even when it holds a matching cached result or "
+    "its metadata file is damaged; with --engine ray, start over instead of skipping the shards a "
+    "previous run of the same configuration completed (--resume, the default). A folder holding any "
+    "file instructgen did not write is refused, --overwrite or not: nothing of yours is deleted.",
 )
 @click.option(
     "--engine",
@@ -126,8 +126,9 @@ Examples:
     "out_dir",
     required=True,
     type=click.Path(),
-    help="Output folder (Arrow dataset). Created if new; an existing one is replaced only when it holds "
-    "a previous tokenize output (or with --overwrite). Written beside, then renamed into place.",
+    help="Output folder (Arrow dataset). Created if new; an existing one is used only when it is empty or "
+    "holds a previous tokenize output and nothing else (never a folder of your files, even with "
+    "--overwrite). Written beside, then renamed into place.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @fail_cleanly

@@ -19,7 +19,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -178,10 +178,16 @@ def stage_folder(target: Path, tag: str) -> Path:
             continue
 
 
-def swap_folder_in(tmp: Path, target: Path, tag: str) -> None:
+def swap_folder_in(
+    tmp: Path, target: Path, tag: str, *, removable: Callable[[Path], bool] | None = None
+) -> Path | None:
     """Move the finished folder `tmp` onto `target`: an existing target is moved aside first
-    (`.{name}{tag}old-{pid}-...`), put back if the swap fails, removed once it succeeded.
-    OSError when the swap fails (the old target is then where it was)."""
+    (`.{name}{tag}old-{host}-{pid}-...`), put back if the swap fails, removed once it succeeded.
+
+    The whole old folder is removed, so the caller must have checked that it holds only files
+    it may remove (tokenize: `OutputFolder.check`). `removable(old)` checks it once more after the
+    move (a file put there in the meantime): when it says no, the old folder is kept and
+    returned, never removed. OSError when the swap fails (the old target is then where it was)."""
     old = None
     try:
         if target.exists():
@@ -194,7 +200,10 @@ def swap_folder_in(tmp: Path, target: Path, tag: str) -> None:
             os.replace(old, target)
         raise
     if old is not None:
+        if removable is not None and not removable(old):
+            return old
         shutil.rmtree(old, ignore_errors=True)
+    return None
 
 
 def _last_written(folder: Path) -> float:
@@ -223,12 +232,17 @@ def folder_is_stale(folder: Path, host: str | None, pid: int, now: float) -> boo
     return now - _last_written(folder) > STALE_AFTER_S
 
 
-def remove_stale_folders(target: Path, tag: str, *, now: float | None = None) -> list[str]:
+def remove_stale_folders(
+    target: Path, tag: str, *, now: float | None = None, removable: Callable[[Path], bool] | None = None
+) -> list[str]:
     """Remove the folders `.{target name}{tag}{tmp,old}-[HOST-]PID-RANDOM` of runs that are gone
-    (`folder_is_stale`); their names. A live run's folder and anything else are never touched."""
+    (`folder_is_stale`); their names. A live run's folder and anything else are never touched,
+    nor an `old` folder (a replaced target moved aside) that `removable` says no to: one that
+    `swap_folder_in` kept because it held files that are not ours."""
     now = time.time() if now is None else now
     pattern = re.compile(
-        re.escape(f".{target.name}{tag}") + r"(?:tmp|old)-(?:(?P<host>[A-Za-z0-9]+)-)?(?P<pid>\d+)-[A-Za-z0-9_]+"
+        re.escape(f".{target.name}{tag}")
+        + r"(?P<kind>tmp|old)-(?:(?P<host>[A-Za-z0-9]+)-)?(?P<pid>\d+)-[A-Za-z0-9_]+"
     )
     parent = target.parent
     try:
@@ -243,6 +257,8 @@ def remove_stale_folders(target: Path, tag: str, *, now: float | None = None) ->
             if m is None or q.is_symlink() or not q.is_dir():
                 continue
             if not folder_is_stale(q, m["host"], int(m["pid"]), now):
+                continue
+            if m["kind"] == "old" and removable is not None and not removable(q):
                 continue
         except OSError:  # gone meanwhile, or unreadable: not ours to judge
             continue

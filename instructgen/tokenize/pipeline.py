@@ -19,6 +19,7 @@ import itertools
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import time
 from array import array
@@ -709,12 +710,67 @@ def save_chunks(chunks: Iterable[ColumnChunk], out_dir: str | Path, fingerprint:
 
 TMP_TAG = ".instructgen-"  # hidden siblings `.NAME.instructgen-tmp-HOST-PID-RANDOM` are ours
 OWN_FILES = ("dataset_info.json", "state.json")
+# what tokenize writes at the top of its folder: Arrow shards named as datasets.save_to_disk names them
+_SHARD = re.compile(r"data-\d{5,}-of-\d{5,}\.arrow")
+# what a `--engine ray` run keeps under `_work/`: per-shard markers, rejects and spools
+# (`data-…` / `tokens-…` + a suffix), the packing plan, a top-level file parked by
+# `sharded.placed`, and an atomic writer's temporary (`.NAME.ig-HOST-PID-HEX.tmp`, io.atomic)
+_WORK_FILE = re.compile(
+    r"(?:data|tokens)-\d{5,}-of-\d{5,}\.[A-Za-z0-9._]+|pack\.plan\.npz|\..+\.ig-[A-Za-z0-9]+-\d+-[0-9a-f]+\.tmp|"
+    + "|".join(re.escape(n) for n in (META_FILE, REJECTS_FILE, MANIFEST, *OWN_FILES))
+)
+_TEMP = re.compile(r"\.(?P<name>.+)\.ig-[A-Za-z0-9]+-\d+-[0-9a-f]+\.tmp")
 
 
 def _is_own_file(name: str) -> bool:
-    return name in (META_FILE, REJECTS_FILE, *OWN_FILES) or (
-        name.startswith("data-") and name.endswith(".arrow")
-    )
+    """A name tokenize writes at the top of its output folder (the name alone: see `foreign_entries`)."""
+    return name in (META_FILE, REJECTS_FILE, *OWN_FILES) or _SHARD.fullmatch(name) is not None
+
+
+def _plain_file(path: Path) -> bool:
+    """A regular file, not a symbolic link (instructgen never writes a link)."""
+    return path.is_file() and not path.is_symlink()
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The entries of an existing output folder that instructgen did not write (sorted), for the
+    rule that `-o` (with or without --overwrite) never replaces, deletes or moves a user's file.
+
+    A folder is a tokenize output when it holds `instructgen_meta.json` (read or not: a damaged
+    one is ours by name) or the manifest of a `tokenize --engine ray` run (finished or stopped
+    part-way). Then its own entries are regular files named as tokenize names them
+    (`_is_own_file`, the manifest, an atomic writer's temporary of one of those) and, for a Ray
+    run, a real `_work/` folder whose entries are all Ray run files (`_WORK_FILE`); anything
+    else, a symbolic link or a sub-folder included, is foreign. A folder with neither marker
+    (an unrelated folder, or a plain `save_to_disk` dataset with the same file names) is all
+    foreign. `_work/NAME` is reported as `_work/NAME`.
+    """
+    entries = sorted(os.listdir(folder))
+    sharded = sharded_output(folder)
+    if not (_plain_file(folder / META_FILE) or sharded):
+        return entries
+
+    def own_top(name: str) -> bool:
+        m = _TEMP.fullmatch(name)
+        base = m["name"] if m else name
+        return (_is_own_file(base) or (sharded and base == MANIFEST)) and _plain_file(folder / name)
+
+    foreign = []
+    for name in entries:
+        if name == WORK and sharded and (folder / name).is_dir() and not (folder / name).is_symlink():
+            work = folder / name
+            foreign += [
+                f"{WORK}/{n}"
+                for n in sorted(os.listdir(work))
+                if not (_WORK_FILE.fullmatch(n) and _plain_file(work / n))
+            ]
+        elif not own_top(name):
+            foreign.append(name)
+    return foreign
+
+
+def _listed_names(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def sharded_output(folder: str | Path) -> bool:
@@ -756,13 +812,16 @@ def read_meta(out_dir: str | Path) -> dict[str, Any]:
 
 
 class OutputFolder:
-    """The folder `tokenize -o` writes: never removes anything instructgen did not write.
+    """The folder `tokenize -o` writes: never removes, moves or renames anything instructgen did not write.
 
-    A new path is created; an existing folder is replaced only when it is empty or holds our own
-    files alone (the metadata file marks it), or with `overwrite`; a folder that holds the
-    current directory, the input or the tokenizer is never replaced. The dataset is written to a
-    hidden temporary folder beside it and renamed into place, so an interrupted run leaves the
-    old output intact; temporary folders left by a killed run are removed by the next one.
+    A new path is created; an existing folder is used when it is empty, and replaced when it holds
+    instructgen's own output alone (`foreign_entries`: the metadata file or a Ray manifest marks
+    it; a finished, damaged or part-way output). A folder holding anything else is refused,
+    with or without `overwrite`: `overwrite` only rebuilds our own output (a damaged metadata file
+    needs it, and it skips the cache). A folder that holds the current directory, the input or
+    the tokenizer is never replaced. The dataset is written to a hidden temporary folder beside it
+    and swapped into place, so an interrupted run leaves the old output intact; temporary folders
+    left by a killed run are removed by the next one.
     """
 
     def __init__(self, out_dir: str | Path, *, overwrite: bool = False, protect: Sequence[str | Path] = ()):
@@ -770,7 +829,7 @@ class OutputFolder:
         self.path = Path(out_dir)  # Path drops a trailing slash: `-o tok/` is `tok`
         self.overwrite = overwrite
         self.protect = [Path(p) for p in protect]
-        self.ours = False  # the existing folder is a previous instructgen output
+        self.ours = False  # the existing folder is a previous instructgen output (nothing else in it)
 
     def check(self) -> None:
         """Refuse, before any work, an output path that cannot be written without losing files."""
@@ -794,43 +853,42 @@ class OutputFolder:
             if not above.is_dir():
                 raise ConfigError(f"-o {shown}: {above} is a file, not a folder")
             return
-        entries = sorted(os.listdir(p))
-        if not entries:
+        self.refuse_foreign()
+        if not os.listdir(p):
             return
-        sharded = sharded_output(p)  # a tokenize --engine ray folder, finished or stopped part-way
-        if (p / META_FILE).is_file() or sharded:
+        if _plain_file(p / META_FILE) and not self.overwrite:
             try:
-                if (p / META_FILE).is_file():
-                    read_meta(p)
-
-                def own(e: str) -> bool:
-                    if sharded and e == WORK:
-                        return (p / e).is_dir() and not (p / e).is_symlink()
-                    return (_is_own_file(e) or (sharded and e == MANIFEST)) and not (p / e).is_dir()
-
-                foreign = [e for e in entries if not own(e)]
-                self.ours = not foreign
+                read_meta(p)
             except ConfigError:
-                foreign = [META_FILE + " (damaged)"]
-        else:
-            foreign = entries
-        if foreign and not self.overwrite:
-            listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise ConfigError(
+                    f"-o {shown}: {META_FILE} is damaged; pass --overwrite to rebuild the folder "
+                    "(it holds nothing but instructgen's own output)"
+                ) from None
+        self.ours = True
+
+    def refuse_foreign(self) -> None:
+        """A ConfigError naming (up to 5 of) the entries instructgen did not write, if any."""
+        foreign = foreign_entries(self.path)
+        if foreign:
             raise ConfigError(
-                f"-o {shown}: the folder holds files instructgen did not write ({listed}); "
-                "name a new folder, or pass --overwrite to replace the folder and everything in it"
+                f"-o {self.shown}: the folder holds files instructgen did not write "
+                f"({_listed_names(foreign)}); --overwrite replaces only instructgen's own output and "
+                "never deletes them: name a new folder, or move those files out of it"
             )
 
     def remove_stale(self, *, now: float | None = None) -> list[str]:
         """Remove temporary folders of ours whose run is gone (a killed or crashed run): see
-        `io.atomic.folder_is_stale`. Names: `.NAME.instructgen-{tmp,old}-[HOST-]PID-RANDOM`."""
-        removed = remove_stale_folders(self.path, TMP_TAG, now=now)
+        `io.atomic.folder_is_stale`. Names: `.NAME.instructgen-{tmp,old}-[HOST-]PID-RANDOM`; an
+        `old` one (a replaced output moved aside) only when it holds nothing but our own files."""
+        removed = remove_stale_folders(
+            self.path, TMP_TAG, now=now, removable=lambda old: not foreign_entries(old)
+        )
         # what versions before 0.x left after a kill: only a folder that is recognisably a
         # tokenize output (our metadata file, nothing but our files), never any `save_to_disk`
         legacy = Path(str(self.path) + ".tmp")
         if legacy.is_dir() and not legacy.is_symlink():
             names = os.listdir(legacy)
-            if META_FILE in names and all(_is_own_file(n) and (legacy / n).is_file() for n in names):
+            if META_FILE in names and all(_is_own_file(n) and _plain_file(legacy / n) for n in names):
                 shutil.rmtree(legacy, ignore_errors=True)
                 removed.append(legacy.name)
         return removed
@@ -846,13 +904,25 @@ class OutputFolder:
             raise ConfigError(f"-o {self.shown}: cannot write in {parent}: {exc.strerror}") from None
 
     def commit(self, tmp: Path) -> None:
-        """Swap the finished temporary folder in; the old output is moved aside, then removed."""
+        """Swap the finished temporary folder in; the old output is moved aside, then removed.
+
+        The old folder is checked again first: a file put in it while the run was going (a long
+        run) makes the swap a refusal, not a deletion. What is moved aside is then our own output
+        alone, and `swap_folder_in` removes it only if it still holds nothing else."""
+        if self.path.is_dir():
+            self.refuse_foreign()
         try:
-            swap_folder_in(tmp, self.path, TMP_TAG)
+            kept = swap_folder_in(tmp, self.path, TMP_TAG, removable=lambda old: not foreign_entries(old))
         except OSError as exc:
             raise ConfigError(
                 f"-o {self.shown}: cannot move the finished dataset into place: {exc}"
             ) from None
+        if kept is not None:
+            raise ConfigError(
+                f"-o {self.shown}: the dataset is in place, but files instructgen did not write were put "
+                f"in the old folder during the swap ({_listed_names(foreign_entries(kept))}); "
+                f"it is kept, untouched, as {kept}"
+            )
 
 
 def to_columns(
@@ -1027,8 +1097,10 @@ def tokenize_file(
 ) -> TokenizeReport:
     """Tokenize an Alpaca / ShareGPT / messages file into `out_dir` (reused when nothing changed).
 
-    `out_dir` is created, or replaced when it holds a previous instructgen output (or with
-    `overwrite`); a folder holding anything else is refused before any work (see OutputFolder).
+    `out_dir` is created, or replaced when it holds a previous instructgen output and nothing
+    else; a folder holding anything else is refused before any work, `overwrite` or not (see
+    OutputFolder). `overwrite` rebuilds our own output even when the cache matches or its
+    metadata file is damaged.
     `engine="ray"` tokenizes shards of `shard_rows` records on Ray actors (`ray_address` or
     RAY_ADDRESS, else a local Ray) into the same rows, resumably (see `sharded.tokenize_sharded`;
     `max_shards` stops after that many, `overwrite` starts over).

@@ -93,6 +93,7 @@ from .pipeline import (
     _is_own_file,
     _library_versions,
     _make_encoder,
+    _plain_file,
     _restore_env,
     cache_key,
     check_input,
@@ -200,7 +201,7 @@ def tokenize_sharded(
     for name in TOP_FILES:  # a killed run's temporaries of the files written at the top level
         remove_stale_temps(out / name)
     guard = OutputFolder(out, overwrite=overwrite, protect=protect)
-    guard.check()  # the in-process rules: never a folder of other files without --overwrite
+    guard.check()  # the in-process rules: a folder holding any file we did not write is refused
     guard.remove_stale()
     fmt_obj = None if fmt == "chat_template" else get_format(fmt)
     tok_fp = tokenizer_fingerprint(tokenizer_path)
@@ -225,13 +226,13 @@ def tokenize_sharded(
     }
     layout = {"files": f"{DATA}-NNNNN-of-NNNNN.arrow", "packed": pack}
     config = configuration(TASK, settings, described, readers, layout, shard_rows, totals, pools=False)
-    if out.is_dir():
-        if overwrite and not guard.ours:  # --overwrite replaces a folder of other files, as in-process
-            shutil.rmtree(out)
-        elif overwrite or not sharded_output(out):  # our files of an earlier (in-process) output
-            for name in os.listdir(out):
-                if _is_own_file(name) and (out / name).is_file():
-                    (out / name).unlink()
+    if guard.ours and (overwrite or not sharded_output(out)):
+        # our files of an earlier output (in-process, or Ray with --overwrite), by name: the check
+        # above refused the folder if it held anything else, --overwrite or not
+        guard.refuse_foreign()  # again, right before removing: a file may have come since
+        for name in os.listdir(out):
+            if _is_own_file(name) and _plain_file(out / name):
+                (out / name).unlink()
     data.prepare(config, overwrite=overwrite)
     digest = config["config_digest"]
 
