@@ -262,3 +262,67 @@ def test_a_malformed_record_stops_the_run_with_the_in_process_error(
     assert len(error) == 1 and "bad.jsonl:35" in error[0]
     assert [ln for ln in on_ray.stderr.splitlines() if ln.startswith("error:")] == error
     assert not (tmp_path / "ray" / "instructgen_meta.json").exists()
+
+
+# --- --overwrite replaces our own output only (the in-process rule: pipeline.OutputFolder) ---------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_on_ray_refuses_a_folder_of_other_files(run_cli, qwen_dir, example_records, tmp_path):
+    """Refused before Ray starts, with the in-process message; nothing deleted, moved or renamed."""
+    out = tmp_path / "results"
+    (out / "sub").mkdir(parents=True)
+    (out / ".keep").write_bytes(b"")
+    (out / "thesis.pdf").write_bytes(b"%PDF thesis \x00" * 100)
+    (out / "sub" / "notes.txt").write_text("keep me\n")
+    before = _tree(out)
+    args = [example_records, "--tokenizer", qwen_dir, "--format", "qwen", "-o", out, "--engine", "ray"]
+    res = run_cli("tokenize", *args, "--overwrite")
+    assert res.exit_code == 2
+    assert res.stderr == (
+        f"error: -o {out}: the folder holds files instructgen did not write (.keep, sub, thesis.pdf); "
+        "--overwrite replaces only instructgen's own output and never deletes them: "
+        "name a new folder, or move those files out of it\n"
+    )
+    assert _tree(out) == before and sorted(p.name for p in out.iterdir()) == [".keep", "sub", "thesis.pdf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_overwrite_on_ray_replaces_its_own_output_and_nothing_else(
+    ray_local, run_cli, qwen_dir, example_records, tmp_path
+):
+    args = [example_records, "--tokenizer", qwen_dir, "--format", "qwen", "--max-length", "256", "--pack"]
+    folder = tmp_path / "ray"
+    ray_args = ["-o", folder, "--engine", "ray", "--shard-rows", "15"]
+    first = run_cli("tokenize", *args, *ray_args, "--max-shards", "1")
+    assert first.exit_code == 0, first.stderr
+    work = folder / "_work"
+    spooled = sorted(p.name for p in work.iterdir())
+    assert "tokens-00000-of-00004.ids.bin" in spooled
+    # a file of the user's among the run's own, even under _work/: refused, --overwrite or not
+    (work / "notes.txt").write_text("mine\n")
+    before = _tree(folder)
+    for extra in ((), ("--overwrite",)):
+        res = run_cli("tokenize", *args, *ray_args, *extra)
+        assert res.exit_code == 2
+        assert res.stderr.startswith(
+            f"error: -o {folder}: the folder holds files instructgen did not write (_work/notes.txt); "
+        )
+        assert _tree(folder) == before
+    (work / "notes.txt").unlink()
+    # our own part-way output: --overwrite starts over (all 4 shards tokenized now)
+    again = run_cli("tokenize", *args, *ray_args, "--overwrite")
+    assert again.exit_code == 0, again.stderr
+    assert "4 tokenized now, 0 complete from an earlier run" in again.stderr
+    local = run_cli("tokenize", *args, "-o", tmp_path / "local")
+    assert local.exit_code == 0, local.stderr
+    assert rows(folder) == rows(tmp_path / "local")
+    # the finished Ray folder (its _work/ with markers, spools and the plan) is ours to the
+    # in-process run too: --overwrite replaces it whole with the in-process layout
+    res = run_cli("tokenize", *args, "-o", folder, "--overwrite")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert rows(folder) == rows(tmp_path / "local")
