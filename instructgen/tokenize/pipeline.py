@@ -1077,6 +1077,45 @@ def input_hash(input_path: str | Path) -> str:
         raise InputError(f"cannot read it: {exc.strerror or exc}", path=str(input_path)) from None
 
 
+@dataclass
+class RunSetup:
+    """What both engines settle before any work (`set_up_run`)."""
+
+    folder: OutputFolder  # checked, a killed run's temporary folders removed
+    fmt: PromptFormat | None  # None: the tokenizer's chat template
+    tokenizer_fp: str
+    input_sha256: str
+    key: str  # the cache key (`cache_key`)
+
+
+def set_up_run(
+    input_path: str | Path,
+    tokenizer_path: str | Path,
+    out_dir: str | Path,
+    *,
+    fmt: str,
+    options: EncodeOptions,
+    pack: bool,
+    rejects: str | None,
+    overwrite: bool,
+) -> RunSetup:
+    """The checks and the cache key of a tokenize run, in-process or on Ray, before any work: the
+    input a readable file, the tokenizer there, the output folder writable without losing a file
+    (`OutputFolder.check`: never the folder holding the input, the tokenizer or `--rejects`, never
+    one holding files instructgen did not write), a killed run's leftovers beside it removed."""
+    check_input(input_path)
+    if not Path(tokenizer_path).exists():
+        raise ConfigError(f"--tokenizer {tokenizer_path}: not found (a tokenizer folder or a .tiktoken file)")
+    protect = [input_path, tokenizer_path] + ([rejects] if rejects and rejects != "-" else [])
+    folder = OutputFolder(out_dir, overwrite=overwrite, protect=protect)
+    folder.check()
+    folder.remove_stale()  # on a cache hit too: a killed run's leftovers go on the next run
+    fmt_obj = None if fmt == "chat_template" else get_format(fmt)
+    tok_fp = tokenizer_fingerprint(tokenizer_path)
+    in_hash = input_hash(input_path)
+    return RunSetup(folder, fmt_obj, tok_fp, in_hash, cache_key(in_hash, tok_fp, fmt_obj, options, pack))
+
+
 def tokenize_file(
     input_path: str | Path,
     tokenizer_path: str | Path,
@@ -1133,16 +1172,17 @@ def tokenize_file(
         raise ConfigError("--shard-rows and --max-shards are for --engine ray")
     options = options or EncodeOptions()
     t0 = time.perf_counter()
-    check_input(input_path)
-    if not Path(tokenizer_path).exists():
-        raise ConfigError(f"--tokenizer {tokenizer_path}: not found (a tokenizer folder or a .tiktoken file)")
-    protect = [input_path, tokenizer_path] + ([rejects] if rejects and rejects != "-" else [])
-    folder = OutputFolder(out_dir, overwrite=overwrite, protect=protect)
-    folder.check()
-    folder.remove_stale()  # on a cache hit too: a killed run's leftovers go on the next run
-    fmt_obj = None if fmt == "chat_template" else get_format(fmt)
-    tok_fp = tokenizer_fingerprint(tokenizer_path)
-    key = cache_key(input_hash(input_path), tok_fp, fmt_obj, options, pack)
+    run = set_up_run(
+        input_path,
+        tokenizer_path,
+        out_dir,
+        fmt=fmt,
+        options=options,
+        pack=pack,
+        rejects=rejects,
+        overwrite=overwrite,
+    )
+    folder, fmt_obj, tok_fp, key = run.folder, run.fmt, run.tokenizer_fp, run.key
     stale = ""
     if folder.ours and not overwrite and (Path(out_dir) / META_FILE).is_file():
         meta = read_meta(out_dir)

@@ -83,7 +83,6 @@ from .pipeline import (
     META_FILE,
     REJECTS_FILE,
     ColumnChunk,
-    OutputFolder,
     ShardWriter,
     TokenizeReport,
     _batched,
@@ -95,19 +94,17 @@ from .pipeline import (
     _make_encoder,
     _plain_file,
     _restore_env,
-    cache_key,
-    check_input,
     chunk_table,
     columns_table,
     export_rejects,
-    input_hash,
     output_files,
     output_meta,
+    set_up_run,
     sharded_output,
     trainer_info,
     write_bins,
 )
-from .tokenizers import HFTokenizer, load_tokenizer, tokenizer_fingerprint
+from .tokenizers import HFTokenizer, load_tokenizer
 
 TASK = "tokenize"
 DATA = "data"  # output shards: data-00000-of-00012.arrow, as datasets.save_to_disk names its files
@@ -193,20 +190,21 @@ def tokenize_sharded(
     require_ray()
     options = options or EncodeOptions()
     t0 = time.perf_counter()
-    check_input(input_path)
-    if not Path(tokenizer_path).exists():
-        raise ConfigError(f"--tokenizer {tokenizer_path}: not found (a tokenizer folder or a .tiktoken file)")
     out = Path(out_dir)
-    protect = [input_path, tokenizer_path] + ([rejects] if rejects and rejects != "-" else [])
     for name in TOP_FILES:  # a killed run's temporaries of the files written at the top level
         remove_stale_temps(out / name)
-    guard = OutputFolder(out, overwrite=overwrite, protect=protect)
-    guard.check()  # the in-process rules: a folder holding any file we did not write is refused
-    guard.remove_stale()
-    fmt_obj = None if fmt == "chat_template" else get_format(fmt)
-    tok_fp = tokenizer_fingerprint(tokenizer_path)
-    in_hash = input_hash(input_path)
-    key = cache_key(in_hash, tok_fp, fmt_obj, options, pack)
+    # the in-process checks and rules: a folder holding any file we did not write is refused
+    run = set_up_run(
+        input_path,
+        tokenizer_path,
+        out,
+        fmt=fmt,
+        options=options,
+        pack=pack,
+        rejects=rejects,
+        overwrite=overwrite,
+    )
+    guard, fmt_obj, tok_fp, in_hash, key = run.folder, run.fmt, run.tokenizer_fp, run.input_sha256, run.key
     shown = str(Path(input_path))
     described = [{"path": shown, "bytes": Path(input_path).stat().st_size, "sha256": in_hash}]
     readers = [describe_reader(functools.partial(read_records, shown))]
