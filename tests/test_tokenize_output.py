@@ -334,14 +334,15 @@ def test_a_ray_output_with_a_file_of_yours_in_work_is_refused(tmp_path, tok):
     assert res.stderr == _refused(out, "_work, data-00000-of-00004.arrow, manifest.json")
 
 
-def test_a_file_put_in_the_folder_during_the_run_is_not_deleted(tmp_path):
+def test_a_file_put_in_the_folder_during_the_run_is_not_deleted(tmp_path, monkeypatch):
     """The folder is checked again right before the swap (a long run gives a user time to drop a
     file in): a refusal, the file untouched; and should one land in the instant between that
     check and the swap, swap_folder_in keeps the old folder (hidden, beside) instead of removing it,
     and no later run removes it."""
     from instructgen.errors import ConfigError
-    from instructgen.io.atomic import _host, swap_folder_in
-    from instructgen.tokenize.pipeline import TMP_TAG, OutputFolder, foreign_entries
+    from instructgen.io.atomic import _host
+    from instructgen.tokenize import pipeline
+    from instructgen.tokenize.pipeline import TMP_TAG, OutputFolder
 
     out = tmp_path / "tok"
     out.mkdir()
@@ -355,24 +356,39 @@ def test_a_file_put_in_the_folder_during_the_run_is_not_deleted(tmp_path):
     with pytest.raises(ConfigError) as err:
         folder.commit(tmp)
     assert str(err.value) == _refused(out, "late.txt")[len("error: ") : -1]
+    assert sorted(os.listdir(out)) == ["instructgen_meta.json", "late.txt"]
     assert (out / "late.txt").read_bytes() == b"late\n" and (
         out / "instructgen_meta.json"
     ).read_text() == "{}"
 
-    # the instant after the check: the old folder is moved aside, found holding late.txt, and kept
-    kept = swap_folder_in(tmp, out, TMP_TAG, removable=lambda old: not foreign_entries(old))
-    assert kept is not None and kept.parent == tmp_path
-    assert kept.name.startswith(f".tok{TMP_TAG}old-{_host()}-{os.getpid()}-")
-    assert (kept / "late.txt").read_bytes() == b"late\n"
+    # the instant after that check: the old folder is moved aside, found holding the file, and kept
+    (out / "late.txt").unlink()
+    real_swap = pipeline.swap_folder_in
+
+    def racing(tmp, target, tag, **kw):
+        (target / "later.txt").write_bytes(b"later\n")
+        return real_swap(tmp, target, tag, **kw)
+
+    monkeypatch.setattr(pipeline, "swap_folder_in", racing)
+    with pytest.raises(ConfigError) as err:
+        folder.commit(tmp)
+    (kept,) = [
+        p for p in tmp_path.iterdir() if p.name.startswith(f".tok{TMP_TAG}old-{_host()}-{os.getpid()}-")
+    ]
+    assert str(err.value) == (
+        f"-o {out}: the dataset is in place, but what was there changed during the swap (later.txt); "
+        f"it is kept, untouched, as {kept}"
+    )
+    assert sorted(os.listdir(kept)) == ["instructgen_meta.json", "later.txt"]
+    assert (kept / "later.txt").read_bytes() == b"later\n"
     assert (out / "instructgen_meta.json").read_text() == '{"new": 1}'
     # once its run is gone (named as a dead process's: a pid above the kernel's pid_max) no later
     # run removes it; an old folder holding our own output alone, it would
     dead = kept.with_name(f".tok{TMP_TAG}old-{_host()}-99999999-x9grxouf")
     kept.rename(dead)
     assert OutputFolder(out).remove_stale() == []
-    assert sorted(os.listdir(dead)) == ["instructgen_meta.json", "late.txt"]
-    assert (dead / "late.txt").read_bytes() == b"late\n"
-    (dead / "late.txt").unlink()
+    assert (dead / "later.txt").read_bytes() == b"later\n"
+    (dead / "later.txt").unlink()
     assert OutputFolder(out).remove_stale() == [dead.name]
     assert not dead.exists()
 

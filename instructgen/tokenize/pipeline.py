@@ -906,22 +906,28 @@ class OutputFolder:
     def commit(self, tmp: Path) -> None:
         """Swap the finished temporary folder in; the old output is moved aside, then removed.
 
-        The old folder is checked again first: a file put in it while the run was going (a long
-        run) makes the swap a refusal, not a deletion. What is moved aside is then our own output
+        The old folder is checked again first (`check`): a file put in it while the run was going
+        (a long run) makes the swap a refusal, not a deletion. What is moved aside is then our own output
         alone, and `swap_folder_in` removes it only if it still holds nothing else."""
-        if self.path.is_dir():
-            self.refuse_foreign()
+        self.check()  # the same rules as before the run (a link or a file in its place is refused too)
+
+        def removable_kind(old: Path) -> bool:
+            return old.is_dir() and not old.is_symlink()
+
+        def removable(old: Path) -> bool:
+            return removable_kind(old) and not foreign_entries(old)
+
         try:
-            kept = swap_folder_in(tmp, self.path, TMP_TAG, removable=lambda old: not foreign_entries(old))
+            kept = swap_folder_in(tmp, self.path, TMP_TAG, removable=removable)
         except OSError as exc:
             raise ConfigError(
                 f"-o {self.shown}: cannot move the finished dataset into place: {exc}"
             ) from None
         if kept is not None:
+            what = _listed_names(foreign_entries(kept)) if removable_kind(kept) else "not a folder"
             raise ConfigError(
-                f"-o {self.shown}: the dataset is in place, but files instructgen did not write were put "
-                f"in the old folder during the swap ({_listed_names(foreign_entries(kept))}); "
-                f"it is kept, untouched, as {kept}"
+                f"-o {self.shown}: the dataset is in place, but what was there changed during the swap "
+                f"({what}); it is kept, untouched, as {kept}"
             )
 
 

@@ -184,7 +184,9 @@ def tokenize_sharded(
     """`tokenize_file` on Ray: the same rows, report counts and files, written shard by shard.
 
     A re-run of the same configuration skips the shards complete in `out_dir`; another
-    configuration is refused (naming what changed) unless `overwrite`, which starts over.
+    configuration is refused (naming what changed) unless `overwrite`, which starts over. As
+    in-process, `out_dir` must be new, empty or instructgen's own output (`OutputFolder`): a
+    folder holding any file instructgen did not write is refused, `overwrite` or not.
     `max_shards` tokenizes at most that many missing shards and stops (a later run resumes).
     """
     require_ray()
