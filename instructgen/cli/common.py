@@ -7,14 +7,15 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import InstructgenError
+from ..errors import ConfigError, InstructgenError
 from ..io.writers import JsonlSink, RecordWriter
 from ..pipeline.run import Result
-from ..pipeline.shards import DEFAULT_SHARD_ROWS
+from ..pipeline.shards import DEFAULT_SHARD_ROWS, ShardFolder
 from ..quality.report import Report
 from ..schema import Record, Rejected
 
@@ -194,7 +195,9 @@ _ENGINE_OPTIONS = (
         default=True,
         show_default=True,
         help="--engine ray: skip shards a previous run of the same configuration completed, or clear the "
-        "folder's shards and start over. Shards of another configuration are never mixed in.",
+        "folder's shards and start over. Shards of another configuration are never mixed in. A folder "
+        "holding any file instructgen did not write is refused, --overwrite or not: nothing of yours is "
+        "deleted.",
     ),
 )
 
@@ -218,10 +221,22 @@ def run_sharded(
     `opener` reads the input afresh and must be picklable (a `functools.partial` of a reader):
     every worker calls it. Returns the run's result (its report has a note on shards converted and
     skipped; the task's `finish` has run, so `result.scheme` and the like are there).
+
+    The folder is checked before any work (before the input is read or Ray starts): it must be new,
+    empty or instructgen's own sharded output (`ShardFolder.check`), --overwrite or not, and
+    --rejects must not lie inside it (the folder holds the run's own files alone).
     """
     from ..pipeline.ray_engine import require_ray
     from ..pipeline.ray_engine import run_sharded as run_on_ray
 
+    if output != "-":
+        folder = ShardFolder(output)
+        if rejects is not None and _inside(Path(rejects), folder.root):
+            raise ConfigError(
+                f"--rejects {rejects}: inside the -o folder {folder.root}, which holds only the run's "
+                "shards (--engine ray); name a file outside it"
+            )
+        folder.check()
     require_ray()
     done = run_on_ray(
         task,
@@ -240,6 +255,11 @@ def run_sharded(
         shown=shown,
     )
     return done.result
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is (or would be) in `folder` or below it, links resolved."""
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def write_outcomes(

@@ -18,6 +18,13 @@ output file per range, `part-00000-of-00012.jsonl`, holding that range's records
   layout, the shard layout and, once a run ends, per-shard counts. Its `config_digest` covers
   everything that decides the bytes (options, seed, template pools, inputs, layout, shard size);
   a folder holding shards of another configuration is refused unless `--overwrite` clears it.
+
+The folder is instructgen's alone (`ShardFolder.check`, the rule `tokenize -o` follows): a run never
+deletes, moves or renames a file it did not write. The record tasks' folder may hold only the
+manifest, the output shards, `_work/` of per-shard files (exact names: `part-NNNNN-of-NNNNN` and
+a suffix of ours) and atomic writers' temporaries of those; anything else (a user's
+`part-1-of-2.txt`, `_work/draft-v2-of-thesis.md`, a hidden file, a sub-folder, a symbolic link)
+refuses the run, `--overwrite` or not, before any work. `--overwrite` removes our names only.
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..io.atomic import atomic_path, write_text_atomic
+from ..io.atomic import atomic_path, remove_stale_temps, write_text_atomic
 
 MANIFEST = "manifest.json"
 WORK = "_work"
@@ -46,6 +55,15 @@ DEFAULT_SHARD_ROWS = 250_000
 SHARD_FORMAT = 1
 # The line layouts: a JSON array (alpaca-json) cannot be cut into files that concatenate.
 LINE_FORMATS = ("alpaca", "sharegpt", "messages", "query-response")
+# what a record task keeps under `_work/` per shard: marker, outcomes, keys, repeats, rejects, counts
+WORK_SUFFIXES = (DONE, ".outcomes.jsonl.gz", ".keys", ".dups.json", ".rejects.jsonl", ".result.pkl")
+# the index part of a shard's name, as `shard_name` writes it
+_NUMBERED = r"-\d{5,}-of-\d{5,}"
+# an atomic writer's temporary of NAME (`io.atomic`): `.NAME.ig-HOST-PID-HEX.tmp`
+_TEMP = re.compile(r"\.(?P<name>.+)\.ig-[A-Za-z0-9]+-\d+-[0-9a-f]+\.tmp")
+# a per-shard work file of any layout, by its shape (tokenize's `_work/` holds two layouts' files,
+# `data-…` markers and `tokens-…` spools, which its own check vouches for: see `ShardFolder.sole`)
+_ANY_WORK = re.compile(r"[a-z]+" + _NUMBERED + r"\.[A-Za-z0-9._]+")
 
 
 @dataclass(frozen=True)
@@ -207,6 +225,34 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # --- the folder ---------------------------------------------------------------------------------
 
 
+def _plain_file(path: Path) -> bool:
+    """A regular file, not a symbolic link (instructgen never writes a link)."""
+    return path.is_file() and not path.is_symlink()
+
+
+def _real_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def listed_names(names: list[str], most: int = 5) -> str:
+    """`a, b, c, d, e and 3 more`: the entries a refusal names."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def run_manifest(folder: Path) -> bool:
+    """Whether `folder/manifest.json` is a sharded run's manifest (`configuration` wrote it): a
+    JSON object with the shard format and the configuration digest. A file of that name that is
+    anything else (a user's manifest, a damaged one) is not ours."""
+    path = folder / MANIFEST
+    if not _plain_file(path):
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "shard_format" in manifest and "config_digest" in manifest
+
+
 class ShardFolder:
     """The output folder of a sharded run: names, markers, stored outcomes, the manifest.
 
@@ -214,6 +260,14 @@ class ShardFolder:
     outcomes; other layouts name their files with `prefix` and `suffix` (tokenize: the Arrow shards
     `data-00000-of-00012.arrow` of a `datasets.load_from_disk` folder), may keep their outputs in
     another folder (`outputs`, e.g. a spool under `_work/`) and may store no outcomes (`outcomes`).
+
+    `sole`: this layout is the folder's only writer (default: a layout that stores outcomes, the
+    record tasks'). Its folder may then hold nothing but the names it writes (`foreign`):
+    `prepare` refuses anything else, `--overwrite` or not, and `clear` removes exactly those
+    names. Tokenize's folder also holds files of its own that this class does not name (the
+    dataset's metadata, the spool, the packing plan); it passes `outcomes=False` and checks the
+    folder itself (`tokenize.pipeline.OutputFolder`), and `clear` then also removes `_work/`
+    files of any layout's shard shape (`data-…`, `tokens-…`), never anything else.
     """
 
     def __init__(
@@ -224,12 +278,23 @@ class ShardFolder:
         suffix: str = ".jsonl",
         outputs: str | Path | None = None,
         outcomes: bool = True,
+        sole: bool | None = None,
     ) -> None:
         self.root = Path(root)
         self.work = self.root / WORK
         self.prefix, self.suffix = prefix, suffix
         self.outputs = Path(outputs) if outputs is not None else self.root
         self.stores_outcomes = outcomes
+        self.sole = outcomes if sole is None else sole
+        numbered = re.escape(prefix) + _NUMBERED
+        # our names at the top (the output shards when they live there) and under `_work/`
+        self._top = re.compile(numbered + re.escape(suffix)) if self.outputs == self.root else None
+        suffixes = (*WORK_SUFFIXES, suffix) if self.outputs == self.work else WORK_SUFFIXES
+        self._work = (
+            re.compile(numbered + "(?:" + "|".join(re.escape(x) for x in suffixes) + ")")
+            if self.sole
+            else _ANY_WORK
+        )
 
     def _name(self, shard: Shard, suffix: str) -> str:
         return shard_name(shard.index, shard.count, suffix, self.prefix)
@@ -259,16 +324,77 @@ class ShardFolder:
         """The shard's report, tallies and task counts (pickled), merged into the run's in shard order."""
         return self.work / self._name(shard, ".result.pkl")
 
+    # --- whose files: the folder holds ours alone, or the run is refused --------------------------
+
+    def own(self, name: str, *, work: bool = False) -> bool:
+        """Whether `name` (at the top, or under `_work/` with `work`) is one this layout writes: an
+        exact name, or an atomic writer's temporary of one. The name alone: see `foreign`."""
+        m = _TEMP.fullmatch(name)
+        base = m["name"] if m else name
+        if work:
+            return self._work.fullmatch(base) is not None
+        return base == MANIFEST or (self._top is not None and self._top.fullmatch(base) is not None)
+
+    def foreign(self) -> list[str]:
+        """The entries of the folder this layout did not write (sorted; `_work/NAME` for those under
+        `_work/`), for the rule that a run never deletes, moves or renames a user's file.
+
+        A folder is a sharded run's when it holds our manifest (`run_manifest`); its own entries are
+        then plain files of our names (`own`) and a real `_work/` folder of plain files of our
+        names. Anything else is foreign: another name, a sub-folder, a symbolic link (even one
+        named as ours). A folder without our manifest is foreign whole (a folder of someone's
+        `part-00000-of-00002.jsonl`: other tools name files so too), but for an empty `_work/`
+        (`prepare` makes it just before writing the manifest). A missing folder has nothing foreign.
+        """
+        if not self.root.is_dir():
+            return []
+        entries = sorted(os.listdir(self.root))
+        ours = run_manifest(self.root)
+        foreign: list[str] = []
+        for name in entries:
+            path = self.root / name
+            if name == WORK and _real_folder(path):
+                names = sorted(os.listdir(path))
+                if not ours and not names:
+                    continue
+                foreign += [
+                    f"{WORK}/{n}"
+                    for n in names
+                    if not (ours and self.own(n, work=True) and _plain_file(path / n))
+                ]
+            elif not (ours and self.own(name) and _plain_file(path)):
+                foreign.append(name)
+        return foreign
+
+    def check(self) -> None:
+        """Refuse, before any work, a folder this run cannot write without touching a user's files:
+        a file where the folder should be, or a folder holding anything we did not write
+        (`foreign`), with or without --overwrite. A new, empty or own folder passes."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(
+                f"{self.root} is a file: sharded output (--engine ray) needs -o to name a folder"
+            )
+        foreign = self.foreign()
+        if foreign:
+            raise ConfigError(
+                f"-o {self.root}: the folder holds files instructgen did not write ({listed_names(foreign)}); "
+                "--overwrite replaces only instructgen's own output and never deletes them: "
+                "name a new folder, or move those files out of it"
+            )
+
     def prepare(self, config: dict[str, Any], *, overwrite: bool) -> None:
         """Create the folder, or check that the shards in it were made with `config`.
 
-        With `overwrite`, everything this module writes there (shards, markers, outcomes, the
-        manifest) is removed first; other files are left alone.
+        A `sole` layout first refuses a folder holding anything it did not write (`check`), with or
+        without `overwrite`. With `overwrite`, this layout's own files (shards, markers, outcomes,
+        the manifest: `clear`) are removed; nothing else ever is.
         """
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(
                 f"{self.root} is a file: sharded output (--engine ray) needs -o to name a folder"
             )
+        if self.sole:
+            self.check()
         manifest = self.root / MANIFEST
         if overwrite:
             self.clear()
@@ -294,15 +420,22 @@ class ShardFolder:
         self.write_manifest(config)
 
     def clear(self) -> None:
+        """Remove this layout's own files (`own`: exact names, plain files; a temporary of one only
+        when its writer is gone, `io.atomic.remove_stale_temps`) at the top and under `_work/`.
+        Anything else stays: another name, a sub-folder, a symbolic link, a live run's temporary."""
         if not self.root.is_dir():
             return
-        for p in self.root.glob(f"{self.prefix}-*-of-*"):
-            p.unlink()
-        if self.work.is_dir():
-            for p in self.work.glob("*-*-of-*"):
-                if p.is_file():
-                    p.unlink()
-        (self.root / MANIFEST).unlink(missing_ok=True)
+        places = [(self.root, False)] + ([(self.work, True)] if _real_folder(self.work) else [])
+        for folder, work in places:
+            for name in sorted(os.listdir(folder)):
+                path = folder / name
+                if not (self.own(name, work=work) and _plain_file(path)):
+                    continue
+                temp = _TEMP.fullmatch(name)
+                if temp:
+                    remove_stale_temps(folder / temp["name"])
+                else:
+                    path.unlink(missing_ok=True)
 
     def counted_before(self, inputs: list[dict[str, Any]], readers: list[Any]) -> list[int] | None:
         """The items per input an earlier run here counted, when it read the same files (sizes and
