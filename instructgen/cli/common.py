@@ -52,7 +52,9 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--output",
             default="-",
             show_default=True,
-            help="Output file; '-' writes to stdout. Files are written atomically.",
+            help="Output file; '-' writes to stdout. Files are written atomically. With --engine ray, a "
+            "folder of shards: new, empty, or a previous sharded run's with nothing else in it (a folder "
+            "holding any other file is refused, even with --overwrite).",
         ),
         click.option(
             "--format",
@@ -79,7 +81,8 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "--rejects",
             default=None,
             metavar="FILE",
-            help="Write every rejected example, with its reason code, to this JSONL file.",
+            help="Write every rejected example, with its reason code, to this JSONL file (with --engine "
+            "ray: a file outside the -o folder).",
         ),
         click.option(
             "--seed",
