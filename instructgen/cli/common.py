@@ -144,9 +144,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     The engine options (`--engine`, `--ray-address`, `--shard-rows`, `--max-shards`,
     `--resume/--overwrite`) reach the command as one `engine: EngineChoice` argument."""
-    fn = _engine_argument(fn)
-    for option in reversed(_ENGINE_OPTIONS):
-        fn = option(fn)
+    fn = _ENGINE_OPTIONS(_engine_argument(fn))
     fn = click.option(
         "-v",
         "--verbose",
@@ -163,45 +161,59 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
-_ENGINE_OPTIONS = (
-    click.option(
-        "--engine",
-        type=click.Choice(["local", "ray"]),
-        default="local",
-        show_default=True,
-        help="Where the record steps run: here (with --num-proc processes), or on Ray Data (pip install "
-        "'instructgen[ray]'), which writes -o as a folder of shards part-00000-of-000NN.jsonl whose "
-        "concatenation is the local output.",
-    ),
-    click.option(
-        "--ray-address",
-        envvar="RAY_ADDRESS",
-        default=None,
-        metavar="ADDR",
-        help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on this machine's CPUs).",
-    ),
-    click.option(
-        "--shard-rows",
-        type=click.IntRange(min=1),
-        default=DEFAULT_SHARD_ROWS,
-        show_default=True,
-        help="--engine ray: input items per shard (a resumed run must use the same value).",
-    ),
-    click.option(
-        "--max-shards",
-        type=click.IntRange(min=0),
-        default=None,
-        help="--engine ray: convert at most this many missing shards, then stop (run again to resume).",
-    ),
-    click.option(
-        "--resume/--overwrite",
-        default=True,
-        show_default=True,
-        help="--engine ray: skip shards a previous run of the same configuration completed, or clear the "
-        "folder's shards and start over. Shards of another configuration are never mixed in. A folder "
-        "holding any file instructgen did not write is refused, --overwrite or not: nothing of yours is "
-        "deleted.",
-    ),
+def engine_options(
+    *,
+    engine_help: str,
+    max_shards_help: str,
+    resume_help: str,
+    shard_rows_default: int | None = DEFAULT_SHARD_ROWS,
+    shard_rows_help: str = "--engine ray: input items per shard (a resumed run must use the same value).",
+    ray_address_help: str = "Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on this machine's CPUs).",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding the options of a command that runs on `--engine ray` (in this order:
+    `--engine`, `--ray-address`, `--shard-rows`, `--max-shards`, `--resume/--overwrite`), so that
+    every such command parses them alike: the record tasks (`run_options`) and tokenize. A command
+    words the help for what it makes; `shard_rows_default=None` lets it tell an unset `--shard-rows`
+    apart (its help then names the default)."""
+    options = (
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help=engine_help,
+        ),
+        click.option(
+            "--ray-address", envvar="RAY_ADDRESS", default=None, metavar="ADDR", help=ray_address_help
+        ),
+        click.option(
+            "--shard-rows",
+            type=click.IntRange(min=1),
+            default=shard_rows_default,
+            show_default=shard_rows_default is not None,
+            help=shard_rows_help,
+        ),
+        click.option("--max-shards", type=click.IntRange(min=0), default=None, help=max_shards_help),
+        click.option("--resume/--overwrite", "resume", default=True, show_default=True, help=resume_help),
+    )
+
+    def add(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return add
+
+
+_ENGINE_OPTIONS = engine_options(
+    engine_help="Where the record steps run: here (with --num-proc processes), or on Ray Data (pip install "
+    "'instructgen[ray]'), which writes -o as a folder of shards part-00000-of-000NN.jsonl whose "
+    "concatenation is the local output.",
+    max_shards_help="--engine ray: convert at most this many missing shards, then stop (run again to resume).",
+    resume_help="--engine ray: skip shards a previous run of the same configuration completed, or clear the "
+    "folder's shards and start over. Shards of another configuration are never mixed in. A folder "
+    "holding any file instructgen did not write is refused, --overwrite or not: nothing of yours is "
+    "deleted.",
 )
 
 
