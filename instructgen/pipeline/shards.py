@@ -234,6 +234,13 @@ def _real_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
 
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The folder's entries sorted by name (a DirEntry knows a plain file or a real folder from
+    the listing itself: no stat per file for a folder of thousands of shards)."""
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
 def listed_names(names: list[str], most: int = 5) -> str:
     """`a, b, c, d, e and 3 more`: the entries a refusal names."""
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
@@ -348,22 +355,20 @@ class ShardFolder:
         """
         if not self.root.is_dir():
             return []
-        entries = sorted(os.listdir(self.root))
         ours = run_manifest(self.root)
         foreign: list[str] = []
-        for name in entries:
-            path = self.root / name
-            if name == WORK and _real_folder(path):
-                names = sorted(os.listdir(path))
+        for entry in _entries(self.root):
+            if entry.name == WORK and entry.is_dir(follow_symlinks=False):
+                names = _entries(Path(entry.path))
                 if not ours and not names:
                     continue
                 foreign += [
-                    f"{WORK}/{n}"
-                    for n in names
-                    if not (ours and self.own(n, work=True) and _plain_file(path / n))
+                    f"{WORK}/{e.name}"
+                    for e in names
+                    if not (ours and self.own(e.name, work=True) and e.is_file(follow_symlinks=False))
                 ]
-            elif not (ours and self.own(name) and _plain_file(path)):
-                foreign.append(name)
+            elif not (ours and self.own(entry.name) and entry.is_file(follow_symlinks=False)):
+                foreign.append(entry.name)
         return foreign
 
     def check(self) -> None:
@@ -427,15 +432,14 @@ class ShardFolder:
             return
         places = [(self.root, False)] + ([(self.work, True)] if _real_folder(self.work) else [])
         for folder, work in places:
-            for name in sorted(os.listdir(folder)):
-                path = folder / name
-                if not (self.own(name, work=work) and _plain_file(path)):
+            for entry in _entries(folder):
+                if not (self.own(entry.name, work=work) and entry.is_file(follow_symlinks=False)):
                     continue
-                temp = _TEMP.fullmatch(name)
+                temp = _TEMP.fullmatch(entry.name)
                 if temp:
                     remove_stale_temps(folder / temp["name"])
                 else:
-                    path.unlink(missing_ok=True)
+                    Path(entry.path).unlink(missing_ok=True)
 
     def counted_before(self, inputs: list[dict[str, Any]], readers: list[Any]) -> list[int] | None:
         """The items per input an earlier run here counted, when it read the same files (sizes and
