@@ -264,16 +264,30 @@ def test_rejects_inside_the_folder_is_refused(run_cli, tmp_path, monkeypatch):
     assert not root.exists()
 
 
-@pytest.mark.ray
-def test_translate_on_ray_refuses_a_users_file_then_resumes_and_overwrites_its_own(run_cli, tmp_path):
-    """End to end on a local Ray: part-way own output with a user's file put in it is refused
-    (--overwrite or not, nothing moved); once the file is gone the run resumes (1 shard skipped),
-    and --overwrite starts over (3 converted); both end with the in-process bytes."""
+@pytest.fixture
+def ray_local():
+    """A local Ray (2 CPUs) for the one end-to-end test; the engine joins it instead of starting
+    one per command (three runs: seconds each)."""
+    ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.mark.ray
+def test_translate_on_ray_refuses_a_users_file_then_overwrites_its_own(ray_local, run_cli, tmp_path):
+    """End to end on a local Ray, with the files a real run leaves: part-way own output with a
+    user's file put in it is refused (--overwrite or not, nothing moved); once the file is gone,
+    --overwrite finds nothing foreign in what Ray wrote and starts over (3 converted, 0 complete),
+    ending with the in-process bytes. (Resume of own output: the unit tests above, and
+    tests/test_ray_engine.py's resume test.)"""
     common = [EXAMPLE, "--src-lang", "zh", "--tgt-lang", "en"]
     root = tmp_path / "o"
     args = [*common, "--engine", "ray", "--shard-rows", "10", "-o", root]
-    assert run_cli("translate", *common, "-o", tmp_path / "local.jsonl").exit_code == 0
     first = run_cli("translate", *args, "--max-shards", "1")
     assert first.exit_code == 0 and "1 converted now, 0 complete" in first.stderr
     (root / "part-1-of-2.txt").write_text("chapter one\n")
@@ -286,10 +300,9 @@ def test_translate_on_ray_refuses_a_users_file_then_resumes_and_overwrites_its_o
         assert tree(root) == before
     (root / "part-1-of-2.txt").unlink()
     (root / "_work" / "draft-v2-of-thesis.md").unlink()
-    resumed = run_cli("translate", *args)
-    assert resumed.exit_code == 0 and "2 converted now, 1 complete from an earlier run" in resumed.stderr
-    local = (tmp_path / "local.jsonl").read_bytes()
-    assert b"".join(p.read_bytes() for p in sorted(root.glob("part-*.jsonl"))) == local
     again = run_cli("translate", *args, "--overwrite")
     assert again.exit_code == 0 and "3 converted now, 0 complete from an earlier run" in again.stderr
-    assert b"".join(p.read_bytes() for p in sorted(root.glob("part-*.jsonl"))) == local
+    assert run_cli("translate", *common, "-o", tmp_path / "local.jsonl").exit_code == 0
+    shards = sorted(root.glob("part-*.jsonl"))
+    assert [p.name for p in shards] == [f"part-0000{i}-of-00003.jsonl" for i in range(3)]
+    assert b"".join(p.read_bytes() for p in shards) == (tmp_path / "local.jsonl").read_bytes()
