@@ -9,7 +9,7 @@ import click
 
 from ..formats import FORMATS
 from ..tokenize.encode import TRUNCATION, EncodeOptions
-from .common import PROGRESS_MIN_ROWS, fail_cleanly
+from .common import PROGRESS_MIN_ROWS, engine_options, fail_cleanly
 
 TOKENIZE_EPILOG = """\b
 Examples:
@@ -81,44 +81,19 @@ Examples:
     "Unset: the format's default, refused when the records carry an identity it contradicts.",
 )
 @click.option("--rejects", default=None, metavar="FILE", help="Write dropped records with their reason here.")
-@click.option(
-    "--resume/--overwrite",
-    "resume",
-    default=True,
-    show_default=True,
-    help="--overwrite: rebuild instructgen's own output even when it holds a matching cached result or "
+@engine_options(
+    engine_help="Where records are encoded: here (with --num-proc processes), or on Ray Data actors (pip install "
+    "'instructgen[ray]'), one Arrow file per shard of --shard-rows records: data-00000-of-000NN.arrow, "
+    "the same rows as local, resumable.",
+    max_shards_help="--engine ray: tokenize at most this many missing shards, then stop (run again to resume).",
+    resume_help="--overwrite: rebuild instructgen's own output even when it holds a matching cached result or "
     "its metadata file is damaged; with --engine ray, start over instead of skipping the shards a "
     "previous run of the same configuration completed (--resume, the default). A folder holding any "
     "file instructgen did not write is refused, --overwrite or not: nothing of yours is deleted.",
-)
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Where records are encoded: here (with --num-proc processes), or on Ray Data actors (pip install "
-    "'instructgen[ray]'), one Arrow file per shard of --shard-rows records: data-00000-of-000NN.arrow, "
-    "the same rows as local, resumable.",
-)
-@click.option(
-    "--ray-address",
-    envvar="RAY_ADDRESS",
-    default=None,
-    metavar="ADDR",
-    help="--engine ray: the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on this "
+    shard_rows_default=None,
+    shard_rows_help="--engine ray: records per shard [default: 250000] (a resumed run must use the same value).",
+    ray_address_help="--engine ray: the Ray cluster to join (default: $RAY_ADDRESS, else a local Ray on this "
     "machine's CPUs; on a cluster -o must be on storage every node sees).",
-)
-@click.option(
-    "--shard-rows",
-    type=click.IntRange(min=1),
-    default=None,
-    help="--engine ray: records per shard [default: 250000] (a resumed run must use the same value).",
-)
-@click.option(
-    "--max-shards",
-    type=click.IntRange(min=0),
-    default=None,
-    help="--engine ray: tokenize at most this many missing shards, then stop (run again to resume).",
 )
 @click.option(
     "-o",
