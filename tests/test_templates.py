@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
@@ -140,22 +141,38 @@ def test_language_names_are_rendered_in_the_pool_language():
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
+@functools.cache
+def _shipped_with_jinja() -> list:
+    """Every shipped template with its task's variables and Jinja's own compiled template per field,
+    built once: compiling them anew for each example cost ~30 s of CI per run."""
+    from instructgen.templates.tasks import get_task
+
+    env = template_env()
+    out = []
+    for pool in load_builtin_pools():
+        names = sorted(get_task(pool.task).variables)
+        for t in pool.templates:
+            fields = {}
+            for field in ("instruction", "input", "output"):
+                text = getattr(t.spec, field)
+                fields[field] = env.from_string(text) if text else None
+            out.append((names, t, fields))
+    return out
+
+
 @settings(max_examples=60, deadline=None)
 @given(source=_text, target=_text, src=_text, tgt=_text)
 def test_fast_renderer_equals_jinja_for_every_shipped_template(source, target, src, tgt):
-    from instructgen.templates.tasks import get_task
-
     texts = [source, target, src, tgt]
-    env = template_env()
-    for pool in load_builtin_pools():
+    shipped = _shipped_with_jinja()
+    assert len(shipped) > 100  # every pool's templates, not an empty list
+    for names, t, jinja in shipped:
         # every variable of the pool's task gets one of the generated texts
-        values = {name: texts[i % 4] for i, name in enumerate(sorted(get_task(pool.task).variables))}
-        for t in pool.templates:
-            got = t.render(values)
-            for field in ("instruction", "input", "output"):
-                text = getattr(t.spec, field)
-                expected = env.from_string(text).render(values) if text else ""
-                assert got[field] == expected, (t.id, field)
+        values = {name: texts[i % 4] for i, name in enumerate(names)}
+        got = t.render(values)
+        for field, compiled in jinja.items():
+            expected = compiled.render(values) if compiled is not None else ""
+            assert got[field] == expected, (t.id, field)
 
 
 def test_templates_with_filters_and_conditionals_render_through_jinja():
