@@ -52,3 +52,19 @@ def sp_dir(tmp_path_factory) -> Path:
     from tokenizers_for_tests import build_sentencepiece_like
 
     return build_sentencepiece_like(tmp_path_factory.mktemp("sp") / "tok")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray (2 CPUs) for every Ray test of the session (marker `ray`): starting one costs
+    seconds (GCS, raylet, then Ray Data's own actors on first use), once instead of once a module.
+    The engine joins a Ray that is already initialized and leaves it running, as it leaves a user's
+    `ray.init()` in a notebook (test_ray_engine pins both that and a run that starts its own)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    if started:
+        ray.shutdown()

@@ -7,8 +7,9 @@ only the missing ones (markers and the report say so) and ends with the uninterr
 folder of another configuration is refused. The output-shard naming `part-00000-of-00012` follows
 Spark/HF datasets (`datasets/arrow_dataset.py` `_push_parquet_shards_to_hub`: `{split}-{index:05d}-of-{num_shards:05d}`).
 
-One Ray session serves the whole module (start-up costs seconds); the engine joins it instead of
-starting its own, as it joins a cluster named by RAY_ADDRESS.
+One Ray session serves every Ray test (conftest.py `ray_local`: start-up costs seconds); the engine
+joins it and leaves it running, as it would a user's `ray.init()`; one test runs the CLI in a fresh
+process, where the engine starts its own local Ray and shuts it down.
 """
 
 from __future__ import annotations
@@ -24,18 +25,6 @@ import pytest
 pytestmark = pytest.mark.ray
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "zh_en.tsv"
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 def counts(stderr: str) -> list[str]:
@@ -103,6 +92,8 @@ def test_example_shards_concatenate_to_in_process_bytes(ray_local, run_cli, tmp_
         "note: ray: 4 shard(s) of up to 7 items" in on_ray.stderr
         and "4 converted now, 0 complete" in on_ray.stderr
     )
+    # it joined the session's Ray (no start-up of its own in the note) and left it running
+    assert "Ray start-up" not in on_ray.stderr and ray_local.is_initialized()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["task"] == "translation" and manifest["items"] == 25 and manifest["shards"] == 4
     assert manifest["options"]["direction"] == "both" and manifest["output"]["format"] == "alpaca"
@@ -138,7 +129,29 @@ def test_wmt21_shards_equal_in_process_with_rejections(ray_local, run_cli, share
     assert "translation: read 1948, wrote 1946, rejected 2" in on_ray.stderr
 
 
-def test_dedup_across_shards_keeps_the_in_process_records(ray_local, run_cli, tmp_path):
+_OWN_RAY = """
+import sys
+
+import ray
+from click.testing import CliRunner
+
+from instructgen.cli.main import cli
+
+assert not ray.is_initialized()
+result = CliRunner().invoke(cli, sys.argv[1:], catch_exceptions=False)
+sys.stderr.write(result.stderr)
+print(result.exit_code, ray.is_initialized())
+"""
+
+
+def test_dedup_across_shards_keeps_the_in_process_records(run_cli, tmp_path):
+    """Run as the CLI runs it, in a fresh process with no Ray running and no RAY_ADDRESS: the engine
+    starts its own local Ray (the note gives its start-up seconds) and shuts it down after the run."""
+    import os
+    import subprocess
+
+    pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
     rows = EXAMPLE.read_text(encoding="utf-8").splitlines()
     header, pairs = rows[0], rows[1:]
     # each of pairs 3, 9 and 17 again in later shards (shards of 10 rows), and pair 17 twice in one shard
@@ -146,7 +159,25 @@ def test_dedup_across_shards_keeps_the_in_process_records(ray_local, run_cli, tm
     src = tmp_path / "dups.tsv"
     src.write_text("\n".join(data) + "\n", encoding="utf-8")
     args = [src, "--src-lang", "zh", "--tgt-lang", "en"]
-    local, on_ray, folder = local_and_ray(run_cli, tmp_path, args, "--shard-rows", "10")
+    local = run_cli(
+        "translate", *args, "-o", tmp_path / "local.jsonl", "--rejects", tmp_path / "local_rej.jsonl", "-v"
+    )
+    assert local.exit_code == 0, local.stderr
+    folder = tmp_path / "shards"
+    cmd = ["translate", *args, "-o", folder, "--rejects", tmp_path / "ray_rej.jsonl", "-v"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    on_ray = subprocess.run(
+        [sys.executable, "-c", _OWN_RAY, *map(str, cmd), "--engine", "ray", "--shard-rows", "10"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert on_ray.stdout.split() == ["0", "False"], on_ray.stderr  # exit 0; Ray shut down after the run
+    assert re.search(
+        r"3 converted now, 0 complete from an earlier run; Ray start-up \d+\.\d s", on_ray.stderr
+    )
     assert len(shards(folder)) == 3
     assert concatenated(folder) == (tmp_path / "local.jsonl").read_bytes()
     rejected = [json.loads(x) for x in (tmp_path / "ray_rej.jsonl").read_text().splitlines()]
@@ -223,6 +254,22 @@ def test_other_configuration_is_refused_then_overwritten(ray_local, run_cli, tmp
     assert again.exit_code == 0 and "3 converted now, 0 complete" in again.stderr
     assert run_cli("translate", *common, "--seed", "7", "-o", tmp_path / "local.jsonl").exit_code == 0
     assert concatenated(tmp_path / "o") == (tmp_path / "local.jsonl").read_bytes()
+
+
+def test_a_running_ray_is_joined_and_left_running(ray_local):
+    """A user's `ray.init()` (here the session's): the engine's session uses it, reports no start-up
+    of its own, keeps the cluster's CPUs (not the `num_cpus` it would start with) and does not shut it
+    down."""
+    from instructgen.pipeline.ray_engine import RaySession, ray_session
+
+    cpus = ray_local.cluster_resources()["CPU"]
+    with ray_session(num_cpus=1) as startup:
+        assert startup == 0.0 and ray_local.cluster_resources()["CPU"] == cpus
+    assert ray_local.is_initialized()
+    session = RaySession(None, 1)
+    session.start()
+    session.close()
+    assert session.startup == 0.0 and ray_local.is_initialized()
 
 
 def test_unsplittable_format_and_stdout_are_refused(run_cli, tmp_path):

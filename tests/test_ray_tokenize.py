@@ -12,7 +12,7 @@ and `state.json` lists them in order. `--max-shards 1` stops after one shard; th
 the missing ones (markers, the untouched first file and the report say so). A changed option is
 refused, naming it.
 
-One Ray session serves the whole module; the engine joins it (as it joins RAY_ADDRESS).
+One Ray session serves every Ray test (conftest.py `ray_local`); the engine joins it.
 """
 
 from __future__ import annotations
@@ -30,17 +30,11 @@ pytestmark = pytest.mark.ray
 EXAMPLE_PAIRS = EXAMPLES / "data" / "zh_en.tsv"
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
+@pytest.fixture
+def ray_local(ray_local):
+    """conftest.py's session Ray; these tests also load the output with `datasets`."""
     pytest.importorskip("datasets")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    if started:
-        ray.shutdown()
+    return ray_local
 
 
 @pytest.fixture(scope="module")
