@@ -350,23 +350,6 @@ def test_ner_conll_shards_equal_in_process(ray_local, shared_data, tmp_path):
     assert sharded.result.scheme == local.scheme and sharded.result.repairs == local.repairs
 
 
-@pytest.mark.shared
-def test_classification_sst2_shards_equal_in_process(ray_local, shared_data, tmp_path):
-    import functools
-
-    from instructgen.converters.classification import classification_input, iter_rows
-
-    path = str(shared_data / "sst2" / "glue_sst2_dev.tsv")
-    options, _ = classification_input(path, text_col="sentence", label_names=("negative", "positive"), seed=5)
-    opener = functools.partial(iter_rows, path)
-    local, sharded = local_and_sharded("classification", options, opener, tmp_path, 300)
-    assert sharded.shards == 3  # 872 rows
-    assert concatenated(tmp_path / "shards") == (tmp_path / "local.jsonl").read_bytes()
-    assert (tmp_path / "ray_rej.jsonl").read_bytes() == (tmp_path / "local_rej.jsonl").read_bytes()
-    assert summary_counts(sharded.result) == summary_counts(local)
-    assert sharded.result.labels_out == local.labels_out and sum(local.labels_out.values()) > 800
-
-
 def test_several_files_are_sharded_each_and_dedup_spans_them(ray_local, tmp_path):
     """A list of openers (one per file) reads as their concatenation; no shard spans two files, and a
     pair repeated in the second file is rejected against the first, as in-process over both."""
@@ -444,22 +427,46 @@ def test_ordered_path_resume_replays_the_quota(ray_local, shared_data, tmp_path)
 
 @pytest.mark.shared
 def test_ner_and_classify_commands_take_engine_ray(ray_local, run_cli, shared_data, tmp_path):
-    """The commands' own wiring (cli/tasks.py hands run_options' engine to common.run_sharded)."""
+    """The commands' own wiring (cli/tasks.py hands run_options' engine to common.run_sharded).
+    Classification has a plan pass (label names, options) read in the driver and broadcast to the
+    actors: SST-2's 872 rows in 3 shards give the in-process bytes, rejects and label counts."""
     text = (shared_data / "conll2003_en" / "eng.testb").read_text(encoding="utf-8")
     conll = tmp_path / "head.conll"
     conll.write_text("\n\n".join(text.split("\n\n")[:401]) + "\n", encoding="utf-8")
     sst2 = shared_data / "sst2" / "glue_sst2_dev.tsv"
-    for cmd, args in (
-        ("ner", [conll, "--target", "inline"]),
-        ("classify", [sst2, "--text-col", "sentence", "--label-names", "negative,positive"]),
+    for cmd, args, n_shards in (
+        ("ner", [conll, "--target", "inline"], 2),
+        (
+            "classify",
+            [sst2, "--text-col", "sentence", "--label-names", "negative,positive", "--seed", "5"],
+            3,
+        ),
     ):
-        local = run_cli(cmd, *args, "-o", tmp_path / f"{cmd}.jsonl", "-v")
+        local_rej, ray_rej = tmp_path / f"{cmd}_rej.jsonl", tmp_path / f"{cmd}_ray_rej.jsonl"
+        local = run_cli(cmd, *args, "-o", tmp_path / f"{cmd}.jsonl", "--rejects", local_rej, "-v")
         assert local.exit_code == 0, local.stderr
-        on_ray = run_cli(cmd, *args, "--engine", "ray", "--shard-rows", "300", "-o", tmp_path / cmd, "-v")
+        on_ray = run_cli(
+            cmd,
+            *args,
+            "--engine",
+            "ray",
+            "--shard-rows",
+            "300",
+            "-o",
+            tmp_path / cmd,
+            "--rejects",
+            ray_rej,
+            "-v",
+        )
         assert on_ray.exit_code == 0, on_ray.stderr
-        assert len(shards(tmp_path / cmd)) > 1
+        assert len(shards(tmp_path / cmd)) == n_shards
         assert concatenated(tmp_path / cmd) == (tmp_path / f"{cmd}.jsonl").read_bytes()
+        assert ray_rej.read_bytes() == local_rej.read_bytes()
         assert counts(on_ray.stderr) == counts(local.stderr) and ": read " in counts(local.stderr)[0]
+    # the label counts (a note, which counts() leaves out) are the in-process ones
+    labels = [ln for ln in local.stderr.splitlines() if "note: labels written:" in ln]
+    assert labels == ["  note: labels written: negative 428, positive 444"]  # all 872 rows
+    assert labels == [ln for ln in on_ray.stderr.splitlines() if "note: labels written:" in ln]
 
 
 def _convert_input(tmp_path: Path) -> Path:
