@@ -264,20 +264,6 @@ def test_rejects_inside_the_folder_is_refused(run_cli, tmp_path, monkeypatch):
     assert not root.exists()
 
 
-@pytest.fixture
-def ray_local():
-    """A local Ray (2 CPUs) for the one end-to-end test; the engine joins it instead of starting
-    one per command (three runs: seconds each)."""
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 @pytest.mark.ray
 def test_translate_on_ray_refuses_a_users_file_then_overwrites_its_own(ray_local, run_cli, tmp_path):
     """End to end on a local Ray, with the files a real run leaves: part-way own output with a
@@ -306,3 +292,23 @@ def test_translate_on_ray_refuses_a_users_file_then_overwrites_its_own(ray_local
     shards = sorted(root.glob("part-*.jsonl"))
     assert [p.name for p in shards] == [f"part-0000{i}-of-00003.jsonl" for i in range(3)]
     assert b"".join(p.read_bytes() for p in shards) == (tmp_path / "local.jsonl").read_bytes()
+
+
+def test_run_sharded_refuses_a_users_folder_before_reading_the_input(tmp_path):
+    """The library entry (what the CLI calls after its own check) refuses too, before the opener
+    is called: with several input files the counting pass would otherwise read them, or start Ray."""
+    pytest.importorskip("ray")
+    from instructgen.pipeline.ray_engine import run_sharded
+
+    root = tmp_path / "out"
+    before = _user_folder(root)
+    read: list[int] = []
+
+    def opener():
+        read.append(1)
+        return iter(())
+
+    with pytest.raises(ConfigError) as err:
+        run_sharded("convert", None, opener, root, overwrite=True)
+    assert str(err.value) == refusal(root, "_work/draft-v2-of-thesis.md, part-1-of-2.txt")
+    assert read == [] and tree(root) == before

@@ -537,7 +537,8 @@ def run_sharded(
     if str(out_dir) == "-":
         raise ConfigError("--engine ray writes shards to a folder: give -o FOLDER, not stdout")
     task = registry.get(name)
-    folder = ShardFolder(out_dir)
+    folder = ShardFolder(out_dir, sole=True)
+    folder.check()  # a folder of files instructgen did not write: refused before the input is read
     feed = _ShardFeed(folder)
     # the task's plan pass (when it has one) reads the input here, in the driver; the feed then
     # stands in for the executor and never reads the items the run would hand it
