@@ -9,6 +9,7 @@ encoder's output on a sample, and the columnar rows must be byte-identical to `E
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,27 @@ def test_engine_that_gives_other_ids_is_refused(qwen_tok, shared_data):
         engines._build = real
     assert choice.name == "tokenizers"
     assert choice.line.startswith("fast path off: fastokens refused: ids differ on ")
+
+
+def test_a_loaded_engine_is_reused_only_for_the_same_tokenizer_json(tiny_dir, tmp_path):
+    """Loading fastokens is most of a run's fixed cost, so the last engine loaded is kept for the
+    next tokenizer whose tokenizer.json is the same text (a copy in another folder too); an
+    edited file (one merge dropped: other ids) gets its own engine, with the edited ids."""
+    first = FastokensTokenizer(HFTokenizer(tiny_dir))
+    assert FastokensTokenizer(HFTokenizer(tiny_dir)).ft is first.ft
+    shutil.copytree(tiny_dir, tmp_path / "copy")
+    assert FastokensTokenizer(HFTokenizer(tmp_path / "copy")).ft is first.ft
+
+    def drop_a_merge(state):
+        state["model"]["merges"].remove(["01234567", "89"])
+
+    edited = HFTokenizer(_with(tiny_dir, tmp_path / "edited", drop_a_merge))
+    engine = FastokensTokenizer(edited)
+    assert engine.ft is not first.ft
+    text = ["0123456789 x"]
+    assert first.encode_texts(text, specials=False) == HFTokenizer(tiny_dir).encode_texts(text, specials=False)
+    assert engine.encode_texts(text, specials=False) == edited.encode_texts(text, specials=False)
+    assert engine.encode_texts(text, specials=False) != first.encode_texts(text, specials=False)
 
 
 def test_non_special_added_tokens_stay_text_in_user_text(tiny_dir, tmp_path):

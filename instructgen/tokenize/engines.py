@@ -24,9 +24,11 @@ while the calling thread waits: CPU seconds stay about equal to wall seconds.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -60,28 +62,18 @@ class FastokensTokenizer:
     engine = "fastokens"
 
     def __init__(self, base: HFTokenizer) -> None:
-        import fastokens
-
         self.base = base
         file = Path(base.path) / "tokenizer.json"
-        state = None
         # file_backed: HFTokenizer encodes with tokenizer.json as is (asking base.hf would load
         # transformers, and with it torch, just to compare)
         if getattr(base, "file_backed", False) and file.is_file():
-            self.ft = fastokens.Tokenizer.from_file(str(file))  # what HFTokenizer encodes with
+            state = file.read_text(encoding="utf-8")  # what HFTokenizer encodes with
         else:
             state = base.backend.to_str()
-            self.ft = fastokens.Tokenizer.from_json_str(state)
         # user text is encoded with split_special_tokens, which keeps special added tokens as
         # text; non-special ones would still match, so (as HFTokenizer does) those tokenizers get
-        # a copy where every added token is special (loading costs ~1 s of CPU for 150k merges:
-        # only when needed)
-        self.ft_plain = self.ft
-        if getattr(base, "_plain", None) is not base.backend:
-            plain = json.loads(state or base.backend.to_str())
-            for tok in plain.get("added_tokens", []):
-                tok["special"] = True
-            self.ft_plain = fastokens.Tokenizer.from_json_str(json.dumps(plain))
+        # a copy where every added token is special
+        self.ft, self.ft_plain = _fastokens_pair(state, getattr(base, "_plain", None) is not base.backend)
         self.name = f"{base.name} (fastokens)"
         for attr in ("bos_id", "eos_id", "pad_id", "adds_bos", "marks_word_start", "path", "chat_template"):
             setattr(self, attr, getattr(base, attr, None))
@@ -124,6 +116,38 @@ class FastokensTokenizer:
 
     def fingerprint(self) -> str:
         return self.base.fingerprint()
+
+
+_LOADED: dict[tuple[bytes, bool], tuple[Any, Any]] = {}  # the last pair built (one at most)
+_LOADING = threading.Lock()
+
+
+def _fastokens_pair(state: str, plain: bool) -> tuple[Any, Any]:
+    """fastokens loaded from a `tokenizer.json` text (and, with `plain`, from a copy where every
+    added token is special), kept for the next call with the same text.
+
+    Loading is most of a run's fixed cost (~1.3 CPU s for Qwen's 151k merges, single-threaded,
+    twice with `plain`), so a process that tokenizes several inputs with one tokenizer (a
+    pipeline, a notebook, a test session) pays it once. The key is the digest of the exact JSON
+    loaded, so an edited tokenizer is loaded afresh; only the last pair is kept (a few hundred
+    MB for a 150k vocabulary), replaced when another tokenizer loads. Every use still proves
+    the engine on its own data (`select_engine`)."""
+    import fastokens
+
+    key = (hashlib.blake2b(state.encode("utf-8"), digest_size=16).digest(), plain)
+    with _LOADING:  # the engine thread (`start_build`) and a caller never build one twice
+        pair = _LOADED.get(key)
+        if pair is None:
+            ft = fastokens.Tokenizer.from_json_str(state)
+            ft_plain = ft
+            if plain:
+                doc = json.loads(state)
+                for tok in doc.get("added_tokens", []):
+                    tok["special"] = True
+                ft_plain = fastokens.Tokenizer.from_json_str(json.dumps(doc))
+            _LOADED.clear()
+            pair = _LOADED[key] = (ft, ft_plain)
+    return pair
 
 
 def _build(name: str, tok: HFTokenizer) -> Any:
