@@ -583,13 +583,7 @@ def _run_shards(
     folder, digest, session, name = job.folder, job.digest, job.session, job.task.name
     parallel = keyed(run.pipeline)
     needs = (lambda s: (folder.keys(s), folder.rejects(s), folder.counted(s))) if parallel else (lambda s: ())
-    done: dict[int, dict[str, Any]] = {}
-    for s in shards:
-        marker = folder.complete(s, digest, needs(s))
-        if marker is not None:
-            done[s.index] = marker
-    missing = [s for s in shards if s.index not in done]
-    todo = missing if max_shards is None else missing[: max(0, max_shards)]
+    done, missing, todo = folder.progress(shards, digest, needs, max_shards)
     if parallel:
         markers = _run_keyed(job, run, shards, done, todo, rejects)
     else:

@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -475,6 +475,24 @@ class ShardFolder:
         if not all(p.exists() for p in (*stored, *needs)):
             return None
         return done
+
+    def progress(
+        self,
+        shards: list[Shard],
+        digest: str,
+        needs: Callable[[Shard], Iterable[Path]] = lambda s: (),
+        max_shards: int | None = None,
+    ) -> tuple[dict[int, dict[str, Any]], list[Shard], list[Shard]]:
+        """Where a resumable run stands: the markers of the shards already complete (by index),
+        the shards still missing, and the ones to run now (the first `max_shards` missing, all
+        without a limit). Record tasks and tokenize resume the same way through this."""
+        done: dict[int, dict[str, Any]] = {}
+        for s in shards:
+            marker = self.complete(s, digest, needs(s))
+            if marker is not None:
+                done[s.index] = marker
+        missing = [s for s in shards if s.index not in done]
+        return done, missing, missing if max_shards is None else missing[: max(0, max_shards)]
 
     def mark_done(self, shard: Shard, digest: str, counts: dict[str, Any]) -> dict[str, Any]:
         """Write the completion marker, after the shard's file was renamed in."""

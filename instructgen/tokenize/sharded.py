@@ -248,13 +248,7 @@ def tokenize_sharded(
         extra = (_spool_file(spool, s, ".labels.bin"), _spool_file(spool, s, ".lengths.bin")) if pack else ()
         return (first.rejects(s), *extra)
 
-    markers: dict[int, dict[str, Any]] = {}
-    for s in shards:
-        marker = first.complete(s, digest, needs(s))
-        if marker is not None:
-            markers[s.index] = marker
-    missing = [s for s in shards if s.index not in markers]
-    todo = missing if max_shards is None else missing[: max(0, max_shards)]
+    markers, missing, todo = first.progress(shards, digest, needs, max_shards)
     report.shards, report.skipped = len(shards), len(markers)
     report.tokenized_now, report.remaining = len(todo), len(missing) - len(todo)
     session = RaySession(address, num_cpus)
