@@ -571,3 +571,33 @@ def test_convert_alpaca_demo_shards_equal_in_process(ray_local, run_cli, shared_
     ]
     assert counts(on_ray.stderr) == counts(local.stderr)
     assert "convert: read 1000, wrote 992, rejected 8" in on_ray.stderr
+
+
+class _Built:
+    """A shard callable that says which instance answered (for `_serve`)."""
+
+    made = 0
+
+    def __init__(self, label: str) -> None:
+        _Built.made += 1
+        self.label, self.n = label, _Built.made
+
+    def __call__(self, batch):
+        return {"index": list(batch["index"]), "made": [self.n] * len(batch["index"]), "label": [self.label]}
+
+
+def test_a_worker_builds_the_shard_callable_once_per_run():
+    """Shard tasks (`map_shards`) keep their callable for the rest of the run in that worker
+    process, as an actor would, and build it afresh for another run (a later run may find other
+    files at the same paths)."""
+    from ray import cloudpickle
+
+    from instructgen.pipeline import ray_engine
+
+    spec = cloudpickle.dumps((_Built, ("x",)))
+    first = ray_engine._serve({"index": [0]}, "run-1", spec)
+    again = ray_engine._serve({"index": [1]}, "run-1", spec)
+    other = ray_engine._serve({"index": [0]}, "run-2", spec)
+    assert first["made"] == again["made"] and first["label"] == ["x"]
+    assert other["made"] == [first["made"][0] + 1]
+    assert list(ray_engine._BUILT) == ["run-2"]  # only the last run's callable is kept

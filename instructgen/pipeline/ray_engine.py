@@ -9,15 +9,15 @@ How a run goes (`run_sharded`):
    with the in-process error (file, line, field) before any worker starts.
 2. The items are cut into contiguous shards of `shard_rows` items (`shards.plan_shards`); a shard
    whose marker says it is complete for this configuration is not converted again.
-3. The missing shards go through `Dataset.map_batches` (one row per shard, batch size 1) to a pool
-   of `ShardWorker` actors: a callable class whose constructor gets `build`, the plan and the
-   picklable input opener, so template pools, the language-ID model or the tokenizer are built
-   once per actor, never pickled per batch. An actor reads its shard's items with the same reader
-   (reaching its range by reading past the earlier items: line numbers, file names and errors are
-   those of the in-process run), runs the record steps through the batched adapter (`BatchFn`)
-   and stores the outcome columns under `_work/`. Each actor asks for `ACTOR_CPUS` (< 1) of a CPU,
-   so the actors never hold every CPU and Ray's own read/write tasks can always be scheduled
-   (two actors holding both CPUs of a 2-core machine deadlock the read task).
+3. The missing shards go through `Dataset.map_batches` (one row per shard, batch size 1) to Ray
+   tasks (`map_shards`) running `ShardWorker`: a callable class whose constructor gets `build`,
+   the plan and the picklable input opener, so template pools, the language-ID model or the
+   tokenizer are built once per worker process and run, never pickled per batch. A worker reads
+   its shard's items with the same reader (reaching its range by reading past the earlier items:
+   line numbers, file names and errors are those of the in-process run), runs the record steps
+   through the batched adapter (`BatchFn`) and stores the outcome columns under `_work/`. Each
+   task asks for `ACTOR_CPUS` (< 1) of a CPU, so the shard tasks never hold every CPU and Ray's
+   own read/write tasks can always be scheduled.
 4. Sequential steps, two ways, both giving the in-process kept set whatever order Ray finished in:
    - **keyed** (the only sequential step is exact dedup: translation, classification, NER without
      a quota): actors also store each shard's dedup keys; the driver passes over the keys in shard
@@ -81,8 +81,11 @@ from .shards import (
 from .steps import NEW, ExactDedup, SeenKeys
 
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'instructgen[ray]' (it pins ray[data]==2.60.0)"
-# CPUs each actor asks for: below one, so that N actors on N CPUs leave room for Ray's own tasks.
+# CPUs each shard task asks for: below one, so that N tasks on N CPUs leave room for Ray's own.
 ACTOR_CPUS = 0.9
+# A shard task whose worker died runs again this many times (its output is written atomically
+# and marked by the driver); Ray Data's default, forever, would loop on a crash that repeats.
+TASK_RETRIES = 2
 # Outcomes the driver decodes and hands on at a time (a shard is never held whole).
 REPLAY_CHUNK = 2048
 # Keys of a shard's seconds (marker "seconds") that are the actor's totals, not pipeline steps.
@@ -138,7 +141,8 @@ def _quiet_ray_data() -> None:
 
 
 class ShardWorker:
-    """The callable class `map_batches` runs: one instance per actor, its pipeline built once.
+    """The callable class the shard tasks run: one instance per worker process and run, its
+    pipeline built once.
 
     A batch is rows of shard specs (`index`, `count`, `start`, `stop`); for each, the actor reads
     the shard's items, runs the record steps and stores the outcome columns in the folder's
@@ -211,7 +215,8 @@ class ShardWorker:
 
 
 class ShardFinisher:
-    """The second `map_batches` of a keyed run: one actor per pool slot, the task's pipeline built once.
+    """The second `map_batches` of a keyed run: one instance per worker process and run, the
+    task's pipeline built once.
 
     For each shard it replays the stored outcomes, rejects the positions the driver's key pass found
     repeated (as the task's `ExactDedup` words it), and writes the output shard, the shard's
@@ -844,21 +849,48 @@ def _answers(ds: Any) -> Iterator[dict[str, Any]]:
         raise InstructgenError(f"Ray failed: {str(exc).splitlines()[0]}") from None
 
 
+# Per Ray worker process: the shard callable of the run it last served, by run id (`map_shards`).
+_BUILT: dict[str, Any] = {}
+
+
+def _serve(batch: dict[str, Any], run_id: str, spec: bytes) -> dict[str, list]:
+    """One `map_batches` task: the run's shard callable (`spec`: its pickled class and arguments),
+    built once per worker process and run, then reused for the run's later shards there. Only
+    the last run's callable is kept: a new run id replaces it, since a later run may find other
+    files at the same paths (a rewritten packing plan, an edited tokenizer)."""
+    fn = _BUILT.get(run_id)
+    if fn is None:
+        from ray import cloudpickle
+
+        _BUILT.clear()
+        cls, args = cloudpickle.loads(spec)
+        fn = _BUILT[run_id] = cls(*args)
+    return fn(batch)
+
+
 def map_shards(
     session: RaySession, todo: list[Shard], actor: type, args: tuple, workers: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """The answer rows of `actor` for each shard of `todo`, as Ray finishes them (any order):
-    `map_batches` over one row per shard (batch size 1) on a pool of actors, each built once with
-    `args` and asking for `ACTOR_CPUS`; a worker that died is an InstructgenError."""
+    `map_batches` over one row per shard (batch size 1), at most one task per CPU (or `workers`),
+    each asking for `ACTOR_CPUS`; the callable is built once per worker process with `args`
+    (`_serve`); a worker that died is an InstructgenError.
+
+    Tasks, not an actor pool: an actor is a fresh process each run (~3 s to start and import
+    ray.data on a warm Ray, whatever the shard), where tasks run in Ray's idle workers, already
+    started and imported; within a run a worker keeps its callable as an actor would."""
     session.start()
-    import ray.data
+    import uuid
+
+    from ray import cloudpickle
 
     ds = _shard_rows(todo).map_batches(
-        actor,
-        fn_constructor_args=args,
+        _serve,
+        fn_args=(uuid.uuid4().hex, cloudpickle.dumps((actor, args))),
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=_actors(len(todo), workers)),
+        concurrency=_actors(len(todo), workers),
         num_cpus=ACTOR_CPUS,
+        max_retries=TASK_RETRIES,
     )
     return _answers(ds)
 

@@ -1,4 +1,4 @@
-"""`tokenize --engine ray`: the input cut into shards of records, each tokenized on a Ray actor into
+"""`tokenize --engine ray`: the input cut into shards of records, each tokenized by a Ray task into
 its own Arrow file of the output dataset; deterministic and resumable.
 
 The output folder is at once a `datasets.load_from_disk` dataset and a sharded run:
@@ -489,7 +489,7 @@ def _empty_table(pack: bool) -> Any:
 
 
 class ShardTokenizer:
-    """The callable class `map_batches` runs for tokenize: one per actor, holding the tokenizer, the
+    """The callable class the shard tasks run for tokenize: one per worker process and run, holding the tokenizer, the
     engine the driver proved, the format and the encoder (built once here, never pickled per
     batch). A batch is rows of shard specs; for each shard it writes the shard's Arrow file (or,
     with --pack, its spool) and its rejections, and answers the shard's counts as JSON (or the
