@@ -881,17 +881,23 @@ def map_shards(
     started and imported; within a run a worker keeps its callable as an actor would."""
     session.start()
     import uuid
+    import warnings
 
+    import ray.data
     from ray import cloudpickle
 
-    ds = _shard_rows(todo).map_batches(
-        _serve,
-        fn_args=(uuid.uuid4().hex, cloudpickle.dumps((actor, args))),
-        batch_size=1,
-        concurrency=_actors(len(todo), workers),
-        num_cpus=ACTOR_CPUS,
-        max_retries=TASK_RETRIES,
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 (pinned) names no max_retries parameter and flags the **ray_remote_args that
+        # carries it as deprecated from 2.64; unsilenced, the warning lands on the user's stderr
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        ds = _shard_rows(todo).map_batches(
+            _serve,
+            fn_args=(uuid.uuid4().hex, cloudpickle.dumps((actor, args))),
+            batch_size=1,
+            compute=ray.data.TaskPoolStrategy(size=_actors(len(todo), workers)),
+            num_cpus=ACTOR_CPUS,
+            max_retries=TASK_RETRIES,
+        )
     return _answers(ds)
 
 
