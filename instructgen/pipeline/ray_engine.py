@@ -16,7 +16,7 @@ How a run goes (`run_sharded`):
    its shard's items with the same reader (reaching its range by reading past the earlier items:
    line numbers, file names and errors are those of the in-process run), runs the record steps
    through the batched adapter (`BatchFn`) and stores the outcome columns under `_work/`. Each
-   task asks for `ACTOR_CPUS` (< 1) of a CPU, so the shard tasks never hold every CPU and Ray's
+   task asks for `SHARD_TASK_CPUS` (< 1) of a CPU, so the shard tasks never hold every CPU and Ray's
    own read/write tasks can always be scheduled.
 4. Sequential steps, two ways, both giving the in-process kept set whatever order Ray finished in:
    - **keyed** (the only sequential step is exact dedup: translation, classification, NER without
@@ -82,7 +82,7 @@ from .steps import NEW, ExactDedup, SeenKeys
 
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'instructgen[ray]' (it pins ray[data]==2.60.0)"
 # CPUs each shard task asks for: below one, so that N tasks on N CPUs leave room for Ray's own.
-ACTOR_CPUS = 0.9
+SHARD_TASK_CPUS = 0.9
 # A shard task whose worker died runs again this many times (its output is written atomically
 # and marked by the driver); Ray Data's default, forever, would loop on a crash that repeats.
 TASK_RETRIES = 2
@@ -531,7 +531,7 @@ def run_sharded(
     one file by reading past that file's earlier items). `inputs` are the files hashed into the manifest. `max_shards`
     converts at most that many missing shards and stops (a later run resumes); `overwrite` clears
     the folder's shards first instead of resuming. `workers` caps the actors (default: one per CPU
-    of the cluster, each asking for `ACTOR_CPUS`).
+    of the cluster, each asking for `SHARD_TASK_CPUS`).
     """
     from . import registry
 
@@ -676,7 +676,7 @@ def _count(openers: list[Callable[[], Iterable[Any]]], session: RaySession) -> l
     session.start()
     import ray
 
-    counter = ray.remote(num_cpus=ACTOR_CPUS)(_count_items)
+    counter = ray.remote(num_cpus=SHARD_TASK_CPUS)(_count_items)
     try:
         answers = ray.get([counter.remote(op, os.getcwd()) for op in openers])
     except ray.exceptions.RayError as exc:
@@ -823,7 +823,7 @@ def _merge_counts(
     run._finish_stats()
 
 
-def _actors(n_shards: int, workers: int | None) -> int:
+def _shard_tasks(n_shards: int, workers: int | None) -> int:
     import ray
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -869,11 +869,11 @@ def _serve(batch: dict[str, Any], run_id: str, spec: bytes) -> dict[str, list]:
 
 
 def map_shards(
-    session: RaySession, todo: list[Shard], actor: type, args: tuple, workers: int | None = None
+    session: RaySession, todo: list[Shard], worker: type, args: tuple, workers: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The answer rows of `actor` for each shard of `todo`, as Ray finishes them (any order):
-    `map_batches` over one row per shard (batch size 1), at most one task per CPU (or `workers`),
-    each asking for `ACTOR_CPUS`; the callable is built once per worker process with `args`
+    """The answer rows of `worker` (a callable class) for each shard of `todo`, as Ray finishes
+    them (any order): `map_batches` over one row per shard (batch size 1), at most one task per CPU (or `workers`),
+    each asking for `SHARD_TASK_CPUS`; the callable is built once per worker process with `args`
     (`_serve`); a worker that died is an InstructgenError.
 
     Tasks, not an actor pool: an actor is a fresh process each run (~3 s to start and import
@@ -892,17 +892,17 @@ def map_shards(
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         ds = _shard_rows(todo).map_batches(
             _serve,
-            fn_args=(uuid.uuid4().hex, cloudpickle.dumps((actor, args))),
+            fn_args=(uuid.uuid4().hex, cloudpickle.dumps((worker, args))),
             batch_size=1,
-            compute=ray.data.TaskPoolStrategy(size=_actors(len(todo), workers)),
-            num_cpus=ACTOR_CPUS,
+            compute=ray.data.TaskPoolStrategy(size=_shard_tasks(len(todo), workers)),
+            num_cpus=SHARD_TASK_CPUS,
             max_retries=TASK_RETRIES,
         )
     return _answers(ds)
 
 
 def _convert_on_ray(job: _Job, todo: list[Shard], plan: Any) -> Iterator[dict[str, Any]]:
-    """Shard answers as Ray finishes them (any order): the record steps on `ShardWorker` actors."""
+    """Shard answers as Ray finishes them (any order): the record steps in `ShardWorker`."""
     args = (
         functools.partial(job.task.build, job.options),
         plan,

@@ -1155,7 +1155,7 @@ def tokenize_file(
     if engine == "ray":
         if num_proc != 1:
             raise ConfigError(
-                "--num-proc is for --engine local; on Ray the actors are the workers (one per CPU)"
+                "--num-proc is for --engine local; on Ray the shard tasks are the workers (one per CPU)"
             )
         from ..pipeline.shards import DEFAULT_SHARD_ROWS
         from .sharded import tokenize_sharded
